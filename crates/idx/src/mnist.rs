@@ -1,0 +1,244 @@
+//! MNIST-format data sets (MNIST, Fashion-MNIST) as the seed program sees them.
+//!
+//! Pixels are `u8 * f32(1/255)`, as TensorFlow's `input_data` computes them
+//! (`images.astype(float32) * (1.0 / 255.0)`), so in `[0, 1]`. Labels are class
+//! indices `0..=9`. The first `validation_size` training images (5,000 by
+//! default) form the validation split, the rest the training split; the
+//! `t10k` files are the test split.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array3, Axis, s};
+
+use crate::{IdxArray, IdxError, read_idx};
+
+/// The number of classes of MNIST-format label files.
+pub const N_CLASSES: usize = 10;
+
+/// The seed's validation size (TensorFlow's `read_data_sets` default).
+pub const DEFAULT_VALIDATION_SIZE: usize = 5_000;
+
+/// The four files of an MNIST-format data set, by their standard names.
+pub const FILE_NAMES: [&str; 4] =
+    ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"];
+
+/// Pixel scale: TensorFlow multiplies by the double `1/255` rounded to `f32`.
+const PIXEL_SCALE: f32 = (1.0f64 / 255.0) as f32;
+
+/// What went wrong loading an MNIST-format data set.
+#[derive(Debug, thiserror::Error)]
+pub enum MnistError {
+    /// The IDX file itself is unreadable or malformed.
+    #[error(transparent)]
+    Idx(#[from] IdxError),
+    /// An image file does not hold a `[n_images, rows, cols]` array of `u8`.
+    #[error("{file}: expected an image file of u8 with shape [n_images, rows, cols], found {element_type} with shape {shape:?}")]
+    NotImages {
+        /// The file.
+        file: String,
+        /// Its element type.
+        element_type: crate::ElementType,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// A label file does not hold a `[n_labels]` array of `u8`.
+    #[error("{file}: expected a label file of u8 with shape [n_labels], found {element_type} with shape {shape:?}")]
+    NotLabels {
+        /// The file.
+        file: String,
+        /// Its element type.
+        element_type: crate::ElementType,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// A label is not a class index.
+    #[error("{file}: label {label} at index {label_idx} is not a class index (expected 0..={max})", max = N_CLASSES - 1)]
+    BadLabel {
+        /// The file.
+        file: String,
+        /// Position of the label.
+        label_idx: usize,
+        /// The value found.
+        label: u8,
+    },
+    /// Image and label counts differ.
+    #[error("{images_file} holds {n_images} images but {labels_file} holds {n_labels} labels")]
+    CountMismatch {
+        /// The image file.
+        images_file: String,
+        /// Images found.
+        n_images: usize,
+        /// The label file.
+        labels_file: String,
+        /// Labels found.
+        n_labels: usize,
+    },
+    /// Training and test images have different sizes.
+    #[error("training images are {train_rows}x{train_cols} but test images are {test_rows}x{test_cols}")]
+    SizeMismatch {
+        /// Training image rows.
+        train_rows: usize,
+        /// Training image columns.
+        train_cols: usize,
+        /// Test image rows.
+        test_rows: usize,
+        /// Test image columns.
+        test_cols: usize,
+    },
+    /// The validation split would take every training image (or more).
+    #[error("validation size {validation_size} leaves no training images: the training file holds {n_train_file} images")]
+    ValidationTooLarge {
+        /// Requested validation size.
+        validation_size: usize,
+        /// Images in the training file.
+        n_train_file: usize,
+    },
+}
+
+/// Images and labels of one split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// Images, `[n_images, rows, cols]`, pixels in `[0, 1]`.
+    pub images: Array3<f32>,
+    /// Labels, `[n_images]`, each in `0..N_CLASSES`.
+    pub labels: Array1<u8>,
+}
+
+impl Split {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the split has no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Image height and width.
+    pub fn image_size(&self) -> (usize, usize) {
+        let (_, rows, cols) = self.images.dim();
+        (rows, cols)
+    }
+
+    /// Mean and (population) standard deviation of all pixels, accumulated in `f64`.
+    pub fn pixel_mean_std(&self) -> (f64, f64) {
+        let n_pixels = self.images.len();
+        if n_pixels == 0 {
+            return (f64::NAN, f64::NAN);
+        }
+        let (sum, sum_squares) = self.images.iter().fold((0.0f64, 0.0f64), |(sum, sum_squares), &pixel| {
+            let pixel = f64::from(pixel);
+            (sum + pixel, sum_squares + pixel * pixel)
+        });
+        let mean = sum / n_pixels as f64;
+        let variance = (sum_squares / n_pixels as f64 - mean * mean).max(0.0);
+        (mean, variance.sqrt())
+    }
+
+    /// Number of images of each class.
+    pub fn label_histogram(&self) -> [usize; N_CLASSES] {
+        let mut counts = [0; N_CLASSES];
+        for &label in &self.labels {
+            counts[usize::from(label)] += 1;
+        }
+        counts
+    }
+}
+
+/// An MNIST-format data set split like the seed's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mnist {
+    /// Training images: the training file without its first `validation_size` images.
+    pub train: Split,
+    /// Validation images: the first `validation_size` images of the training file.
+    pub validation: Split,
+    /// Test images: the `t10k` files.
+    pub test: Split,
+}
+
+impl Mnist {
+    /// Loads the four standard files from `dir` (gzip or plain; a file may also
+    /// be present without its `.gz` suffix) with the given validation size.
+    pub fn load(dir: impl AsRef<Path>, validation_size: usize) -> Result<Self, MnistError> {
+        let dir = dir.as_ref();
+        let [train_images, train_labels, test_images, test_labels] = FILE_NAMES.map(|name| locate(dir, name));
+        let train_file = load_split(&train_images, &train_labels)?;
+        let test = load_split(&test_images, &test_labels)?;
+        let (train_rows, train_cols) = train_file.image_size();
+        let (test_rows, test_cols) = test.image_size();
+        if (train_rows, train_cols) != (test_rows, test_cols) {
+            return Err(MnistError::SizeMismatch { train_rows, train_cols, test_rows, test_cols });
+        }
+        let (validation, train) = split_off(train_file, validation_size)?;
+        Ok(Self { train, validation, test })
+    }
+}
+
+/// The path of a standard file in `dir`: the name as given if it exists, else without `.gz`.
+fn locate(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    match name.strip_suffix(".gz") {
+        Some(plain_name) if !path.exists() && dir.join(plain_name).exists() => dir.join(plain_name),
+        _ => path,
+    }
+}
+
+/// Splits off the first `validation_size` images as validation; the rest is training.
+fn split_off(split: Split, validation_size: usize) -> Result<(Split, Split), MnistError> {
+    let n_train_file = split.len();
+    if validation_size >= n_train_file {
+        return Err(MnistError::ValidationTooLarge { validation_size, n_train_file });
+    }
+    let take = |range: std::ops::Range<usize>| Split {
+        images: split.images.slice(s![range.clone(), .., ..]).to_owned(),
+        labels: split.labels.slice(s![range]).to_owned(),
+    };
+    Ok((take(0..validation_size), take(validation_size..n_train_file)))
+}
+
+/// Loads and checks one image file and its label file.
+pub fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split, MnistError> {
+    let images = load_images(images_path)?;
+    let labels = load_labels(labels_path)?;
+    let n_images = images.len_of(Axis(0));
+    if n_images != labels.len() {
+        return Err(MnistError::CountMismatch {
+            images_file: images_path.display().to_string(),
+            n_images,
+            labels_file: labels_path.display().to_string(),
+            n_labels: labels.len(),
+        });
+    }
+    Ok(Split { images, labels })
+}
+
+/// Loads an image file as `f32` in `[0, 1]`, `[n_images, rows, cols]`.
+pub fn load_images(path: &Path) -> Result<Array3<f32>, MnistError> {
+    let array = read_idx(path)?;
+    let not_images = |array: &IdxArray| MnistError::NotImages {
+        file: path.display().to_string(),
+        element_type: array.element_type(),
+        shape: array.shape().to_vec(),
+    };
+    let &[n_images, rows, cols] = array.shape() else { return Err(not_images(&array)) };
+    let crate::IdxData::U8(pixels) = array.data() else { return Err(not_images(&array)) };
+    let scaled: Vec<f32> = pixels.iter().map(|&pixel| f32::from(pixel) * PIXEL_SCALE).collect();
+    Ok(Array3::from_shape_vec((n_images, rows, cols), scaled).map_err(|_| not_images(&array))?)
+}
+
+/// Loads a label file, checking every label is a class index.
+pub fn load_labels(path: &Path) -> Result<Array1<u8>, MnistError> {
+    let array = read_idx(path)?;
+    let file = || path.display().to_string();
+    let (element_type, shape) = (array.element_type(), array.shape().to_vec());
+    let (_, data) = array.into_parts();
+    let labels = match (shape.as_slice(), data) {
+        (&[_], crate::IdxData::U8(labels)) => labels,
+        _ => return Err(MnistError::NotLabels { file: file(), element_type, shape }),
+    };
+    if let Some((label_idx, &label)) = labels.iter().enumerate().find(|&(_, &label)| usize::from(label) >= N_CLASSES) {
+        return Err(MnistError::BadLabel { file: file(), label_idx, label });
+    }
+    Ok(Array1::from_vec(labels))
+}
