@@ -25,14 +25,8 @@ pub enum ElementType {
 
 impl ElementType {
     /// All element types, in code order.
-    pub const ALL: [ElementType; 6] = [
-        ElementType::U8,
-        ElementType::I8,
-        ElementType::I16,
-        ElementType::I32,
-        ElementType::F32,
-        ElementType::F64,
-    ];
+    pub const ALL: [ElementType; 6] =
+        [ElementType::U8, ElementType::I8, ElementType::I16, ElementType::I32, ElementType::F32, ElementType::F64];
 
     /// The type code stored in the third byte of the magic number.
     pub fn code(self) -> u8 {
@@ -218,8 +212,8 @@ impl IdxArray {
     /// Converts to an `ndarray` array of `T`, failing if the file stores another type.
     pub fn into_array<T: IdxElement>(self) -> Result<ArrayD<T>, IdxError> {
         let found = self.element_type();
-        let values = T::unwrap(self.data)
-            .map_err(|_| IdxError::WrongElementType { expected: T::ELEMENT_TYPE, found })?;
+        let values =
+            T::unwrap(self.data).map_err(|_| IdxError::WrongElementType { expected: T::ELEMENT_TYPE, found })?;
         let n_elements = values.len();
         ArrayD::from_shape_vec(IxDyn(&self.shape), values)
             .map_err(|_| IdxError::ShapeMismatch { shape: self.shape.clone(), n_elements })

@@ -19,9 +19,7 @@ pub enum IdxError {
         error: io::Error,
     },
     /// The input ended inside the 4-byte magic number or the dimension sizes.
-    #[error(
-        "{file}: truncated header: expected {expected} bytes (magic and {n_dims} dimension sizes), found {found}"
-    )]
+    #[error("{file}: truncated header: expected {expected} bytes (magic and {n_dims} dimension sizes), found {found}")]
     TruncatedHeader {
         /// The file.
         file: String,

@@ -19,8 +19,12 @@ pub const N_CLASSES: usize = 10;
 pub const DEFAULT_VALIDATION_SIZE: usize = 5_000;
 
 /// The four files of an MNIST-format data set, by their standard names.
-pub const FILE_NAMES: [&str; 4] =
-    ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"];
+pub const FILE_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+];
 
 /// Pixel scale: TensorFlow multiplies by the double `1/255` rounded to `f32`.
 const PIXEL_SCALE: f32 = (1.0f64 / 255.0) as f32;
@@ -32,7 +36,9 @@ pub enum MnistError {
     #[error(transparent)]
     Idx(#[from] IdxError),
     /// An image file does not hold a `[n_images, rows, cols]` array of `u8`.
-    #[error("{file}: expected an image file of u8 with shape [n_images, rows, cols], found {element_type} with shape {shape:?}")]
+    #[error(
+        "{file}: expected an image file of u8 with shape [n_images, rows, cols], found {element_type} with shape {shape:?}"
+    )]
     NotImages {
         /// The file.
         file: String,
@@ -86,7 +92,9 @@ pub enum MnistError {
         test_cols: usize,
     },
     /// The validation split would take every training image (or more).
-    #[error("validation size {validation_size} leaves no training images: the training file holds {n_train_file} images")]
+    #[error(
+        "validation size {validation_size} leaves no training images: the training file holds {n_train_file} images"
+    )]
     ValidationTooLarge {
         /// Requested validation size.
         validation_size: usize,

@@ -40,8 +40,8 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray, IdxError> {
 pub fn read_idx_with(path: impl AsRef<Path>, options: ReadOptions) -> Result<IdxArray, IdxError> {
     let path = path.as_ref();
     let file_name = path.display().to_string();
-    let file = File::open(path)
-        .map_err(|error| IdxError::Io { file: file_name.clone(), operation: "cannot open", error })?;
+    let file =
+        File::open(path).map_err(|error| IdxError::Io { file: file_name.clone(), operation: "cannot open", error })?;
     // The file length bounds a plain payload, which lets the reader size its buffer exactly.
     let file_len = file.metadata().ok().map(|metadata| metadata.len());
     parse(BufReader::with_capacity(1 << 16, file), &file_name, options, file_len)
@@ -147,10 +147,8 @@ fn parse_plain<R: Read>(
             n_dims,
         });
     }
-    let dims: Vec<u32> = dims_bytes
-        .chunks_exact(4)
-        .map(|chunk| u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
-        .collect();
+    let dims: Vec<u32> =
+        dims_bytes.chunks_exact(4).map(|chunk| u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect();
 
     let n_bytes = dims
         .iter()
@@ -174,10 +172,7 @@ fn parse_plain<R: Read>(
     let header_len = 4 + 4 * u64::from(n_dims);
     let backed = input_len.map_or(1 << 20, |len| len.saturating_sub(header_len));
     let mut payload = Vec::with_capacity(n_bytes.min(backed) as usize);
-    let n_read = (&mut source.reader)
-        .take(n_bytes)
-        .read_to_end(&mut payload)
-        .map_err(|error| source.error(error))?;
+    let n_read = (&mut source.reader).take(n_bytes).read_to_end(&mut payload).map_err(|error| source.error(error))?;
     if n_read < n_bytes_usize {
         return Err(IdxError::TruncatedPayload {
             file: file(),

@@ -25,10 +25,11 @@ pub fn encode_idx(array: &IdxArray, compression: Compression, file_name: &str) -
         Compression::None => Ok(plain),
         Compression::Gzip => {
             let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
-            encoder
-                .write_all(&plain)
-                .and_then(|()| encoder.finish())
-                .map_err(|error| IdxError::Io { file: file_name.to_owned(), operation: "cannot compress", error })
+            encoder.write_all(&plain).and_then(|()| encoder.finish()).map_err(|error| IdxError::Io {
+                file: file_name.to_owned(),
+                operation: "cannot compress",
+                error,
+            })
         }
     }
 }
@@ -67,8 +68,11 @@ fn encode_plain(array: &IdxArray, file_name: &str) -> Result<Vec<u8>, IdxError> 
     let mut bytes = Vec::with_capacity(4 + 4 * shape.len() + n_elements * element_type.size_bytes());
     bytes.extend_from_slice(&[0, 0, element_type.code(), n_dims]);
     for (dim_idx, &size) in shape.iter().enumerate() {
-        let size_u32 = u32::try_from(size)
-            .map_err(|_| IdxError::DimensionTooLarge { file: file_name.to_owned(), dim_idx, size })?;
+        let size_u32 = u32::try_from(size).map_err(|_| IdxError::DimensionTooLarge {
+            file: file_name.to_owned(),
+            dim_idx,
+            size,
+        })?;
         bytes.extend_from_slice(&size_u32.to_be_bytes());
     }
     match array.data() {

@@ -1,0 +1,121 @@
+//! The MNIST split as the seed sees it, on the embedded data and on small fixtures.
+
+use std::path::{Path, PathBuf};
+
+use idx::mnist::{DEFAULT_VALIDATION_SIZE, FILE_NAMES, Mnist, MnistError};
+use idx::{Compression, IdxArray, IdxData, read_idx, write_idx};
+
+fn embedded_mnist() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist")
+}
+
+#[test]
+fn embedded_mnist_splits_like_tensorflow_input_data() {
+    let mnist = Mnist::load(embedded_mnist(), DEFAULT_VALIDATION_SIZE).unwrap();
+    assert_eq!((mnist.train.len(), mnist.validation.len(), mnist.test.len()), (55_000, 5_000, 10_000));
+    assert_eq!(mnist.train.images.dim(), (55_000, 28, 28));
+
+    // The validation split is the FIRST 5,000 training images, the training split the rest.
+    let raw_images = read_idx(embedded_mnist().join(FILE_NAMES[0])).unwrap().into_array::<u8>().unwrap();
+    let raw_labels = read_idx(embedded_mnist().join(FILE_NAMES[1])).unwrap().into_array::<u8>().unwrap();
+    assert_eq!(mnist.validation.labels[0], raw_labels[[0]]);
+    assert_eq!(mnist.train.labels[0], raw_labels[[5_000]]);
+    assert_eq!(mnist.train.labels[54_999], raw_labels[[59_999]]);
+    // Pixels are u8 times the f32 nearest 1/255, as TensorFlow computes them.
+    let scale = (1.0f64 / 255.0) as f32;
+    for (row, col) in [(14, 14), (10, 20), (0, 0)] {
+        assert_eq!(mnist.train.images[[7, row, col]], f32::from(raw_images[[5_007, row, col]]) * scale);
+    }
+    assert!(mnist.test.images.iter().all(|&pixel| (0.0..=1.0).contains(&pixel)));
+    assert_eq!(mnist.test.images.iter().cloned().fold(f32::MIN, f32::max), 1.0);
+
+    let histogram = mnist.test.label_histogram();
+    assert_eq!(histogram.iter().sum::<usize>(), 10_000);
+    assert_eq!(histogram[1], 1_135);
+}
+
+#[test]
+fn validation_size_is_configurable() {
+    let mnist = Mnist::load(embedded_mnist(), 100).unwrap();
+    assert_eq!((mnist.train.len(), mnist.validation.len()), (59_900, 100));
+    let everything = Mnist::load(embedded_mnist(), 0).unwrap();
+    assert_eq!((everything.train.len(), everything.validation.len()), (60_000, 0));
+}
+
+/// Writes a small MNIST-format folder: `n_train` and `n_test` images of 4x4.
+fn write_small(dir: &Path, n_train_images: usize, n_train_labels: usize, train_labels: Option<Vec<u8>>) {
+    let images = |n: usize| IdxArray::new(vec![n, 4, 4], IdxData::U8((0..n * 16).map(|i| i as u8).collect())).unwrap();
+    let labels = |n: usize| IdxArray::new(vec![n], IdxData::U8((0..n).map(|i| (i % 10) as u8).collect())).unwrap();
+    let train_labels = match train_labels {
+        Some(values) => IdxArray::new(vec![values.len()], IdxData::U8(values)).unwrap(),
+        None => labels(n_train_labels),
+    };
+    write_idx(dir.join(FILE_NAMES[0]), &images(n_train_images), Compression::Gzip).unwrap();
+    write_idx(dir.join(FILE_NAMES[1]), &train_labels, Compression::Gzip).unwrap();
+    // The test files are written plain and without `.gz`: the loader accepts both.
+    write_idx(dir.join("t10k-images-idx3-ubyte"), &images(3), Compression::None).unwrap();
+    write_idx(dir.join("t10k-labels-idx1-ubyte"), &labels(3), Compression::None).unwrap();
+}
+
+#[test]
+fn small_folder_loads_with_plain_and_gzip_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write_small(dir.path(), 12, 12, None);
+    let mnist = Mnist::load(dir.path(), 2).unwrap();
+    assert_eq!((mnist.train.len(), mnist.validation.len(), mnist.test.len()), (10, 2, 3));
+    assert_eq!(mnist.train.labels[0], 2);
+    assert_eq!(mnist.train.image_size(), (4, 4));
+}
+
+#[test]
+fn counts_that_differ_are_reported_with_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write_small(dir.path(), 12, 11, None);
+    let error = Mnist::load(dir.path(), 2).unwrap_err();
+    assert!(matches!(error, MnistError::CountMismatch { n_images: 12, n_labels: 11, .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("train-images-idx3-ubyte.gz holds 12 images"), "{message}");
+    assert!(message.contains("train-labels-idx1-ubyte.gz holds 11 labels"), "{message}");
+}
+
+#[test]
+fn labels_outside_zero_to_nine_are_rejected_with_their_index() {
+    let dir = tempfile::tempdir().unwrap();
+    write_small(dir.path(), 3, 3, Some(vec![1, 10, 2]));
+    let error = Mnist::load(dir.path(), 1).unwrap_err();
+    assert!(matches!(error, MnistError::BadLabel { label_idx: 1, label: 10, .. }), "{error:?}");
+    assert!(error.to_string().contains("label 10 at index 1 is not a class index (expected 0..=9)"), "{error}");
+}
+
+#[test]
+fn a_validation_split_that_takes_every_image_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    write_small(dir.path(), 12, 12, None);
+    let error = Mnist::load(dir.path(), 12).unwrap_err();
+    assert!(matches!(error, MnistError::ValidationTooLarge { validation_size: 12, n_train_file: 12 }), "{error:?}");
+}
+
+#[test]
+fn files_of_the_wrong_kind_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_small(dir.path(), 3, 3, None);
+    // Swap in a label-shaped array where the training images belong.
+    let labels = IdxArray::new(vec![3], IdxData::U8(vec![0, 1, 2])).unwrap();
+    write_idx(dir.path().join(FILE_NAMES[0]), &labels, Compression::None).unwrap();
+    let message = Mnist::load(dir.path(), 1).unwrap_err().to_string();
+    assert!(message.contains("train-images-idx3-ubyte.gz: expected an image file of u8"), "{message}");
+
+    let dir = tempfile::tempdir().unwrap();
+    write_small(dir.path(), 3, 3, None);
+    let float_labels = IdxArray::new(vec![3], IdxData::F32(vec![0.0, 1.0, 2.0])).unwrap();
+    write_idx(dir.path().join(FILE_NAMES[1]), &float_labels, Compression::None).unwrap();
+    let message = Mnist::load(dir.path(), 1).unwrap_err().to_string();
+    assert!(message.contains("expected a label file of u8 with shape [n_labels], found f32"), "{message}");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let message = Mnist::load(dir.path(), 1).unwrap_err().to_string();
+    assert!(message.contains("train-images-idx3-ubyte.gz: cannot open"), "{message}");
+}

@@ -1,0 +1,298 @@
+//! `cargo xtask fetch-data`: verify the data files against their SHA-256 sums and
+//! (re)fetch any that are missing or corrupt, from mirrors tried in order.
+//!
+//! A fetched file is written to a temporary name in the same folder, hashed as
+//! it streams, and renamed over the real name only once its sum matches, so a
+//! failed or corrupt download never replaces anything.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+/// No MNIST-class file comes near this; a server sending more is not serving one.
+const MAX_DOWNLOAD_BYTES: u64 = 256 << 20;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Which data set to verify and fetch.
+    #[arg(long, value_enum, default_value_t = Dataset::Mnist)]
+    dataset: Dataset,
+    /// Folder holding one sub-folder per data set [default: the repository's data/].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Mirror to fetch from instead of the built-in ones: an https:// URL (http:// only on a
+    /// loopback host) or a local folder. Repeat to try several, in order.
+    #[arg(long = "mirror", value_name = "URL|DIR")]
+    mirrors: Vec<String>,
+}
+
+/// The data sets this task knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Dataset {
+    /// LeCun, Cortes and Burges's handwritten digits (committed under data/mnist).
+    Mnist,
+    /// Zalando's Fashion-MNIST (Debian package dataset-fashion-mnist, or downloaded).
+    FashionMnist,
+}
+
+impl Dataset {
+    fn dir_name(self) -> &'static str {
+        match self {
+            Dataset::Mnist => "mnist",
+            Dataset::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The committed `SHA256SUMS` file: the single record of what the files must hash to.
+    fn sha256sums(self) -> &'static str {
+        match self {
+            Dataset::Mnist => include_str!("../../data/mnist/SHA256SUMS"),
+            Dataset::FashionMnist => include_str!("../../data/fashion-mnist/SHA256SUMS"),
+        }
+    }
+
+    /// Public mirrors, tried in order.
+    fn default_mirrors(self) -> &'static [&'static str] {
+        match self {
+            Dataset::Mnist => &[
+                "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            ],
+            Dataset::FashionMnist => &[
+                "/usr/share/datasets/fashion-mnist/",
+                "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+            ],
+        }
+    }
+}
+
+/// Where a file can be fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mirror {
+    /// A base URL ending in `/`.
+    Url(String),
+    /// A local folder.
+    Dir(PathBuf),
+}
+
+impl Mirror {
+    fn parse(text: &str) -> Result<Self> {
+        if let Some(rest) = text.strip_prefix("http://") {
+            let host = rest.split(['/', ':']).next().unwrap_or_default();
+            let is_loopback = host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]");
+            if !is_loopback {
+                bail!("mirror {text}: plain http is refused (HTTPS only, except on a loopback host)");
+            }
+        }
+        if text.starts_with("https://") || text.starts_with("http://") {
+            let base = if text.ends_with('/') { text.to_owned() } else { format!("{text}/") };
+            return Ok(Mirror::Url(base));
+        }
+        if text.contains("://") {
+            bail!("mirror {text}: unsupported scheme (expected https://, or a local folder)");
+        }
+        Ok(Mirror::Dir(PathBuf::from(text)))
+    }
+
+    fn describe(&self, file_name: &str) -> String {
+        match self {
+            Mirror::Url(base) => format!("{base}{file_name}"),
+            Mirror::Dir(dir) => dir.join(file_name).display().to_string(),
+        }
+    }
+}
+
+/// One line of a `SHA256SUMS` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Expected {
+    file_name: String,
+    sha256: String,
+}
+
+fn parse_sha256sums(text: &str) -> Result<Vec<Expected>> {
+    let mut expected = Vec::new();
+    for (line_idx, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+        let (sha256, file_name) = line.split_once(char::is_whitespace).with_context(|| {
+            format!("SHA256SUMS line {}: expected `<sha256>  <file>`, found {line:?}", line_idx + 1)
+        })?;
+        let file_name = file_name.trim().trim_start_matches('*');
+        if sha256.len() != 64 || !sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            bail!("SHA256SUMS line {}: {sha256:?} is not a SHA-256 in hex", line_idx + 1);
+        }
+        expected.push(Expected { file_name: file_name.to_owned(), sha256: sha256.to_ascii_lowercase() });
+    }
+    Ok(expected)
+}
+
+/// The SHA-256 of a file, or `None` when it does not exist.
+fn sha256_of_file(path: &Path) -> Result<Option<String>> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("{}: cannot open", path.display())),
+    };
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(Some(hex(&hasher.finalize())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Streams `source` into `temp_path`, hashing as it goes; returns the hash.
+fn copy_hashing(mut source: impl Read, temp_path: &Path) -> Result<String> {
+    let mut file = File::create(temp_path).with_context(|| format!("{}: cannot create", temp_path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut n_total = 0u64;
+    loop {
+        let n_read = match source.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n_read) => n_read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => bail!("transfer failed after {n_total} bytes: {error}"),
+        };
+        n_total += n_read as u64;
+        if n_total > MAX_DOWNLOAD_BYTES {
+            bail!("more than {MAX_DOWNLOAD_BYTES} bytes: not a data file");
+        }
+        hasher.update(&buffer[..n_read]);
+        file.write_all(&buffer[..n_read]).with_context(|| format!("{}: cannot write", temp_path.display()))?;
+    }
+    file.sync_all().with_context(|| format!("{}: cannot flush", temp_path.display()))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Fetches one file from one mirror into `temp_path`; returns its SHA-256.
+fn fetch_from(agent: &ureq::Agent, mirror: &Mirror, file_name: &str, temp_path: &Path) -> Result<String> {
+    match mirror {
+        Mirror::Dir(dir) => {
+            let path = dir.join(file_name);
+            let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            copy_hashing(file, temp_path)
+        }
+        Mirror::Url(base) => {
+            let response = agent.get(&format!("{base}{file_name}")).call()?;
+            copy_hashing(response.into_body().into_reader(), temp_path)
+        }
+    }
+}
+
+/// Tries each mirror in turn; on the first whose copy hashes right, renames it into place.
+fn restore(agent: &ureq::Agent, mirrors: &[Mirror], expected: &Expected, dest: &Path) -> Result<String> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let temp_path = dir.join(format!(".{}.{}.part", expected.file_name, std::process::id()));
+    let mut failures = Vec::new();
+    for mirror in mirrors {
+        let source = mirror.describe(&expected.file_name);
+        println!("  fetching {source}");
+        let outcome = fetch_from(agent, mirror, &expected.file_name, &temp_path).and_then(|found| {
+            if found == expected.sha256 {
+                fs::rename(&temp_path, dest).with_context(|| format!("cannot rename into {}", dest.display()))
+            } else {
+                bail!("SHA-256 mismatch: expected {}, found {found}", expected.sha256)
+            }
+        });
+        match outcome {
+            Ok(()) => return Ok(source),
+            Err(error) => {
+                // The temporary copy is useless: never leave it, never let it replace anything.
+                let _ = fs::remove_file(&temp_path);
+                println!("  rejected {source}: {error:#}");
+                failures.push(format!("{source}: {error:#}"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        bail!("no mirror to fetch from");
+    }
+    bail!("every mirror failed:\n    {}", failures.join("\n    "))
+}
+
+pub fn run(root: &Path, args: &Args) -> Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| root.join("data")).join(args.dataset.dir_name());
+    let expected_files = parse_sha256sums(args.dataset.sha256sums())?;
+    let mirrors: Vec<Mirror> = if args.mirrors.is_empty() {
+        args.dataset.default_mirrors().iter().map(|text| Mirror::parse(text)).collect::<Result<_>>()?
+    } else {
+        args.mirrors.iter().map(|text| Mirror::parse(text)).collect::<Result<_>>()?
+    };
+    fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into();
+
+    let mut problems = Vec::new();
+    for expected in &expected_files {
+        let path = data_dir.join(&expected.file_name);
+        let problem = match sha256_of_file(&path)? {
+            Some(found) if found == expected.sha256 => {
+                println!("ok       {} (sha256 {}...)", path.display(), &found[..16]);
+                continue;
+            }
+            Some(found) => format!("SHA-256 mismatch: expected {}, found {found}", expected.sha256),
+            None => "missing".to_owned(),
+        };
+        println!("BAD      {}: {problem}", path.display());
+        match restore(&agent, &mirrors, expected, &path) {
+            Ok(source) => println!("restored {} from {source}", path.display()),
+            Err(error) => problems.push(format!("{}: {problem}; not restored: {error:#}", path.display())),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} of {} files of {} are missing or corrupt:\n  {}",
+            problems.len(),
+            expected_files.len(),
+            args.dataset.dir_name(),
+            problems.join("\n  ")
+        );
+    }
+    println!("all {} files of {} verified in {}", expected_files.len(), args.dataset.dir_name(), data_dir.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_are_https_or_loopback_http_or_folders() {
+        assert_eq!(
+            Mirror::parse("https://example.org/mnist").unwrap(),
+            Mirror::Url("https://example.org/mnist/".into())
+        );
+        assert!(matches!(Mirror::parse("http://127.0.0.1:8000/").unwrap(), Mirror::Url(_)));
+        assert!(matches!(Mirror::parse("http://localhost/x/").unwrap(), Mirror::Url(_)));
+        let error = Mirror::parse("http://example.org/mnist/").unwrap_err().to_string();
+        assert!(error.contains("HTTPS only"), "{error}");
+        assert!(Mirror::parse("ftp://example.org/").unwrap_err().to_string().contains("unsupported scheme"));
+        assert_eq!(Mirror::parse("/srv/mnist").unwrap(), Mirror::Dir("/srv/mnist".into()));
+    }
+
+    #[test]
+    fn committed_sums_parse_and_name_the_four_files() {
+        for dataset in [Dataset::Mnist, Dataset::FashionMnist] {
+            let expected = parse_sha256sums(dataset.sha256sums()).unwrap();
+            let mut names: Vec<_> = expected.iter().map(|entry| entry.file_name.as_str()).collect();
+            names.sort_unstable();
+            assert_eq!(
+                names,
+                [
+                    "t10k-images-idx3-ubyte.gz",
+                    "t10k-labels-idx1-ubyte.gz",
+                    "train-images-idx3-ubyte.gz",
+                    "train-labels-idx1-ubyte.gz"
+                ]
+            );
+        }
+        assert!(parse_sha256sums("abc  file\n").unwrap_err().to_string().contains("not a SHA-256"));
+    }
+}

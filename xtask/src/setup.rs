@@ -1,0 +1,187 @@
+//! `cargo xtask setup`: install libtorch from PyPI into a project-local venv and
+//! point the build at it.
+//!
+//! The build reads `LIBTORCH` (set by `.cargo/config.toml` to `.libtorch/torch`,
+//! unless the user set it), so this task only has to make `.libtorch/torch` a
+//! link to the venv's `site-packages/torch`, which holds `lib/` and `include/`.
+//! Every step is skipped when already done, so a second run takes a second.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The libtorch version `tch = "=0.24.0"` expects.
+const TORCH_VERSION: &str = "2.11.0";
+
+/// The CUDA runtime and CUPTI that `libtorch_cpu.so` itself loads, for the CPU-only install.
+const CPU_ONLY_EXTRAS: [&str; 2] = ["nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cupti==13.0.85"];
+
+/// Prints a Python package's version and folder without importing it (a
+/// CPU-only install lacks torch's Python dependencies, so `import torch` would fail).
+const PROBE_TORCH: &str = "import importlib.metadata as m, importlib.util as u\n\
+spec = u.find_spec('torch')\n\
+print(m.version('torch') if spec else '')\n\
+print(spec.submodule_search_locations[0] if spec else '')";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Install the CPU-only libtorch (1.3 GB instead of 4.6 GB): torch without its CUDA libraries.
+    #[arg(long)]
+    cpu_only: bool,
+    /// The Python interpreter that creates the venv.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Folder for the venv and the `torch` link [default: the repository's .libtorch/].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// The installed flavour, recorded next to the venv so that switching reinstalls.
+fn flavour(cpu_only: bool) -> &'static str {
+    if cpu_only { "cpu-only" } else { "cuda" }
+}
+
+pub fn run(root: &Path, args: &Args) -> Result<()> {
+    let libtorch_dir = args.dir.clone().unwrap_or_else(|| root.join(".libtorch"));
+    let link = libtorch_dir.join("torch");
+
+    // cargo sets LIBTORCH to our link for everything it runs, unless the user set it: then theirs wins.
+    if let Some(user_libtorch) = env::var_os("LIBTORCH").map(PathBuf::from)
+        && user_libtorch != link
+        && args.dir.is_none()
+    {
+        println!("LIBTORCH is set to {}: the build uses it, nothing to install.", user_libtorch.display());
+        return check_libtorch_folder(&user_libtorch);
+    }
+
+    let venv = libtorch_dir.join("venv");
+    let venv_python = venv.join("bin/python");
+    let flavour_file = libtorch_dir.join("flavour");
+    let wanted_flavour = flavour(args.cpu_only);
+
+    if !venv_python.exists() {
+        check_python(&args.python)?;
+        println!("creating the venv {}", venv.display());
+        fs::create_dir_all(&libtorch_dir).with_context(|| format!("cannot create {}", libtorch_dir.display()))?;
+        run_checked(Command::new(&args.python).arg("-m").arg("venv").arg(&venv), "creating the venv").context(
+            "could not create a venv (on Debian and Ubuntu, `apt install python3-venv` provides the venv module)",
+        )?;
+    }
+    let pip_works = Command::new(&venv_python)
+        .args(["-m", "pip", "--version"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !pip_works {
+        bail!(
+            "pip is missing from the venv {} (on Debian and Ubuntu, `apt install python3-pip python3-venv`; \
+             then delete {} and run `cargo xtask setup` again)",
+            venv.display(),
+            libtorch_dir.display()
+        );
+    }
+
+    let (installed_version, _) = probe_torch(&venv_python)?;
+    let installed_flavour = fs::read_to_string(&flavour_file).unwrap_or_default();
+    let up_to_date = installed_version.split('+').next() == Some(TORCH_VERSION)
+        && (installed_flavour.trim() == wanted_flavour || installed_flavour.is_empty() && !args.cpu_only);
+    if up_to_date {
+        println!("torch {installed_version} ({wanted_flavour}) is already installed in {}", venv.display());
+    } else {
+        let mut pip = Command::new(&venv_python);
+        pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]);
+        if args.cpu_only {
+            pip.arg("--no-deps").arg(format!("torch=={TORCH_VERSION}")).args(CPU_ONLY_EXTRAS);
+        } else {
+            pip.arg(format!("torch=={TORCH_VERSION}"));
+        }
+        println!("installing torch=={TORCH_VERSION} ({wanted_flavour}) from PyPI into {}", venv.display());
+        println!("  (about {} to download)", if args.cpu_only { "1.3 GB" } else { "4.6 GB" });
+        run_checked(&mut pip, "pip install")?;
+        fs::write(&flavour_file, wanted_flavour).with_context(|| format!("cannot write {}", flavour_file.display()))?;
+    }
+
+    let (version, torch_dir) = probe_torch(&venv_python)?;
+    if version.split('+').next() != Some(TORCH_VERSION) {
+        bail!("the venv has torch {version:?} after installing, expected {TORCH_VERSION}");
+    }
+    let torch_dir = PathBuf::from(torch_dir);
+    check_libtorch_folder(&torch_dir)?;
+    point_link(&link, &torch_dir)?;
+    println!("LIBTORCH -> {} (the build finds it through .cargo/config.toml)", link.display());
+    let has_cuda_libraries = torch_dir.join("lib/libtorch_cuda.so").exists() && !args.cpu_only;
+    println!(
+        "libtorch {version}: {}",
+        if has_cuda_libraries { "with CUDA (used when a GPU and driver are present)" } else { "CPU only" }
+    );
+    Ok(())
+}
+
+/// Fails with a clear message when the interpreter is missing or is not Python 3.
+fn check_python(python: &str) -> Result<()> {
+    let output = Command::new(python).arg("--version").output();
+    match output {
+        Ok(output) if output.status.success() => {
+            let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            if !version.starts_with("Python 3.") {
+                bail!("{python} --version says {version:?}: Python 3.10 or newer is needed");
+            }
+            println!("using {python} ({version})");
+            Ok(())
+        }
+        Ok(output) => bail!("{python} --version failed: {}", String::from_utf8_lossy(&output.stderr).trim()),
+        Err(error) => bail!(
+            "{python} not found ({error}): install Python 3 with pip and venv \
+             (Debian and Ubuntu: `apt install python3 python3-pip python3-venv`), or pass --python"
+        ),
+    }
+}
+
+/// Runs a command with inherited output; fails naming the step.
+fn run_checked(command: &mut Command, step: &str) -> Result<()> {
+    let status = command.status().with_context(|| format!("{step}: cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{step} failed ({status}): {command:?}");
+    }
+    Ok(())
+}
+
+/// The torch version (empty when not installed) and its folder, as the venv's Python reports them.
+fn probe_torch(venv_python: &Path) -> Result<(String, String)> {
+    let output = Command::new(venv_python)
+        .args(["-c", PROBE_TORCH])
+        .output()
+        .with_context(|| format!("cannot run {}", venv_python.display()))?;
+    if !output.status.success() {
+        bail!("{} could not look for torch: {}", venv_python.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines().map(str::trim);
+    Ok((lines.next().unwrap_or_default().to_owned(), lines.next().unwrap_or_default().to_owned()))
+}
+
+/// A libtorch folder must hold `lib/libtorch_cpu.so` and `include/`.
+fn check_libtorch_folder(dir: &Path) -> Result<()> {
+    for needed in ["lib/libtorch_cpu.so", "include"] {
+        if !dir.join(needed).exists() {
+            bail!("{} is not a libtorch folder: it has no {needed}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// Makes `link` point at `target` (relative when possible), replacing any old link atomically.
+fn point_link(link: &Path, target: &Path) -> Result<()> {
+    let link_dir = link.parent().unwrap_or(Path::new("."));
+    let relative_target = target.strip_prefix(link_dir).unwrap_or(target);
+    if fs::read_link(link).is_ok_and(|current| current == relative_target) {
+        return Ok(());
+    }
+    let temp_link = link_dir.join(format!(".torch.{}.link", std::process::id()));
+    let _ = fs::remove_file(&temp_link);
+    std::os::unix::fs::symlink(relative_target, &temp_link)
+        .with_context(|| format!("cannot create the link {}", temp_link.display()))?;
+    fs::rename(&temp_link, link).with_context(|| format!("cannot replace {}", link.display()))
+}
