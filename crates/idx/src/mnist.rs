@@ -232,7 +232,7 @@ pub fn load_images(path: &Path) -> Result<Array3<f32>, MnistError> {
     let &[n_images, rows, cols] = array.shape() else { return Err(not_images(&array)) };
     let crate::IdxData::U8(pixels) = array.data() else { return Err(not_images(&array)) };
     let scaled: Vec<f32> = pixels.iter().map(|&pixel| f32::from(pixel) * PIXEL_SCALE).collect();
-    Ok(Array3::from_shape_vec((n_images, rows, cols), scaled).map_err(|_| not_images(&array))?)
+    Array3::from_shape_vec((n_images, rows, cols), scaled).map_err(|_| not_images(&array))
 }
 
 /// Loads a label file, checking every label is a class index.

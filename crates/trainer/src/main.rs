@@ -3,10 +3,11 @@
 mod cli;
 mod data_info;
 
-use anyhow::Result;
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -15,7 +16,15 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match args.command {
+    let result = match args.command {
         cli::Command::DataInfo(data_args) => data_info::run(&data_args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole cause chain on one line, without a backtrace: these are user errors.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }

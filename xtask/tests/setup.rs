@@ -1,0 +1,103 @@
+//! `cargo xtask setup` against a stand-in Python (`data/fake-python`), so that
+//! every path runs in a second without downloading 4.6 GB.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fake_python() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fake-python")
+}
+
+fn setup(libtorch_dir: &Path, site: &Path, extra_args: &[&str], no_pip: bool) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.arg("setup").arg("--dir").arg(libtorch_dir).arg("--python").arg(fake_python()).args(extra_args);
+    command.env("FAKE_SITE", site);
+    if no_pip {
+        command.env("FAKE_NO_PIP", "1");
+    }
+    command.output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn pip_calls(site: &Path) -> Vec<String> {
+    fs::read_to_string(site.join("pip.log")).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn installs_once_links_torch_and_is_a_no_op_the_second_time() {
+    let root = tempfile::tempdir().unwrap();
+    let (libtorch_dir, site) = (root.path().join(".libtorch"), root.path().join("site"));
+    fs::create_dir(&site).unwrap();
+
+    let output = setup(&libtorch_dir, &site, &[], false);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("installing torch==2.11.0 (cuda)"), "{}", text(&output));
+    assert_eq!(pip_calls(&site).len(), 1);
+    assert!(pip_calls(&site)[0].contains("install") && pip_calls(&site)[0].ends_with("torch==2.11.0"));
+    assert_eq!(fs::read_link(libtorch_dir.join("torch")).unwrap(), site.join("torch"));
+    assert!(libtorch_dir.join("torch/lib/libtorch_cpu.so").exists());
+
+    let output = setup(&libtorch_dir, &site, &[], false);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("torch 2.11.0+cu130 (cuda) is already installed"), "{}", text(&output));
+    assert_eq!(pip_calls(&site).len(), 1, "the second run must not reinstall");
+}
+
+#[test]
+fn switching_to_cpu_only_reinstalls_without_the_cuda_dependencies() {
+    let root = tempfile::tempdir().unwrap();
+    let (libtorch_dir, site) = (root.path().join(".libtorch"), root.path().join("site"));
+    fs::create_dir(&site).unwrap();
+    assert!(setup(&libtorch_dir, &site, &[], false).status.success());
+    let output = setup(&libtorch_dir, &site, &["--cpu-only"], false);
+    assert!(output.status.success(), "{}", text(&output));
+    let calls = pip_calls(&site);
+    assert_eq!(calls.len(), 2);
+    assert!(calls[1].contains("--no-deps torch==2.11.0 nvidia-cuda-runtime==13.0.96"), "{}", calls[1]);
+    assert_eq!(fs::read_to_string(libtorch_dir.join("flavour")).unwrap(), "cpu-only");
+}
+
+#[test]
+fn a_missing_python_is_reported_clearly() {
+    let root = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["setup", "--python", "/nonexistent/python3", "--dir"])
+        .arg(root.path().join(".libtorch"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(message.contains("/nonexistent/python3 not found") && message.contains("install Python 3"), "{message}");
+}
+
+#[test]
+fn a_missing_pip_is_reported_clearly() {
+    let root = tempfile::tempdir().unwrap();
+    let (libtorch_dir, site) = (root.path().join(".libtorch"), root.path().join("site"));
+    fs::create_dir(&site).unwrap();
+    let output = setup(&libtorch_dir, &site, &[], true);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("pip is missing from the venv"), "{}", text(&output));
+    assert!(pip_calls(&site).is_empty());
+}
+
+#[test]
+fn a_libtorch_set_by_the_user_wins() {
+    let root = tempfile::tempdir().unwrap();
+    let user_libtorch = root.path().join("libtorch");
+    fs::create_dir_all(user_libtorch.join("lib")).unwrap();
+    fs::create_dir_all(user_libtorch.join("include")).unwrap();
+    fs::write(user_libtorch.join("lib/libtorch_cpu.so"), b"").unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_xtask")).arg("setup").env("LIBTORCH", &user_libtorch).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("nothing to install"), "{}", text(&output));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("setup").env("LIBTORCH", root.path()).output().unwrap();
+    assert!(!output.status.success());
+    assert!(text(&output).contains("is not a libtorch folder"), "{}", text(&output));
+}
