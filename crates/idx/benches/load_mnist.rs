@@ -19,5 +19,9 @@ fn main() {
         })
         .collect();
     seconds.sort_by(f64::total_cmp);
-    println!("load_mnist: best {:.3} s, median {:.3} s over {n_runs} loads of 70,000 images", seconds[0], seconds[n_runs / 2]);
+    println!(
+        "load_mnist: best {:.3} s, median {:.3} s over {n_runs} loads of 70,000 images",
+        seconds[0],
+        seconds[n_runs / 2]
+    );
 }
