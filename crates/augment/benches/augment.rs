@@ -1,1 +1,96 @@
-fn main() {}
+//! Augmentation throughput on real MNIST digits: single-image kernels on one
+//! thread, and the batch API on one and on all threads.
+//!
+//!     cargo bench -p augment                            # human-readable
+//!     cargo bench -p augment -- --n-images 2000 --json  # one JSON line (scripts/augment_vs_scipy.py)
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use augment::seed::{Scratch, augment_fused_into, augment_seed_into};
+use augment::{Augmenter, Mode, Order, ParamRanges};
+use ndarray::{Array2, Array3, Axis, s};
+
+fn load_digits(n_images: usize) -> Array3<f32> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+    let mnist = idx::mnist::Mnist::load(&dir, idx::mnist::DEFAULT_VALIDATION_SIZE).expect("load MNIST");
+    let n_images = n_images.min(mnist.train.len());
+    mnist.train.images.slice(s![..n_images, .., ..]).to_owned()
+}
+
+/// Best of `n_runs` timings of `work`, in seconds.
+fn best_seconds(n_runs: usize, mut work: impl FnMut()) -> f64 {
+    (0..n_runs)
+        .map(|_| {
+            let start = Instant::now();
+            work();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn single_image_rate(images: &Array3<f32>, mode: Mode) -> f64 {
+    let ranges = ParamRanges::default();
+    let mut scratch = Scratch::new();
+    let mut output = Array2::zeros((28, 28));
+    let seconds = best_seconds(3, || {
+        for (image_idx, image) in images.outer_iter().enumerate() {
+            let params = ranges.sample(0, 0, image_idx as u64);
+            let result = match mode {
+                Mode::Seed => augment_seed_into(image, &params, Order::Cubic, &mut scratch, output.view_mut()),
+                _ => augment_fused_into(image, &params, Order::Cubic, &mut scratch, output.view_mut()),
+            };
+            result.expect("augment");
+        }
+    });
+    images.len_of(Axis(0)) as f64 / seconds
+}
+
+fn batch_rate(images: &Array3<f32>, mode: Mode, n_threads: usize) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(n_threads).build().expect("thread pool");
+    let augmenter = Augmenter::new(mode, 0);
+    let indices: Vec<u64> = (0..images.len_of(Axis(0)) as u64).collect();
+    let mut output = Array3::zeros(images.dim());
+    let seconds = best_seconds(3, || {
+        pool.install(|| augmenter.augment_batch(images.view(), &indices, 0, output.view_mut())).expect("augment");
+    });
+    images.len_of(Axis(0)) as f64 / seconds
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n_images = args
+        .iter()
+        .position(|arg| arg == "--n-images")
+        .and_then(|position| args.get(position + 1))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(10_000);
+    let json = args.iter().any(|arg| arg == "--json");
+    let images = load_digits(n_images);
+    let n_cores = std::thread::available_parallelism().map_or(1, usize::from);
+
+    let seed_single = single_image_rate(&images, Mode::Seed);
+    let fused_single = single_image_rate(&images, Mode::Fused);
+    let seed_batch_1 = batch_rate(&images, Mode::Seed, 1);
+    let seed_batch_all = batch_rate(&images, Mode::Seed, n_cores);
+    let fused_batch_all = batch_rate(&images, Mode::Fused, n_cores);
+    if json {
+        println!(
+            "{{\"n_images\": {}, \"n_cores\": {n_cores}, \"seed_single_per_s\": {seed_single:.1}, \
+             \"fused_single_per_s\": {fused_single:.1}, \"seed_batch_1_thread_per_s\": {seed_batch_1:.1}, \
+             \"seed_batch_all_threads_per_s\": {seed_batch_all:.1}, \"fused_batch_all_threads_per_s\": {fused_batch_all:.1}}}",
+            images.len_of(Axis(0))
+        );
+    } else {
+        let n = images.len_of(Axis(0));
+        println!("augment on {n} MNIST digits (best of 3 runs):");
+        println!("  seed mode, one image at a time, 1 thread: {seed_single:>9.0} images/s ({:.2} us/image)", 1e6 / seed_single);
+        println!("  fused mode, one image at a time, 1 thread: {fused_single:>8.0} images/s ({:.2} us/image)", 1e6 / fused_single);
+        println!("  seed mode, batch, 1 thread:               {seed_batch_1:>9.0} images/s");
+        println!(
+            "  seed mode, batch, {n_cores} threads:              {seed_batch_all:>9.0} images/s (x{:.2} over 1 thread)",
+            seed_batch_all / seed_batch_1
+        );
+        println!("  fused mode, batch, {n_cores} threads:             {fused_batch_all:>9.0} images/s");
+    }
+}

@@ -217,7 +217,6 @@ pub fn affine_transform_into(
     check_image(&image)?;
     let (rows, cols) = image.dim();
     workspace.load(&image, order);
-    let n_taps = order.n_taps();
     let coefficients = &workspace.coefficients;
     let (out_rows, out_cols) = output.dim();
     for out_row in 0..out_rows {
@@ -227,25 +226,55 @@ pub fn affine_transform_into(
             // The same operation order as SciPy's loop: sum over output axes, then the offset.
             let in_row = r * matrix[0][0] + c * matrix[0][1] + offset[0];
             let in_col = r * matrix[1][0] + c * matrix[1][1] + offset[1];
-            let value = match (Taps::at(in_row, rows, order), Taps::at(in_col, cols, order)) {
-                (Some(row_taps), Some(col_taps)) => {
-                    let mut sum = 0.0;
-                    for row_tap in 0..n_taps {
-                        let source = &coefficients[row_taps.indices[row_tap] * cols..];
-                        let mut row_sum = 0.0;
-                        for col_tap in 0..n_taps {
-                            row_sum += col_taps.weights[col_tap] * source[col_taps.indices[col_tap]];
-                        }
-                        sum += row_taps.weights[row_tap] * row_sum;
-                    }
-                    sum
-                }
-                _ => 0.0,
-            };
-            output[[out_row, out_col]] = value as f32;
+            output[[out_row, out_col]] = sample(coefficients, (rows, cols), order, in_row, in_col) as f32;
         }
     }
     Ok(())
+}
+
+/// The spline through `coefficients` (`rows x cols`) at `(y, x)`, or 0 outside the image.
+#[inline]
+fn sample(coefficients: &[f64], (rows, cols): (usize, usize), order: Order, y: f64, x: f64) -> f64 {
+    if order == Order::Cubic
+        && let Some(value) = sample_cubic_interior(coefficients, (rows, cols), y, x)
+    {
+        return value;
+    }
+    let (Some(row_taps), Some(col_taps)) = (Taps::at(y, rows, order), Taps::at(x, cols, order)) else {
+        return 0.0;
+    };
+    let n_taps = order.n_taps();
+    let mut sum = 0.0;
+    for row_tap in 0..n_taps {
+        let source = &coefficients[row_taps.indices[row_tap] * cols..];
+        let mut row_sum = 0.0;
+        for col_tap in 0..n_taps {
+            row_sum += col_taps.weights[col_tap] * source[col_taps.indices[col_tap]];
+        }
+        sum += row_taps.weights[row_tap] * row_sum;
+    }
+    sum
+}
+
+/// The fast path of [`sample`] for cubic splines whose 4x4 taps all lie inside
+/// the image (no mirror folding); `None` elsewhere.
+#[inline]
+fn sample_cubic_interior(coefficients: &[f64], (rows, cols): (usize, usize), y: f64, x: f64) -> Option<f64> {
+    let (floor_y, floor_x) = (y.floor(), x.floor());
+    // Written so that NaN fails the test and takes the general path.
+    if !(floor_y >= 1.0 && floor_y + 2.0 < rows as f64 && floor_x >= 1.0 && floor_x + 2.0 < cols as f64) {
+        return None;
+    }
+    let (row_weights, col_weights) = (Taps::cubic_weights(y - floor_y), Taps::cubic_weights(x - floor_x));
+    let base = (floor_y as usize - 1) * cols + floor_x as usize - 1;
+    let mut sum = 0.0;
+    for (tap, row_weight) in row_weights.iter().enumerate() {
+        let start = base + tap * cols;
+        let row: &[f64; 4] = coefficients[start..start + 4].try_into().ok()?;
+        sum += row_weight
+            * (col_weights[0] * row[0] + col_weights[1] * row[1] + col_weights[2] * row[2] + col_weights[3] * row[3]);
+    }
+    Some(sum)
 }
 
 /// The matrix and offset `scipy.ndimage.rotate(image, degrees, reshape=False)`

@@ -97,8 +97,8 @@ impl Taps {
     /// coordinate outside `[0, len - 1]`, without tolerance.
     #[inline]
     pub(crate) fn at(coordinate: f64, len: usize, order: Order) -> Option<Self> {
-        // NaN fails both comparisons, so it is not rejected here; SciPy propagates it too.
-        if coordinate < 0.0 || coordinate > (len as f64 - 1.0) {
+        // Written so that a NaN coordinate is outside too, as in SciPy (`cc > -1.0` fails for NaN).
+        if !(coordinate >= 0.0 && coordinate <= len as f64 - 1.0) {
             return None;
         }
         let n_taps = order.n_taps();
@@ -116,22 +116,22 @@ impl Taps {
         taps.weights = match order {
             Order::Nearest => [1.0, 0.0, 0.0, 0.0],
             Order::Linear => [1.0 - t, t, 0.0, 0.0],
-            Order::Cubic => cubic_weights(t),
+            Order::Cubic => Self::cubic_weights(t),
         };
         Some(taps)
     }
-}
 
-/// Cubic B-spline weights of the four taps around a point at fraction `t`
-/// past the second tap, in SciPy's arithmetic (the last weight is one minus
-/// the others).
-#[inline]
-fn cubic_weights(t: f64) -> [f64; 4] {
-    let z = 1.0 - t;
-    let w0 = z * z * z / 6.0;
-    let w1 = (t * t * (t - 2.0) * 3.0 + 4.0) / 6.0;
-    let w2 = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0;
-    [w0, w1, w2, 1.0 - w0 - w1 - w2]
+    /// Cubic B-spline weights of the four taps around a point at fraction `t`
+    /// past the second tap, in SciPy's arithmetic (the last weight is one minus
+    /// the others).
+    #[inline]
+    pub(crate) fn cubic_weights(t: f64) -> [f64; 4] {
+        let z = 1.0 - t;
+        let w0 = z * z * z / 6.0;
+        let w1 = (t * t * (t - 2.0) * 3.0 + 4.0) / 6.0;
+        let w2 = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0;
+        [w0, w1, w2, 1.0 - w0 - w1 - w2]
+    }
 }
 
 #[cfg(test)]
@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn weights_sum_to_one_and_outside_is_constant() {
         for t in [0.0, 0.1, 0.5, 0.99] {
-            let sum: f64 = cubic_weights(t).iter().sum();
+            let sum: f64 = Taps::cubic_weights(t).iter().sum();
             assert!((sum - 1.0).abs() < 1e-15);
         }
         assert!(Taps::at(-1e-12, 28, Order::Cubic).is_none());

@@ -1,0 +1,70 @@
+//! Writes a PNG grid of MNIST digits before and after augmentation, so anyone
+//! can see that the transformation is sane:
+//!
+//!     cargo run --release -p augment --example augment_grid -- [OUTPUT.png] [N_DIGITS]
+//!
+//! Each row is one training digit: the original, then three seed-mode
+//! augmentations (epochs 0, 1, 2), then the fused mode for the same epochs,
+//! which applies the same random transformations in one pass.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+
+use augment::{Augmenter, Mode};
+use ndarray::{Array2, Array3, Axis, s};
+
+const SCALE: usize = 3;
+const GAP: usize = 4;
+const N_EPOCHS: u64 = 3;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let output_path = PathBuf::from(args.next().unwrap_or_else(|| "augment-grid.png".to_owned()));
+    let n_digits: usize = args.next().map(|text| text.parse()).transpose()?.unwrap_or(8);
+
+    let data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+    let mnist = idx::mnist::Mnist::load(&data_dir, idx::mnist::DEFAULT_VALIDATION_SIZE)?;
+    let digits: Array3<f32> = mnist.train.images.slice(s![..n_digits, .., ..]).to_owned();
+    let indices: Vec<u64> = (0..n_digits as u64).collect();
+
+    let mut columns = vec![digits.clone()];
+    for mode in [Mode::Seed, Mode::Fused] {
+        let augmenter = Augmenter::new(mode, 2026);
+        for epoch in 0..N_EPOCHS {
+            let mut augmented = Array3::zeros(digits.dim());
+            augmenter.augment_batch(digits.view(), &indices, epoch, augmented.view_mut())?;
+            columns.push(augmented);
+        }
+    }
+
+    let (rows, cols) = (digits.dim().1, digits.dim().2);
+    let (cell_height, cell_width) = (rows * SCALE + GAP, cols * SCALE + GAP);
+    let mut canvas = Array2::<u8>::from_elem((n_digits * cell_height + GAP, columns.len() * cell_width + GAP), 96);
+    for (column_idx, column) in columns.iter().enumerate() {
+        for (digit_idx, image) in column.axis_iter(Axis(0)).enumerate() {
+            for ((row, col), &value) in image.indexed_iter() {
+                // Cubic splines ring slightly outside [0, 1]: clamp for display only.
+                let gray = (value.clamp(0.0, 1.0) * 255.0).round() as u8;
+                let top = GAP + digit_idx * cell_height + row * SCALE;
+                let left = GAP + column_idx * cell_width + col * SCALE;
+                canvas.slice_mut(s![top..top + SCALE, left..left + SCALE]).fill(gray);
+            }
+        }
+    }
+
+    let (height, width) = canvas.dim();
+    let mut encoder = png::Encoder::new(BufWriter::new(File::create(&output_path)?), width as u32, height as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(canvas.as_slice().ok_or("canvas is contiguous")?)?;
+    writer.finish()?;
+    println!(
+        "wrote {} ({n_digits} digits; columns: original, seed mode epochs 0-{}, fused mode epochs 0-{})",
+        output_path.display(),
+        N_EPOCHS - 1,
+        N_EPOCHS - 1
+    );
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The batch API: deterministic per (seed, epoch, image index), independent of
+//! threads and batch boundaries; errors instead of panics.
+
+use augment::{Augmenter, AugmentError, Mode, Order};
+use ndarray::{Array3, Axis, s};
+
+fn digits(n_images: usize) -> Array3<f32> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/inputs.idx.gz");
+    let all: Array3<f32> = idx::read_idx(path).unwrap().into_array::<f32>().unwrap().into_dimensionality().unwrap();
+    all.slice(s![..n_images, .., ..]).to_owned()
+}
+
+fn run(augmenter: &Augmenter, images: &Array3<f32>, indices: &[u64], epoch: u64, n_threads: usize) -> Array3<f32> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(n_threads).build().unwrap();
+    let mut output = Array3::zeros(images.dim());
+    pool.install(|| augmenter.augment_batch(images.view(), indices, epoch, output.view_mut())).unwrap();
+    output
+}
+
+#[test]
+fn results_do_not_depend_on_threads_or_batch_boundaries() {
+    let images = digits(64);
+    let indices: Vec<u64> = (1000..1064).collect();
+    for mode in [Mode::Seed, Mode::Fused] {
+        let augmenter = Augmenter::new(mode, 42);
+        let one_thread = run(&augmenter, &images, &indices, 5, 1);
+        let two_threads = run(&augmenter, &images, &indices, 5, 2);
+        assert_eq!(one_thread, two_threads, "{mode:?}");
+
+        // The same images in two batches of other sizes, in another order.
+        let mut split = Array3::zeros(images.dim());
+        let reversed_first: Vec<usize> = (0..24).rev().collect();
+        let first_images = images.select(Axis(0), &reversed_first);
+        let first_indices: Vec<u64> = reversed_first.iter().map(|&i| indices[i]).collect();
+        let first = run(&augmenter, &first_images, &first_indices, 5, 2);
+        for (position, &i) in reversed_first.iter().enumerate() {
+            split.index_axis_mut(Axis(0), i).assign(&first.index_axis(Axis(0), position));
+        }
+        let second = run(&augmenter, &images.slice(s![24.., .., ..]).to_owned(), &indices[24..], 5, 1);
+        split.slice_mut(s![24.., .., ..]).assign(&second);
+        assert_eq!(split, one_thread, "{mode:?}");
+
+        // Another epoch or seed gives other transformations.
+        assert_ne!(run(&augmenter, &images, &indices, 6, 2), one_thread);
+        assert_ne!(run(&Augmenter::new(mode, 43), &images, &indices, 5, 2), one_thread);
+    }
+}
+
+#[test]
+fn mode_none_copies_and_augmentation_moves_pixels() {
+    let images = digits(8);
+    let indices: Vec<u64> = (0..8).collect();
+    assert_eq!(run(&Augmenter::new(Mode::None, 1), &images, &indices, 0, 2), images);
+    let augmented = run(&Augmenter::new(Mode::Seed, 1), &images, &indices, 0, 2);
+    assert_ne!(augmented, images);
+    // Rotation, zoom and shift move ink around but keep about as much of it.
+    for (before, after) in images.outer_iter().zip(augmented.outer_iter()) {
+        let (ink_before, ink_after) = (before.sum(), after.sum());
+        assert!((ink_after / ink_before - 1.0).abs() < 0.35, "{ink_before} -> {ink_after}");
+    }
+}
+
+#[test]
+fn fused_mode_stays_close_to_the_seed_mode() {
+    let images = digits(200);
+    let indices: Vec<u64> = (0..200).collect();
+    let seed = run(&Augmenter::new(Mode::Seed, 9), &images, &indices, 0, 2);
+    let fused = run(&Augmenter::new(Mode::Fused, 9), &images, &indices, 0, 2);
+    let mean_abs = (&seed - &fused).mapv(f32::abs).mean().unwrap();
+    // Same geometry: the two differ by interpolation blur, not by where the digit lands.
+    assert!(mean_abs < 0.02, "mean absolute difference {mean_abs}");
+    assert!(mean_abs > 0.0);
+}
+
+#[test]
+fn bad_batches_are_errors_not_panics() {
+    let augmenter = Augmenter::new(Mode::Seed, 0);
+    let images = digits(4);
+    let mut output = Array3::zeros((4, 28, 28));
+    let empty = Array3::<f32>::zeros((0, 28, 28));
+    let error = augmenter.augment_batch(empty.view(), &[], 0, Array3::zeros((0, 28, 28)).view_mut()).unwrap_err();
+    assert_eq!(error, AugmentError::EmptyBatch);
+
+    let error = augmenter.augment_batch(images.view(), &[0, 1, 2], 0, output.view_mut()).unwrap_err();
+    assert_eq!(error, AugmentError::IndexCount { n_images: 4, n_indices: 3 });
+
+    let mut wrong = Array3::zeros((4, 28, 27));
+    let error = augmenter.augment_batch(images.view(), &[0, 1, 2, 3], 0, wrong.view_mut()).unwrap_err();
+    assert!(matches!(error, AugmentError::BatchShape { .. }), "{error}");
+
+    let flat = Array3::<f32>::zeros((2, 0, 5));
+    let error = augmenter.augment_batch(flat.view(), &[0, 1], 0, Array3::zeros((2, 0, 5)).view_mut()).unwrap_err();
+    assert!(matches!(error, AugmentError::EmptyImage { rows: 0, cols: 5 }), "{error}");
+
+    let mut transposed = Array3::<f32>::zeros((28, 28, 4));
+    let mut view = transposed.view_mut();
+    view.swap_axes(0, 2);
+    let error = augmenter.augment_batch(images.view(), &[0, 1, 2, 3], 0, view).unwrap_err();
+    assert!(matches!(error, AugmentError::NotContiguous { .. }), "{error}");
+
+    let bad_ranges = Augmenter { ranges: augment::ParamRanges { shift: 2..2, ..Default::default() }, ..augmenter };
+    let error = bad_ranges.augment_batch(images.view(), &[0, 1, 2, 3], 0, output.view_mut()).unwrap_err();
+    assert!(error.to_string().contains("shift range 2..2 is empty"), "{error}");
+
+    let error = augment::zoom(images.index_axis(Axis(0), 0), f64::NAN, Order::Cubic).unwrap_err();
+    assert!(matches!(error, AugmentError::BadZoom { .. }), "{error}");
+    let error = augment::rotate(ndarray::Array2::<f32>::zeros((0, 3)).view(), 5.0, Order::Cubic).unwrap_err();
+    assert!(matches!(error, AugmentError::EmptyImage { .. }), "{error}");
+}
