@@ -84,8 +84,14 @@ fn main() {
     } else {
         let n = images.len_of(Axis(0));
         println!("augment on {n} MNIST digits (best of 3 runs):");
-        println!("  seed mode, one image at a time, 1 thread: {seed_single:>9.0} images/s ({:.2} us/image)", 1e6 / seed_single);
-        println!("  fused mode, one image at a time, 1 thread: {fused_single:>8.0} images/s ({:.2} us/image)", 1e6 / fused_single);
+        println!(
+            "  seed mode, one image at a time, 1 thread: {seed_single:>9.0} images/s ({:.2} us/image)",
+            1e6 / seed_single
+        );
+        println!(
+            "  fused mode, one image at a time, 1 thread: {fused_single:>8.0} images/s ({:.2} us/image)",
+            1e6 / fused_single
+        );
         println!("  seed mode, batch, 1 thread:               {seed_batch_1:>9.0} images/s");
         println!(
             "  seed mode, batch, {n_cores} threads:              {seed_batch_all:>9.0} images/s (x{:.2} over 1 thread)",

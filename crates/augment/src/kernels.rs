@@ -9,7 +9,11 @@
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-use crate::spline::{Taps, prefilter_2d};
+use crate::spline::{Scratch2d, Taps, fast_floor, mirror_index, prefilter_2d};
+
+/// Cubic taps reach one sample before the floor of a coordinate and two after.
+const PAD_BEFORE: usize = 1;
+const PAD_AFTER: usize = 2;
 use crate::{AugmentError, Order};
 
 /// Scratch buffers reused across calls, so the hot loop allocates nothing.
@@ -17,13 +21,18 @@ use crate::{AugmentError, Order};
 pub struct Workspace {
     /// Spline coefficients of the current input, row-major.
     pub(crate) coefficients: Vec<f64>,
-    /// One line, for the column pass of the prefilter.
-    line: Vec<f64>,
+    /// Scratch space of the prefilter.
+    prefilter: Scratch2d,
     /// Taps of every output row and column (separable kernels).
     row_taps: Vec<Option<Taps>>,
     col_taps: Vec<Option<Taps>>,
     /// Intermediate of the separable kernels: rows interpolated, columns not yet.
     partial: Vec<f64>,
+    /// The coefficients with a mirrored border (1 before, 2 after each axis),
+    /// so that every cubic 4x4 block of an in-range point is a plain slice.
+    padded: Vec<f64>,
+    /// Flat output of the affine loop, copied into the caller's view.
+    output_buffer: Vec<f32>,
 }
 
 impl Workspace {
@@ -32,13 +41,38 @@ impl Workspace {
         Self::default()
     }
 
+    /// Fills `padded` from the loaded coefficients (`rows x cols`): padded
+    /// `(i + 1, j + 1)` is coefficient `(i, j)`, and the border holds the
+    /// mirrored coefficients SciPy reads beyond the edges.
+    fn pad(&mut self, rows: usize, cols: usize) {
+        let padded_cols = cols + PAD_BEFORE + PAD_AFTER;
+        let padded_rows = rows + PAD_BEFORE + PAD_AFTER;
+        self.padded.clear();
+        self.padded.reserve(padded_rows * padded_cols);
+        for padded_row in 0..padded_rows {
+            let row = mirror_index(padded_row as isize - PAD_BEFORE as isize, rows as isize);
+            let source = &self.coefficients[row * cols..(row + 1) * cols];
+            for padded_col in 0..padded_cols {
+                let col = padded_col as isize - PAD_BEFORE as isize;
+                let col =
+                    if (0..cols as isize).contains(&col) { col as usize } else { mirror_index(col, cols as isize) };
+                self.padded.push(source[col]);
+            }
+        }
+    }
+
     /// Loads `image` as spline coefficients (prefiltered for order 3, as is for 0 and 1).
     fn load(&mut self, image: &ArrayView2<'_, f32>, order: Order) {
         let (rows, cols) = image.dim();
         self.coefficients.clear();
-        self.coefficients.extend(image.iter().map(|&pixel| f64::from(pixel)));
+        for row in image.rows() {
+            match row.as_slice() {
+                Some(pixels) => self.coefficients.extend(pixels.iter().map(|&pixel| f64::from(pixel))),
+                None => self.coefficients.extend(row.iter().map(|&pixel| f64::from(pixel))),
+            }
+        }
         if order == Order::Cubic {
-            prefilter_2d(&mut self.coefficients, rows, cols, &mut self.line);
+            prefilter_2d(&mut self.coefficients, rows, cols, &mut self.prefilter);
         }
     }
 }
@@ -217,29 +251,81 @@ pub fn affine_transform_into(
     check_image(&image)?;
     let (rows, cols) = image.dim();
     workspace.load(&image, order);
-    let coefficients = &workspace.coefficients;
-    let (out_rows, out_cols) = output.dim();
-    for out_row in 0..out_rows {
+    let out_shape = output.dim();
+    if order == Order::Cubic {
+        workspace.pad(rows, cols);
+        let Workspace { padded, output_buffer, .. } = workspace;
+        output_buffer.clear();
+        output_buffer.resize(out_shape.0 * out_shape.1, 0.0);
+        affine_cubic(padded, (rows, cols), matrix, offset, output_buffer, out_shape.1);
+        let computed = ArrayView2::from_shape(out_shape, output_buffer.as_slice()).expect("sized above");
+        output.assign(&computed);
+        return Ok(());
+    }
+    let (last_row, last_col) = (rows as f64 - 1.0, cols as f64 - 1.0);
+    for out_row in 0..out_shape.0 {
         let r = out_row as f64;
-        for out_col in 0..out_cols {
+        for out_col in 0..out_shape.1 {
             let c = out_col as f64;
-            // The same operation order as SciPy's loop: sum over output axes, then the offset.
-            let in_row = r * matrix[0][0] + c * matrix[0][1] + offset[0];
-            let in_col = r * matrix[1][0] + c * matrix[1][1] + offset[1];
-            output[[out_row, out_col]] = sample(coefficients, (rows, cols), order, in_row, in_col) as f32;
+            let y = r * matrix[0][0] + c * matrix[0][1] + offset[0];
+            let x = r * matrix[1][0] + c * matrix[1][1] + offset[1];
+            let inside = y >= 0.0 && y <= last_row && x >= 0.0 && x <= last_col;
+            let value = if inside { sample_general(&workspace.coefficients, (rows, cols), order, y, x) } else { 0.0 };
+            output[[out_row, out_col]] = value as f32;
         }
     }
     Ok(())
 }
 
-/// The spline through `coefficients` (`rows x cols`) at `(y, x)`, or 0 outside the image.
-#[inline]
-fn sample(coefficients: &[f64], (rows, cols): (usize, usize), order: Order, y: f64, x: f64) -> f64 {
-    if order == Order::Cubic
-        && let Some(value) = sample_cubic_interior(coefficients, (rows, cols), y, x)
-    {
-        return value;
+/// The cubic affine loop over a flat output (`out_cols` wide), compiled for
+/// AVX2 too and chosen at run time: the same operations in the same order
+/// either way (Rust never fuses a multiply and an add on its own), so the
+/// results do not depend on the CPU.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn affine_cubic(
+    padded: &[f64],
+    (rows, cols): (usize, usize),
+    matrix: [[f64; 2]; 2],
+    offset: [f64; 2],
+    output: &mut [f32],
+    out_cols: usize,
+) {
+    let (last_row, last_col) = (rows as f64 - 1.0, cols as f64 - 1.0);
+    let padded_cols = cols + PAD_BEFORE + PAD_AFTER;
+    for (out_row, output_row) in output.chunks_exact_mut(out_cols).enumerate() {
+        let r = out_row as f64;
+        for (out_col, pixel) in output_row.iter_mut().enumerate() {
+            let c = out_col as f64;
+            // The same operation order as SciPy's loop: sum over output axes, then the offset.
+            let y = r * matrix[0][0] + c * matrix[0][1] + offset[0];
+            let x = r * matrix[1][0] + c * matrix[1][1] + offset[1];
+            // Outside [0, len - 1] (or NaN) is cval, as in SciPy's mode='constant'.
+            let inside = y >= 0.0 && y <= last_row && x >= 0.0 && x <= last_col;
+            *pixel = if inside { sample_cubic_padded(padded, padded_cols, y, x) as f32 } else { 0.0 };
+        }
     }
+}
+
+/// The cubic spline at an in-range point `(y, x)`, from the padded coefficients.
+#[inline(always)]
+fn sample_cubic_padded(padded: &[f64], padded_cols: usize, y: f64, x: f64) -> f64 {
+    let (floor_y, floor_x) = (fast_floor(y), fast_floor(x));
+    let (row_weights, col_weights) = (Taps::cubic_weights(y - floor_y), Taps::cubic_weights(x - floor_x));
+    // Tap rows floor_y - 1 ..= floor_y + 2 are padded rows floor_y ..= floor_y + 3.
+    let base = floor_y as usize * padded_cols + floor_x as usize;
+    let block = &padded[base..base + 3 * padded_cols + 4];
+    let row_sum = |row: usize| {
+        let taps = &block[row * padded_cols..row * padded_cols + 4];
+        col_weights[0] * taps[0] + col_weights[1] * taps[1] + col_weights[2] * taps[2] + col_weights[3] * taps[3]
+    };
+    row_weights[0] * row_sum(0)
+        + row_weights[1] * row_sum(1)
+        + row_weights[2] * row_sum(2)
+        + row_weights[3] * row_sum(3)
+}
+
+/// The spline of order 0 or 1 at `(y, x)`, or 0 outside the image.
+fn sample_general(coefficients: &[f64], (rows, cols): (usize, usize), order: Order, y: f64, x: f64) -> f64 {
     let (Some(row_taps), Some(col_taps)) = (Taps::at(y, rows, order), Taps::at(x, cols, order)) else {
         return 0.0;
     };
@@ -254,27 +340,6 @@ fn sample(coefficients: &[f64], (rows, cols): (usize, usize), order: Order, y: f
         sum += row_taps.weights[row_tap] * row_sum;
     }
     sum
-}
-
-/// The fast path of [`sample`] for cubic splines whose 4x4 taps all lie inside
-/// the image (no mirror folding); `None` elsewhere.
-#[inline]
-fn sample_cubic_interior(coefficients: &[f64], (rows, cols): (usize, usize), y: f64, x: f64) -> Option<f64> {
-    let (floor_y, floor_x) = (y.floor(), x.floor());
-    // Written so that NaN fails the test and takes the general path.
-    if !(floor_y >= 1.0 && floor_y + 2.0 < rows as f64 && floor_x >= 1.0 && floor_x + 2.0 < cols as f64) {
-        return None;
-    }
-    let (row_weights, col_weights) = (Taps::cubic_weights(y - floor_y), Taps::cubic_weights(x - floor_x));
-    let base = (floor_y as usize - 1) * cols + floor_x as usize - 1;
-    let mut sum = 0.0;
-    for (tap, row_weight) in row_weights.iter().enumerate() {
-        let start = base + tap * cols;
-        let row: &[f64; 4] = coefficients[start..start + 4].try_into().ok()?;
-        sum += row_weight
-            * (col_weights[0] * row[0] + col_weights[1] * row[1] + col_weights[2] * row[2] + col_weights[3] * row[3]);
-    }
-    Some(sum)
 }
 
 /// The matrix and offset `scipy.ndimage.rotate(image, degrees, reshape=False)`

@@ -1,7 +1,7 @@
 //! The batch API: deterministic per (seed, epoch, image index), independent of
 //! threads and batch boundaries; errors instead of panics.
 
-use augment::{Augmenter, AugmentError, Mode, Order};
+use augment::{AugmentError, Augmenter, Mode, Order};
 use ndarray::{Array3, Axis, s};
 
 fn digits(n_images: usize) -> Array3<f32> {
