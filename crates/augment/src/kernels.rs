@@ -9,7 +9,7 @@
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-use crate::spline::{Scratch2d, Taps, fast_floor, mirror_index, prefilter_2d};
+use crate::spline::{Scratch2d, Taps, mirror_index, prefilter_2d};
 
 /// Cubic taps reach one sample before the floor of a coordinate and two after.
 const PAD_BEFORE: usize = 1;
@@ -45,19 +45,18 @@ impl Workspace {
     /// `(i + 1, j + 1)` is coefficient `(i, j)`, and the border holds the
     /// mirrored coefficients SciPy reads beyond the edges.
     fn pad(&mut self, rows: usize, cols: usize) {
-        let padded_cols = cols + PAD_BEFORE + PAD_AFTER;
         let padded_rows = rows + PAD_BEFORE + PAD_AFTER;
         self.padded.clear();
-        self.padded.reserve(padded_rows * padded_cols);
+        self.padded.reserve(padded_rows * (cols + PAD_BEFORE + PAD_AFTER));
+        let border = |col: isize| mirror_index(col, cols as isize);
+        let (before, after_1, after_2) = (border(-1), border(cols as isize), border(cols as isize + 1));
         for padded_row in 0..padded_rows {
             let row = mirror_index(padded_row as isize - PAD_BEFORE as isize, rows as isize);
             let source = &self.coefficients[row * cols..(row + 1) * cols];
-            for padded_col in 0..padded_cols {
-                let col = padded_col as isize - PAD_BEFORE as isize;
-                let col =
-                    if (0..cols as isize).contains(&col) { col as usize } else { mirror_index(col, cols as isize) };
-                self.padded.push(source[col]);
-            }
+            self.padded.push(source[before]);
+            self.padded.extend_from_slice(source);
+            self.padded.push(source[after_1]);
+            self.padded.push(source[after_2]);
         }
     }
 
@@ -103,38 +102,78 @@ fn separable_into(
     col_coordinates: impl Iterator<Item = f64>,
     output: &mut ArrayViewMut2<'_, f32>,
 ) {
-    let n_taps = order.n_taps();
     workspace.row_taps.clear();
     workspace.row_taps.extend(row_coordinates.map(|coordinate| Taps::at(coordinate, in_rows, order)));
     workspace.col_taps.clear();
     workspace.col_taps.extend(col_coordinates.map(|coordinate| Taps::at(coordinate, in_cols, order)));
-    let out_cols = workspace.col_taps.len();
+    let Workspace { coefficients, row_taps, col_taps, partial, .. } = workspace;
+    partial.clear();
+    partial.resize(row_taps.len() * in_cols, 0.0);
+    let out_cols = output.ncols();
+    match output.as_slice_mut() {
+        Some(flat) => separable_passes(coefficients, in_cols, order.n_taps(), row_taps, col_taps, partial, flat),
+        None => {
+            let mut flat = vec![0.0f32; row_taps.len() * out_cols];
+            separable_passes(coefficients, in_cols, order.n_taps(), row_taps, col_taps, partial, &mut flat);
+            output.assign(&ArrayView2::from_shape((row_taps.len(), out_cols), &flat).expect("sized above"));
+        }
+    }
+}
+
+/// Both passes of a separable interpolation into a flat output, compiled for
+/// AVX2 too (same operations, same results).
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn separable_passes(
+    coefficients: &[f64],
+    in_cols: usize,
+    n_taps: usize,
+    row_taps: &[Option<Taps>],
+    col_taps: &[Option<Taps>],
+    partial: &mut [f64],
+    output: &mut [f32],
+) {
     // Pass 1: for each output row, interpolate along the input rows (one value per input column).
-    workspace.partial.clear();
-    workspace.partial.resize(workspace.row_taps.len() * in_cols, 0.0);
-    for (out_row, taps) in workspace.row_taps.iter().enumerate() {
+    for (taps, partial_row) in row_taps.iter().zip(partial.chunks_exact_mut(in_cols)) {
         let Some(taps) = taps else { continue };
-        let partial_row = &mut workspace.partial[out_row * in_cols..(out_row + 1) * in_cols];
         for tap in 0..n_taps {
             let weight = taps.weights[tap];
-            let source = &workspace.coefficients[taps.indices[tap] * in_cols..(taps.indices[tap] + 1) * in_cols];
+            let source = &coefficients[taps.indices[tap] * in_cols..(taps.indices[tap] + 1) * in_cols];
             for (value, &coefficient) in partial_row.iter_mut().zip(source) {
                 *value += weight * coefficient;
             }
         }
     }
     // Pass 2: along the columns.
-    for (out_row, row_taps) in workspace.row_taps.iter().enumerate() {
-        let partial_row = &workspace.partial[out_row * in_cols..(out_row + 1) * in_cols];
-        for out_col in 0..out_cols {
-            let value = match (row_taps, &workspace.col_taps[out_col]) {
-                (Some(_), Some(taps)) => {
-                    (0..n_taps).map(|tap| taps.weights[tap] * partial_row[taps.indices[tap]]).sum::<f64>()
-                }
-                _ => 0.0,
-            };
-            output[[out_row, out_col]] = value as f32;
+    let out_cols = col_taps.len();
+    for ((taps, partial_row), output_row) in
+        row_taps.iter().zip(partial.chunks_exact(in_cols)).zip(output.chunks_exact_mut(out_cols))
+    {
+        if taps.is_none() {
+            output_row.fill(0.0);
+            continue;
         }
+        for (pixel, col_taps) in output_row.iter_mut().zip(col_taps) {
+            *pixel = match col_taps {
+                None => 0.0,
+                Some(taps) => dot_taps(taps, n_taps, partial_row) as f32,
+            };
+        }
+    }
+}
+
+/// The weighted sum of a line's samples at the given taps.
+#[inline(always)]
+fn dot_taps(taps: &Taps, n_taps: usize, line: &[f64]) -> f64 {
+    let (indices, weights) = (&taps.indices, &taps.weights);
+    match n_taps {
+        4 => {
+            weights[0] * line[indices[0]]
+                + weights[1] * line[indices[1]]
+                + weights[2] * line[indices[2]]
+                + weights[3] * line[indices[3]]
+        }
+        2 => weights[0] * line[indices[0]] + weights[1] * line[indices[1]],
+        _ => weights[0] * line[indices[0]],
     }
 }
 
@@ -290,38 +329,69 @@ fn affine_cubic(
     output: &mut [f32],
     out_cols: usize,
 ) {
+    /// Pixels handled together: their coordinates and weights are computed
+    /// lane by lane in arrays, which the compiler turns into vector code.
+    const LANES: usize = 4;
     let (last_row, last_col) = (rows as f64 - 1.0, cols as f64 - 1.0);
     let padded_cols = cols + PAD_BEFORE + PAD_AFTER;
     for (out_row, output_row) in output.chunks_exact_mut(out_cols).enumerate() {
         let r = out_row as f64;
-        for (out_col, pixel) in output_row.iter_mut().enumerate() {
-            let c = out_col as f64;
-            // The same operation order as SciPy's loop: sum over output axes, then the offset.
-            let y = r * matrix[0][0] + c * matrix[0][1] + offset[0];
-            let x = r * matrix[1][0] + c * matrix[1][1] + offset[1];
+        for (chunk_idx, output_chunk) in output_row.chunks_mut(LANES).enumerate() {
+            let mut y = [0.0f64; LANES];
+            let mut x = [0.0f64; LANES];
+            for lane in 0..LANES {
+                let c = (chunk_idx * LANES + lane) as f64;
+                // The same operation order as SciPy's loop: sum over output axes, then the offset.
+                y[lane] = r * matrix[0][0] + c * matrix[0][1] + offset[0];
+                x[lane] = r * matrix[1][0] + c * matrix[1][1] + offset[1];
+            }
             // Outside [0, len - 1] (or NaN) is cval, as in SciPy's mode='constant'.
-            let inside = y >= 0.0 && y <= last_row && x >= 0.0 && x <= last_col;
-            *pixel = if inside { sample_cubic_padded(padded, padded_cols, y, x) as f32 } else { 0.0 };
+            let mut inside = [false; LANES];
+            for lane in 0..LANES {
+                inside[lane] = y[lane] >= 0.0 && y[lane] <= last_row && x[lane] >= 0.0 && x[lane] <= last_col;
+                // Park outside lanes on (0, 0) so every lane's arithmetic stays finite and in range.
+                if !inside[lane] {
+                    y[lane] = 0.0;
+                    x[lane] = 0.0;
+                }
+            }
+            let (floor_y, floor_x) = (y.map(f64::floor), x.map(f64::floor));
+            let mut row_weights = [[0.0f64; LANES]; 4];
+            let mut col_weights = [[0.0f64; LANES]; 4];
+            for lane in 0..LANES {
+                let (wy, wx) =
+                    (Taps::cubic_weights(y[lane] - floor_y[lane]), Taps::cubic_weights(x[lane] - floor_x[lane]));
+                for tap in 0..4 {
+                    row_weights[tap][lane] = wy[tap];
+                    col_weights[tap][lane] = wx[tap];
+                }
+            }
+            for (lane, pixel) in output_chunk.iter_mut().enumerate() {
+                if !inside[lane] {
+                    *pixel = 0.0;
+                    continue;
+                }
+                // Tap rows floor_y - 1 ..= floor_y + 2 are padded rows floor_y ..= floor_y + 3.
+                let base = floor_y[lane] as usize * padded_cols + floor_x[lane] as usize;
+                let block = &padded[base..base + 3 * padded_cols + 4];
+                // Combine the four tap rows first (a 4-wide vector operation per row),
+                // then weight the columns: one horizontal sum per pixel instead of four.
+                let mut combined = [0.0f64; 4];
+                for (tap_row, weights) in row_weights.iter().enumerate() {
+                    let taps: &[f64; 4] =
+                        block[tap_row * padded_cols..tap_row * padded_cols + 4].try_into().expect("4 taps");
+                    for (sum, &tap) in combined.iter_mut().zip(taps) {
+                        *sum += weights[lane] * tap;
+                    }
+                }
+                let value = combined[0] * col_weights[0][lane]
+                    + combined[1] * col_weights[1][lane]
+                    + combined[2] * col_weights[2][lane]
+                    + combined[3] * col_weights[3][lane];
+                *pixel = value as f32;
+            }
         }
     }
-}
-
-/// The cubic spline at an in-range point `(y, x)`, from the padded coefficients.
-#[inline(always)]
-fn sample_cubic_padded(padded: &[f64], padded_cols: usize, y: f64, x: f64) -> f64 {
-    let (floor_y, floor_x) = (fast_floor(y), fast_floor(x));
-    let (row_weights, col_weights) = (Taps::cubic_weights(y - floor_y), Taps::cubic_weights(x - floor_x));
-    // Tap rows floor_y - 1 ..= floor_y + 2 are padded rows floor_y ..= floor_y + 3.
-    let base = floor_y as usize * padded_cols + floor_x as usize;
-    let block = &padded[base..base + 3 * padded_cols + 4];
-    let row_sum = |row: usize| {
-        let taps = &block[row * padded_cols..row * padded_cols + 4];
-        col_weights[0] * taps[0] + col_weights[1] * taps[1] + col_weights[2] * taps[2] + col_weights[3] * taps[3]
-    };
-    row_weights[0] * row_sum(0)
-        + row_weights[1] * row_sum(1)
-        + row_weights[2] * row_sum(2)
-        + row_weights[3] * row_sum(3)
 }
 
 /// The spline of order 0 or 1 at `(y, x)`, or 0 outside the image.
