@@ -33,7 +33,7 @@ fn single_image_rate(images: &Array3<f32>, mode: Mode) -> f64 {
     let ranges = ParamRanges::default();
     let mut scratch = Scratch::new();
     let mut output = Array2::zeros((28, 28));
-    let seconds = best_seconds(3, || {
+    let seconds = best_seconds(5, || {
         for (image_idx, image) in images.outer_iter().enumerate() {
             let params = ranges.sample(0, 0, image_idx as u64);
             let result = match mode {
@@ -51,7 +51,7 @@ fn batch_rate(images: &Array3<f32>, mode: Mode, n_threads: usize) -> f64 {
     let augmenter = Augmenter::new(mode, 0);
     let indices: Vec<u64> = (0..images.len_of(Axis(0)) as u64).collect();
     let mut output = Array3::zeros(images.dim());
-    let seconds = best_seconds(3, || {
+    let seconds = best_seconds(5, || {
         pool.install(|| augmenter.augment_batch(images.view(), &indices, 0, output.view_mut())).expect("augment");
     });
     images.len_of(Axis(0)) as f64 / seconds
@@ -83,7 +83,7 @@ fn main() {
         );
     } else {
         let n = images.len_of(Axis(0));
-        println!("augment on {n} MNIST digits (best of 3 runs):");
+        println!("augment on {n} MNIST digits (best of 5 runs):");
         println!(
             "  seed mode, one image at a time, 1 thread: {seed_single:>9.0} images/s ({:.2} us/image)",
             1e6 / seed_single
