@@ -212,13 +212,18 @@ pub fn shift_into(
 
 fn shift_whole_pixels(image: &ArrayView2<'_, f32>, (dy, dx): (isize, isize), output: &mut ArrayViewMut2<'_, f32>) {
     let (rows, cols) = image.dim();
-    for out_row in 0..rows {
+    // Output columns whose source column lies inside the image.
+    let first_col = dx.clamp(0, cols as isize) as usize;
+    let last_col = (cols as isize + dx).clamp(0, cols as isize) as usize;
+    for (out_row, mut output_row) in output.rows_mut().into_iter().enumerate() {
         let in_row = out_row as isize - dy;
-        for out_col in 0..cols {
-            let in_col = out_col as isize - dx;
-            let inside = (0..rows as isize).contains(&in_row) && (0..cols as isize).contains(&in_col);
-            output[[out_row, out_col]] = if inside { image[[in_row as usize, in_col as usize]] } else { 0.0 };
+        output_row.fill(0.0);
+        if !(0..rows as isize).contains(&in_row) || first_col >= last_col {
+            continue;
         }
+        let source = image.row(in_row as usize);
+        let source_cols = (first_col as isize - dx) as usize..(last_col as isize - dx) as usize;
+        output_row.slice_mut(ndarray::s![first_col..last_col]).assign(&source.slice(ndarray::s![source_cols]));
     }
 }
 
@@ -562,6 +567,18 @@ mod tests {
     use ndarray::Array2;
 
     use super::*;
+
+    #[test]
+    fn whole_pixel_shifts_move_pixels_and_fill_with_zeros_even_beyond_the_image() {
+        let image = Array2::from_shape_fn((4, 5), |(row, col)| (row * 5 + col + 1) as f32);
+        let shifted = shift(image.view(), (1.0, -2.0), Order::Cubic).unwrap();
+        assert_eq!(shifted.row(0).to_vec(), [0.0; 5]);
+        assert_eq!(shifted.row(1).to_vec(), [3.0, 4.0, 5.0, 0.0, 0.0]);
+        assert_eq!(shifted.row(3).to_vec(), [13.0, 14.0, 15.0, 0.0, 0.0]);
+        for far in [(40.0, 0.0), (0.0, -5.0), (-4.0, 3.0), (2.0, 1e12)] {
+            assert!(shift(image.view(), far, Order::Cubic).unwrap().iter().all(|&value| value == 0.0), "{far:?}");
+        }
+    }
 
     #[test]
     fn a_rotation_plan_gives_exactly_the_direct_rotation() {

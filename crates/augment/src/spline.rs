@@ -91,36 +91,54 @@ fn prefilter_axis0(data: &mut [f64], n: usize, width: usize, first: &mut Vec<f64
         *value *= gain;
     }
     let z_n_1 = z.powi(n as i32 - 1);
+    // Every loop below runs over row slices of exactly `width` elements, so the
+    // compiler drops the bounds checks and vectorises across the lines.
     first.clear();
-    first.extend(data[..width].iter().zip(&data[(n - 1) * width..]).map(|(&head, &tail)| head + z_n_1 * tail));
+    first.extend_from_slice(&data[..width]);
+    {
+        let last = &data[(n - 1) * width..n * width];
+        let first = &mut first[..width];
+        for j in 0..width {
+            first[j] += z_n_1 * last[j];
+        }
+    }
     let mut z_i = z;
     for i in 1..n - 1 {
-        let (row, mirrored) = (&data[i * width..(i + 1) * width], &data[(n - 1 - i) * width..(n - i) * width]);
-        for ((sum, &value), &mirror_value) in first.iter_mut().zip(row).zip(mirrored) {
-            *sum += z_i * (value + z_n_1 * mirror_value);
+        let row = &data[i * width..(i + 1) * width];
+        let mirrored = &data[(n - 1 - i) * width..(n - i) * width];
+        let first = &mut first[..width];
+        for j in 0..width {
+            first[j] += z_i * (row[j] + z_n_1 * mirrored[j]);
         }
         z_i *= z;
     }
     let norm = 1.0 - z_n_1 * z_n_1;
-    for (value, &sum) in data[..width].iter_mut().zip(first.iter()) {
-        *value = sum / norm;
+    {
+        let head = &mut data[..width];
+        let first = &first[..width];
+        for j in 0..width {
+            head[j] = first[j] / norm;
+        }
     }
     for i in 1..n {
         let (before, after) = data.split_at_mut(i * width);
-        for (value, &previous) in after[..width].iter_mut().zip(&before[(i - 1) * width..]) {
-            *value += z * previous;
+        let (previous, current) = (&before[(i - 1) * width..], &mut after[..width]);
+        for j in 0..width {
+            current[j] += z * previous[j];
         }
     }
     {
-        let (before, last) = data.split_at_mut((n - 1) * width);
-        for (value, &previous) in last.iter_mut().zip(&before[(n - 2) * width..]) {
-            *value = (z * previous + *value) * z / (z * z - 1.0);
+        let (before, after) = data.split_at_mut((n - 1) * width);
+        let (previous, last) = (&before[(n - 2) * width..], &mut after[..width]);
+        for j in 0..width {
+            last[j] = (z * previous[j] + last[j]) * z / (z * z - 1.0);
         }
     }
     for i in (0..n - 1).rev() {
         let (before, after) = data.split_at_mut((i + 1) * width);
-        for (value, &next) in before[i * width..].iter_mut().zip(&after[..width]) {
-            *value = z * (next - *value);
+        let (current, next) = (&mut before[i * width..], &after[..width]);
+        for j in 0..width {
+            current[j] = z * (next[j] - current[j]);
         }
     }
 }
