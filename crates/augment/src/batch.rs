@@ -6,6 +6,9 @@ use rayon::prelude::*;
 use crate::seed::{Scratch, augment_fused_into, augment_seed_into};
 use crate::{AugmentError, Order, ParamRanges};
 
+/// The smallest number of images a rayon task takes.
+const MIN_IMAGES_PER_TASK: usize = 16;
+
 /// How to augment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
@@ -88,12 +91,16 @@ impl Augmenter {
         if pixels_per_image == 0 {
             return Err(AugmentError::EmptyImage { rows, cols });
         }
-        output_pixels.par_chunks_mut(pixels_per_image).zip(image_indices.par_iter()).enumerate().try_for_each_init(
-            Scratch::new,
-            |scratch, (position, (out_pixels, &image_idx))| {
+        // Tasks of at least MIN_IMAGES_PER_TASK images: each task makes its scratch space
+        // once, and a 28x28 image is too little work to be worth a task of its own.
+        output_pixels
+            .par_chunks_mut(pixels_per_image)
+            .zip(image_indices.par_iter())
+            .enumerate()
+            .with_min_len(MIN_IMAGES_PER_TASK)
+            .try_for_each_init(Scratch::new, |scratch, (position, (out_pixels, &image_idx))| {
                 let out = ArrayViewMut2::from_shape((rows, cols), out_pixels).expect("chunk has rows * cols pixels");
                 self.augment_one(images.index_axis(ndarray::Axis(0), position), epoch, image_idx, scratch, out)
-            },
-        )
+            })
     }
 }
