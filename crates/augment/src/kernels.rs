@@ -581,6 +581,12 @@ mod tests {
     }
 
     #[test]
+    fn a_nan_angle_gives_zeros_like_scipy() {
+        let image = Array2::from_elem((6, 6), 1.0f32);
+        assert!(rotate(image.view(), f64::NAN, Order::Cubic).unwrap().iter().all(|&value| value == 0.0));
+    }
+
+    #[test]
     fn a_rotation_plan_gives_exactly_the_direct_rotation() {
         let image = Array2::from_shape_fn((28, 28), |(row, col)| ((row * 31 + col * 17) % 23) as f32 / 23.0);
         let mut workspace = Workspace::new();
