@@ -215,6 +215,20 @@ fn shift_whole_pixels(image: &ArrayView2<'_, f32>, (dy, dx): (isize, isize), out
     // Output columns whose source column lies inside the image.
     let first_col = dx.clamp(0, cols as isize) as usize;
     let last_col = (cols as isize + dx).clamp(0, cols as isize) as usize;
+    if let (Some(source), Some(target)) = (image.as_slice(), output.as_slice_mut()) {
+        // The common case, contiguous images: plain slice copies.
+        for (out_row, target_row) in target.chunks_exact_mut(cols).enumerate() {
+            let in_row = out_row as isize - dy;
+            target_row.fill(0.0);
+            if (0..rows as isize).contains(&in_row) && first_col < last_col {
+                let source_row = &source[in_row as usize * cols..(in_row as usize + 1) * cols];
+                let source_start = (first_col as isize - dx) as usize;
+                target_row[first_col..last_col]
+                    .copy_from_slice(&source_row[source_start..source_start + (last_col - first_col)]);
+            }
+        }
+        return;
+    }
     for (out_row, mut output_row) in output.rows_mut().into_iter().enumerate() {
         let in_row = out_row as isize - dy;
         output_row.fill(0.0);
@@ -577,6 +591,16 @@ mod tests {
         assert_eq!(shifted.row(3).to_vec(), [13.0, 14.0, 15.0, 0.0, 0.0]);
         for far in [(40.0, 0.0), (0.0, -5.0), (-4.0, 3.0), (2.0, 1e12)] {
             assert!(shift(image.view(), far, Order::Cubic).unwrap().iter().all(|&value| value == 0.0), "{far:?}");
+        }
+    }
+
+    #[test]
+    fn whole_pixel_shifts_of_non_contiguous_views_match_contiguous_ones() {
+        let image = Array2::from_shape_fn((5, 7), |(row, col)| (row * 7 + col) as f32);
+        let transposed_copy = image.t().to_owned();
+        for offset in [(1.0, 2.0), (-2.0, -1.0), (0.0, 6.0)] {
+            let from_view = shift(image.t(), offset, Order::Cubic).unwrap();
+            assert_eq!(from_view, shift(transposed_copy.view(), offset, Order::Cubic).unwrap(), "{offset:?}");
         }
     }
 
