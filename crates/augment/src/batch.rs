@@ -1,13 +1,21 @@
 //! Whole batches `[n_images, rows, cols]`, in parallel with rayon.
 
+use std::cell::RefCell;
+
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
 use rayon::prelude::*;
 
 use crate::seed::{Scratch, augment_fused_into, augment_seed_into};
 use crate::{AugmentError, Order, ParamRanges};
 
+thread_local! {
+    /// Each thread's scratch space, kept across batches: after the first
+    /// images nothing is allocated, however many batches follow.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+}
+
 /// The smallest number of images a rayon task takes.
-const MIN_IMAGES_PER_TASK: usize = 16;
+const MIN_IMAGES_PER_TASK: usize = 8;
 
 /// How to augment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -67,7 +75,7 @@ impl Augmenter {
     /// `image_indices[i]` is the data-set index of image `i`: the result for
     /// an image depends only on `(seed, epoch, its index)`, not on its place
     /// in the batch nor on the number of threads. Runs on rayon's current
-    /// pool; scratch space is made once per rayon task, never per image.
+    /// pool; each thread keeps its scratch space across calls.
     pub fn augment_batch(
         &self,
         images: ArrayView3<'_, f32>,
@@ -91,16 +99,20 @@ impl Augmenter {
         if pixels_per_image == 0 {
             return Err(AugmentError::EmptyImage { rows, cols });
         }
-        // Tasks of at least MIN_IMAGES_PER_TASK images: each task makes its scratch space
-        // once, and a 28x28 image is too little work to be worth a task of its own.
+        // A 28x28 image is too little work to be worth a rayon task of its own.
         output_pixels
             .par_chunks_mut(pixels_per_image)
             .zip(image_indices.par_iter())
             .enumerate()
             .with_min_len(MIN_IMAGES_PER_TASK)
-            .try_for_each_init(Scratch::new, |scratch, (position, (out_pixels, &image_idx))| {
+            .try_for_each(|(position, (out_pixels, &image_idx))| {
                 let out = ArrayViewMut2::from_shape((rows, cols), out_pixels).expect("chunk has rows * cols pixels");
-                self.augment_one(images.index_axis(ndarray::Axis(0), position), epoch, image_idx, scratch, out)
+                let image = images.index_axis(ndarray::Axis(0), position);
+                SCRATCH.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut scratch) => self.augment_one(image, epoch, image_idx, &mut scratch, out),
+                    // Only reachable if augment_one were re-entered on this thread; stay correct anyway.
+                    Err(_) => self.augment_one(image, epoch, image_idx, &mut Scratch::new(), out),
+                })
             })
     }
 }
