@@ -1,0 +1,215 @@
+//! Checkpoints in safetensors: every tensor of the network, the optimizer's
+//! state, and the run's metadata in the header.
+//!
+//! Tensor names (all `F32`, PyTorch layout, see [`crate::Architecture::tensor_specs`]):
+//! `conv1.weight`, `bn1.bias`, `bn1.running_mean`, `bn1.running_var`, ...,
+//! `fco.weight`, `fco.bias`, and for each trainable tensor `NAME` its Adam
+//! moments `optimizer.exp_avg.NAME` and `optimizer.exp_avg_sq.NAME`. The
+//! header's metadata holds `format`, `format_version`, `architecture`,
+//! `epoch`, `step`, `optimizer.step`, `optimizer.learning_rate`, ...,
+//! `best_validation_accuracy`, `best_epoch` and `rng_state`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use tch::{Device, Kind, Tensor};
+
+use crate::{Adam, AdamConfig, Architecture, ModelError, Network};
+
+/// The value of the `format` metadata key: says the file is one of ours.
+pub const FORMAT: &str = "mnist-cnn-rs checkpoint";
+/// The version of this layout.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What a checkpoint records about the run besides tensors.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CheckpointMeta {
+    /// Epochs completed (0-based index of the last finished epoch plus one).
+    pub epoch: u64,
+    /// Optimizer steps taken in the run.
+    pub step: u64,
+    /// Best validation accuracy so far, and the epoch (0-based) that reached it.
+    pub best_validation_accuracy: Option<(f64, u64)>,
+    /// The caller's random-generator state, opaque here.
+    pub rng_state: String,
+}
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// The network, on the requested device.
+    pub network: Network,
+    /// The optimizer with its moments and step count.
+    pub optimizer: Adam,
+    /// The run's metadata.
+    pub meta: CheckpointMeta,
+}
+
+fn tensor_bytes(tensor: &Tensor) -> Result<(Vec<usize>, Vec<u8>), ModelError> {
+    let cpu = tensor.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    let shape: Vec<usize> = cpu.size().iter().map(|&dim| dim as usize).collect();
+    let values = Vec::<f32>::try_from(cpu.flatten(0, -1)).map_err(|error| ModelError::Tensor(error.to_string()))?;
+    Ok((shape, values.iter().flat_map(|value| value.to_le_bytes()).collect()))
+}
+
+/// Writes a checkpoint: to a temporary file in the same folder, flushed to
+/// disk, then renamed, so a crash never leaves a partial file under `path`.
+pub fn save(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointMeta) -> Result<(), ModelError> {
+    let file = path.display().to_string();
+    let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (spec, tensor) in network.named_tensors() {
+        let (shape, bytes) = tensor_bytes(tensor)?;
+        entries.push((spec.name.to_owned(), shape, bytes));
+    }
+    let trainable_names: Vec<&str> = network
+        .named_tensors()
+        .iter()
+        .filter(|(spec, _)| spec.role.is_trainable())
+        .map(|(spec, _)| spec.name)
+        .collect();
+    for ((name, exp_avg), exp_avg_sq) in trainable_names.iter().zip(optimizer.exp_avg()).zip(optimizer.exp_avg_sq()) {
+        let (shape, bytes) = tensor_bytes(exp_avg)?;
+        entries.push((format!("optimizer.exp_avg.{name}"), shape, bytes));
+        let (shape, bytes) = tensor_bytes(exp_avg_sq)?;
+        entries.push((format!("optimizer.exp_avg_sq.{name}"), shape, bytes));
+    }
+    let views: Vec<(String, TensorView<'_>)> = entries
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+                .map_err(|error| ModelError::Checkpoint { file: file.clone(), reason: error.to_string() })
+        })
+        .collect::<Result<_, _>>()?;
+
+    let config = optimizer.config;
+    let mut metadata = HashMap::from([
+        ("format".to_owned(), FORMAT.to_owned()),
+        ("format_version".to_owned(), FORMAT_VERSION.to_string()),
+        ("architecture".to_owned(), network.architecture().name().to_owned()),
+        ("epoch".to_owned(), meta.epoch.to_string()),
+        ("step".to_owned(), meta.step.to_string()),
+        ("rng_state".to_owned(), meta.rng_state.clone()),
+        ("optimizer".to_owned(), "adam".to_owned()),
+        ("optimizer.step".to_owned(), optimizer.step_count().to_string()),
+        // `{:?}` prints the shortest text that parses back to the same f64.
+        ("optimizer.learning_rate".to_owned(), format!("{:?}", config.learning_rate)),
+        ("optimizer.beta1".to_owned(), format!("{:?}", config.beta1)),
+        ("optimizer.beta2".to_owned(), format!("{:?}", config.beta2)),
+        ("optimizer.epsilon".to_owned(), format!("{:?}", config.epsilon)),
+    ]);
+    if let Some((accuracy, epoch)) = meta.best_validation_accuracy {
+        metadata.insert("best_validation_accuracy".to_owned(), format!("{accuracy:?}"));
+        metadata.insert("best_epoch".to_owned(), epoch.to_string());
+    }
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|error| ModelError::Checkpoint { file: file.clone(), reason: error.to_string() })?;
+
+    let mut temp_name = path.as_os_str().to_owned();
+    temp_name.push(format!(".{}.part", std::process::id()));
+    let temp_path = Path::new(&temp_name);
+    let written = (|| -> std::io::Result<()> {
+        let mut temp = fs::File::create(temp_path)?;
+        temp.write_all(&bytes)?;
+        temp.sync_all()?;
+        fs::rename(temp_path, path)?;
+        // Make the rename itself durable.
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    written.map_err(|error| {
+        let _ = fs::remove_file(temp_path);
+        ModelError::Io { file, operation: "cannot write", error }
+    })
+}
+
+/// Reads a checkpoint onto `device`, checking every name, shape and dtype.
+pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
+    let file = path.display().to_string();
+    let bytes =
+        fs::read(path).map_err(|error| ModelError::Io { file: file.clone(), operation: "cannot read", error })?;
+    let bad = |reason: String| ModelError::Checkpoint { file: file.clone(), reason };
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|error| bad(format!("not a safetensors file, or a truncated one ({error})")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let field = |key: &str| metadata.get(key).ok_or_else(|| bad(format!("metadata has no `{key}`")));
+    if metadata.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(bad(format!(
+            "not a checkpoint of this project (metadata `format` is {:?})",
+            metadata.get("format")
+        )));
+    }
+    let version: u32 = field("format_version")?.parse().map_err(|_| bad("bad `format_version`".to_owned()))?;
+    if version != FORMAT_VERSION {
+        return Err(bad(format!("format version {version}, this program reads version {FORMAT_VERSION}")));
+    }
+    let parse_u64 = |key: &str| -> Result<u64, ModelError> {
+        field(key)?.parse().map_err(|_| bad(format!("metadata `{key}` is not a whole number")))
+    };
+    let parse_f64 = |key: &str| -> Result<f64, ModelError> {
+        field(key)?.parse().map_err(|_| bad(format!("metadata `{key}` is not a number")))
+    };
+    let architecture: Architecture = field("architecture")?.parse().map_err(bad)?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|error| bad(format!("corrupt tensor data ({error})")))?;
+
+    let specs = architecture.tensor_specs();
+    let mut expected: Vec<(String, Vec<i64>)> =
+        specs.iter().map(|spec| (spec.name.to_owned(), spec.shape.clone())).collect();
+    for spec in specs.iter().filter(|spec| spec.role.is_trainable()) {
+        expected.push((format!("optimizer.exp_avg.{}", spec.name), spec.shape.clone()));
+        expected.push((format!("optimizer.exp_avg_sq.{}", spec.name), spec.shape.clone()));
+    }
+    let mut read = HashMap::new();
+    for (name, shape) in &expected {
+        let view = tensors.tensor(name).map_err(|_| bad(format!("tensor `{name}` is missing")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype())));
+        }
+        let found: Vec<i64> = view.shape().iter().map(|&dim| dim as i64).collect();
+        if &found != shape {
+            return Err(bad(format!(
+                "tensor `{name}` has shape {found:?}, expected {shape:?} for the {} network",
+                architecture.name()
+            )));
+        }
+        let tensor = Tensor::f_from_data_size(view.data(), shape, Kind::Float)
+            .map_err(|error| bad(format!("tensor `{name}`: {error}")))?;
+        read.insert(name.clone(), tensor);
+    }
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
+    if let Some(unexpected) = tensors.names().into_iter().find(|name| !known.contains(name)) {
+        return Err(bad(format!("unexpected tensor `{unexpected}` for the {} network", architecture.name())));
+    }
+
+    let mut take = |name: &str| read.remove(name).ok_or_else(|| bad(format!("tensor `{name}` is missing")));
+    let network_tensors = specs.iter().map(|spec| take(spec.name)).collect::<Result<Vec<_>, _>>()?;
+    let network = Network::from_tensors(architecture, device, network_tensors);
+    let (mut exp_avg, mut exp_avg_sq) = (Vec::new(), Vec::new());
+    for spec in specs.iter().filter(|spec| spec.role.is_trainable()) {
+        exp_avg.push(take(&format!("optimizer.exp_avg.{}", spec.name))?.to_device(device));
+        exp_avg_sq.push(take(&format!("optimizer.exp_avg_sq.{}", spec.name))?.to_device(device));
+    }
+    let config = AdamConfig {
+        learning_rate: parse_f64("optimizer.learning_rate")?,
+        beta1: parse_f64("optimizer.beta1")?,
+        beta2: parse_f64("optimizer.beta2")?,
+        epsilon: parse_f64("optimizer.epsilon")?,
+    };
+    let optimizer = Adam::from_state(config, parse_u64("optimizer.step")?, exp_avg, exp_avg_sq);
+    let best_validation_accuracy = match metadata.get("best_validation_accuracy") {
+        Some(_) => Some((parse_f64("best_validation_accuracy")?, parse_u64("best_epoch")?)),
+        None => None,
+    };
+    let meta = CheckpointMeta {
+        epoch: parse_u64("epoch")?,
+        step: parse_u64("step")?,
+        best_validation_accuracy,
+        rng_state: field("rng_state")?.clone(),
+    };
+    Ok(Checkpoint { network, optimizer, meta })
+}

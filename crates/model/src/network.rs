@@ -1,0 +1,318 @@
+//! The seed's convolutional network, in its intended form and in the form the
+//! seed actually built (`SPEC.md`, "a defect"), as plain tensors we own.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use tch::{Device, Kind, Tensor};
+
+/// Batch-norm decay 0.9, i.e. PyTorch's momentum 0.1.
+pub const BATCH_NORM_MOMENTUM: f64 = 0.1;
+/// Batch-norm epsilon of `slim.batch_norm`.
+pub const BATCH_NORM_EPSILON: f64 = 1e-3;
+/// The seed's dropout keeps 70% of the activations.
+pub const DROPOUT_PROBABILITY: f64 = 0.3;
+/// Leaky-ReLU slope: the seed's `lrelu(x) = 0.6 x + 0.4 |x|`.
+pub const LEAK: f64 = 0.2;
+/// Standard deviation of the truncated-normal initialisation.
+pub const INIT_STDDEV: f64 = 0.01;
+/// Number of classes.
+pub const N_CLASSES: i64 = 10;
+
+/// Which network to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Architecture {
+    /// The network the seed meant: conv2 reads pool1.
+    #[default]
+    Intended,
+    /// The network the seed built: conv2 reads the input image, conv1 is dead
+    /// weight, and fc4 takes 12,544 inputs. Reproduces the published run.
+    Seed,
+}
+
+impl Architecture {
+    /// The name used on the command line and in checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Intended => "intended",
+            Architecture::Seed => "seed",
+        }
+    }
+
+    /// Input channels of conv2.
+    fn conv2_in_channels(self) -> i64 {
+        match self {
+            Architecture::Intended => 32,
+            Architecture::Seed => 1,
+        }
+    }
+
+    /// Inputs of fc4: 7x7x64 after two poolings, or 14x14x64 after one.
+    fn fc4_inputs(self) -> i64 {
+        match self {
+            Architecture::Intended => 7 * 7 * 64,
+            Architecture::Seed => 14 * 14 * 64,
+        }
+    }
+
+    /// Every tensor of the network: name, PyTorch-layout shape, and role.
+    pub fn tensor_specs(self) -> Vec<TensorSpec> {
+        use Role::*;
+        let spec = |name, shape: &[i64], role| TensorSpec { name, shape: shape.to_vec(), role };
+        vec![
+            spec("conv1.weight", &[32, 1, 5, 5], Weight),
+            spec("bn1.bias", &[32], Shift),
+            spec("conv2.weight", &[64, self.conv2_in_channels(), 5, 5], Weight),
+            spec("bn2.bias", &[64], Shift),
+            spec("fc4.weight", &[1024, self.fc4_inputs()], Weight),
+            spec("bn4.bias", &[1024], Shift),
+            spec("fco.weight", &[N_CLASSES, 1024], Weight),
+            spec("fco.bias", &[N_CLASSES], Bias),
+            spec("bn1.running_mean", &[32], RunningMean),
+            spec("bn1.running_var", &[32], RunningVar),
+            spec("bn2.running_mean", &[64], RunningMean),
+            spec("bn2.running_var", &[64], RunningVar),
+            spec("bn4.running_mean", &[1024], RunningMean),
+            spec("bn4.running_var", &[1024], RunningVar),
+        ]
+    }
+}
+
+impl FromStr for Architecture {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "intended" => Ok(Architecture::Intended),
+            "seed" => Ok(Architecture::Seed),
+            other => Err(format!("unknown architecture {other:?}: expected intended or seed")),
+        }
+    }
+}
+
+/// What a tensor is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A trainable weight.
+    Weight,
+    /// A trainable batch-norm shift (beta).
+    Shift,
+    /// A trainable bias.
+    Bias,
+    /// A batch-norm moving mean (not trainable).
+    RunningMean,
+    /// A batch-norm moving variance (not trainable).
+    RunningVar,
+}
+
+impl Role {
+    /// Whether the optimizer trains tensors of this role.
+    pub fn is_trainable(self) -> bool {
+        matches!(self, Role::Weight | Role::Shift | Role::Bias)
+    }
+}
+
+/// The name, shape and role of one tensor of the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Name, as in a PyTorch `state_dict` (`conv1.weight`, `bn1.running_mean`, ...).
+    pub name: &'static str,
+    /// Shape in PyTorch layout: `[out, in, kh, kw]` for convolutions, `[out, in]` for dense layers.
+    pub shape: Vec<i64>,
+    /// What it is for.
+    pub role: Role,
+}
+
+/// The network: its architecture and its tensors, in [`Architecture::tensor_specs`] order.
+#[derive(Debug)]
+pub struct Network {
+    architecture: Architecture,
+    device: Device,
+    tensors: Vec<Tensor>,
+}
+
+/// Index of each tensor in [`Architecture::tensor_specs`] order.
+mod idx {
+    pub const CONV1_W: usize = 0;
+    pub const BN1_BETA: usize = 1;
+    pub const CONV2_W: usize = 2;
+    pub const BN2_BETA: usize = 3;
+    pub const FC4_W: usize = 4;
+    pub const BN4_BETA: usize = 5;
+    pub const FCO_W: usize = 6;
+    pub const FCO_B: usize = 7;
+    pub const BN1_MEAN: usize = 8;
+    pub const BN1_VAR: usize = 9;
+    pub const BN2_MEAN: usize = 10;
+    pub const BN2_VAR: usize = 11;
+    pub const BN4_MEAN: usize = 12;
+    pub const BN4_VAR: usize = 13;
+}
+
+/// Samples a truncated normal: values beyond two standard deviations are
+/// redrawn, as TensorFlow's `truncated_normal_initializer` does.
+pub fn truncated_normal(shape: &[i64], stddev: f64, device: Device) -> Tensor {
+    let mut values = Tensor::randn(shape, (Kind::Float, device)) * stddev;
+    loop {
+        let outside = values.abs().gt(2.0 * stddev);
+        if outside.any().int64_value(&[]) == 0 {
+            return values;
+        }
+        let redrawn = Tensor::randn(shape, (Kind::Float, device)) * stddev;
+        values = redrawn.where_self(&outside, &values);
+    }
+}
+
+/// Samples Glorot (Xavier) uniform for a dense weight `[fan_out, fan_in]`.
+fn glorot_uniform(shape: &[i64], device: Device) -> Tensor {
+    let (fan_out, fan_in) = (shape[0] as f64, shape[1] as f64);
+    let limit = (6.0 / (fan_in + fan_out)).sqrt();
+    Tensor::empty(shape, (Kind::Float, device)).uniform_(-limit, limit)
+}
+
+impl Network {
+    /// A freshly initialised network (seed it with `tch::manual_seed` for reproducibility):
+    /// truncated normal (stddev 0.01) for conv1, conv2 and fc4, Glorot uniform for
+    /// fco's weights, zeros for shifts and biases, moving means 0 and variances 1.
+    pub fn new(architecture: Architecture, device: Device) -> Self {
+        let tensors = architecture
+            .tensor_specs()
+            .iter()
+            .map(|spec| {
+                let tensor = match (spec.role, spec.name) {
+                    (Role::Weight, "fco.weight") => glorot_uniform(&spec.shape, device),
+                    (Role::Weight, _) => truncated_normal(&spec.shape, INIT_STDDEV, device),
+                    (Role::RunningVar, _) => Tensor::ones(spec.shape.as_slice(), (Kind::Float, device)),
+                    _ => Tensor::zeros(spec.shape.as_slice(), (Kind::Float, device)),
+                };
+                tensor.set_requires_grad(spec.role.is_trainable())
+            })
+            .collect();
+        Self { architecture, device, tensors }
+    }
+
+    /// Builds a network from tensors in [`Architecture::tensor_specs`] order
+    /// (checked by the caller, e.g. the checkpoint loader).
+    pub(crate) fn from_tensors(architecture: Architecture, device: Device, tensors: Vec<Tensor>) -> Self {
+        let specs = architecture.tensor_specs();
+        let tensors = tensors
+            .into_iter()
+            .zip(&specs)
+            .map(|(tensor, spec)| tensor.to_device(device).set_requires_grad(spec.role.is_trainable()))
+            .collect();
+        Self { architecture, device, tensors }
+    }
+
+    /// The architecture.
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
+    }
+
+    /// The device the tensors live on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Every tensor with its spec, in [`Architecture::tensor_specs`] order.
+    pub fn named_tensors(&self) -> Vec<(TensorSpec, &Tensor)> {
+        self.architecture.tensor_specs().into_iter().zip(&self.tensors).collect()
+    }
+
+    /// The trainable tensors (weights, shifts, biases), in order.
+    pub fn trainable(&self) -> Vec<&Tensor> {
+        self.named_tensors().into_iter().filter(|(spec, _)| spec.role.is_trainable()).map(|(_, t)| t).collect()
+    }
+
+    /// Number of trainable values.
+    pub fn n_trainable_values(&self) -> i64 {
+        self.trainable().iter().map(|tensor| tensor.numel() as i64).sum()
+    }
+
+    /// Logits `[N, 10]` for images `[N, 28, 28]` or `[N, 1, 28, 28]`. In
+    /// training mode batch norm uses the batch's statistics and updates its
+    /// moving averages in place, and dropout is active; in evaluation mode
+    /// batch norm uses the moving averages and dropout is off.
+    pub fn forward(&self, images: &Tensor, train: bool) -> Tensor {
+        let t = &self.tensors;
+        let x = images.view([-1, 1, 28, 28]);
+        let features = match self.architecture {
+            Architecture::Intended => {
+                let net =
+                    conv_bn_lrelu(&x, &t[idx::CONV1_W], &t[idx::BN1_BETA], &t[idx::BN1_MEAN], &t[idx::BN1_VAR], train);
+                let net = net.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+                conv_bn_lrelu(&net, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)
+            }
+            // The seed's defect: conv2 reads the input; conv1 and pool1 are never used.
+            Architecture::Seed => {
+                conv_bn_lrelu(&x, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)
+            }
+        };
+        let net = features.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false).flatten(1, -1);
+        let net = net.linear::<Tensor>(&t[idx::FC4_W], None);
+        let net = lrelu(&batch_norm(&net, &t[idx::BN4_BETA], &t[idx::BN4_MEAN], &t[idx::BN4_VAR], train));
+        let net = net.dropout(DROPOUT_PROBABILITY, train);
+        net.linear(&t[idx::FCO_W], Some(&t[idx::FCO_B]))
+    }
+
+    /// The seed's listing of its trainable variables, one line per variable,
+    /// with TensorFlow's names and shapes (`(5, 5, 1, 32)` for a 5x5 conv from
+    /// 1 to 32 channels, `(in, out)` for dense weights):
+    /// `[0/8] [conv1/weights:0] / SAHPE IS (5, 5, 1, 32)`.
+    pub fn variable_listing(&self) -> String {
+        let trainable: Vec<TensorSpec> =
+            self.architecture.tensor_specs().into_iter().filter(|spec| spec.role.is_trainable()).collect();
+        let mut listing = String::new();
+        for (position, spec) in trainable.iter().enumerate() {
+            let (tf_name, tf_shape) = tensorflow_name_and_shape(spec);
+            let dims: Vec<String> = tf_shape.iter().map(i64::to_string).collect();
+            let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+            let _ = writeln!(listing, "[{position}/{}] [{tf_name}:0] / SAHPE IS {shape}", trainable.len());
+        }
+        listing
+    }
+}
+
+/// TensorFlow's name and shape of a trainable tensor.
+fn tensorflow_name_and_shape(spec: &TensorSpec) -> (String, Vec<i64>) {
+    let layer = spec.name.split('.').next().unwrap_or(spec.name);
+    let scope = match layer {
+        "bn1" => "conv1",
+        "bn2" => "conv2",
+        "bn4" => "fc4",
+        other => other,
+    };
+    let shape = &spec.shape;
+    match spec.role {
+        Role::Shift => (format!("{scope}/BatchNorm/beta"), shape.clone()),
+        Role::Bias => (format!("{scope}/biases"), shape.clone()),
+        // PyTorch [out, in, kh, kw] is TensorFlow (kh, kw, in, out); [out, in] is (in, out).
+        _ if shape.len() == 4 => (format!("{scope}/weights"), vec![shape[2], shape[3], shape[1], shape[0]]),
+        _ => (format!("{scope}/weights"), vec![shape[1], shape[0]]),
+    }
+}
+
+/// The seed's `lrelu`: `0.6 x + 0.4 |x|`, leaky ReLU with slope 0.2.
+fn lrelu(x: &Tensor) -> Tensor {
+    let (f1, f2) = (0.5 * (1.0 + LEAK), 0.5 * (1.0 - LEAK));
+    x * f1 + x.abs() * f2
+}
+
+/// Batch norm without a scale (gamma fixed at 1) and with a trainable shift.
+fn batch_norm(x: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, train: bool) -> Tensor {
+    x.batch_norm(
+        None::<&Tensor>,
+        Some(beta),
+        Some(running_mean),
+        Some(running_var),
+        train,
+        BATCH_NORM_MOMENTUM,
+        BATCH_NORM_EPSILON,
+        true,
+    )
+}
+
+/// A 5x5 'SAME' convolution without bias, batch norm, leaky ReLU.
+fn conv_bn_lrelu(x: &Tensor, weight: &Tensor, beta: &Tensor, mean: &Tensor, var: &Tensor, train: bool) -> Tensor {
+    let conv = x.conv2d::<Tensor>(weight, None, [1, 1], [2, 2], [1, 1], 1);
+    lrelu(&batch_norm(&conv, beta, mean, var, train))
+}

@@ -1,0 +1,181 @@
+//! Checkpoints: bit-identical round trips, exact resumption, clear errors, atomic writes.
+
+use std::collections::HashMap;
+
+use model::checkpoint::{self, CheckpointMeta};
+use model::{Adam, AdamConfig, Architecture, Network, train_step};
+use tch::{Device, Kind, Tensor};
+
+/// libtorch's random generator is global to the process, and the tests of a
+/// file run in parallel threads: tests that need its exact sequence hold this.
+static LIBTORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    LIBTORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn batch(seed: i64) -> (Tensor, Tensor) {
+    tch::manual_seed(seed);
+    let images = Tensor::rand([16, 28, 28], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
+    (images, labels)
+}
+
+fn trained(architecture: Architecture, n_steps: i64) -> (Network, Adam) {
+    tch::manual_seed(10);
+    let network = Network::new(architecture, Device::Cpu);
+    let mut adam = Adam::new(&network.trainable(), AdamConfig::default());
+    for step in 0..n_steps {
+        let (images, labels) = batch(100 + step);
+        train_step(&network, &mut adam, &images, &labels).unwrap();
+    }
+    (network, adam)
+}
+
+fn meta() -> CheckpointMeta {
+    CheckpointMeta {
+        epoch: 3,
+        step: 1234,
+        best_validation_accuracy: Some((0.9952, 2)),
+        rng_state: "chacha:42:7".into(),
+    }
+}
+
+#[test]
+fn save_then_load_gives_identical_outputs_optimizer_state_and_metadata() {
+    let _rng = rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    for architecture in [Architecture::Intended, Architecture::Seed] {
+        let (network, adam) = trained(architecture, 3);
+        let path = dir.path().join(format!("net-{}.safetensors", architecture.name()));
+        checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+        let loaded = checkpoint::load(&path, Device::Cpu).unwrap();
+        assert_eq!(loaded.meta, meta());
+        assert_eq!(loaded.network.architecture(), architecture);
+        let (images, _) = batch(7);
+        assert!(network.forward(&images, false).equal(&loaded.network.forward(&images, false)));
+        for ((spec, original), (_, restored)) in network.named_tensors().into_iter().zip(loaded.network.named_tensors())
+        {
+            assert!(original.equal(restored), "{}", spec.name);
+        }
+        assert_eq!(loaded.optimizer.step_count(), 3);
+        assert_eq!(loaded.optimizer.config, adam.config);
+        for (original, restored) in adam.exp_avg().iter().zip(loaded.optimizer.exp_avg()) {
+            assert!(original.equal(restored));
+        }
+        for (original, restored) in adam.exp_avg_sq().iter().zip(loaded.optimizer.exp_avg_sq()) {
+            assert!(original.equal(restored));
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn a_resumed_run_continues_exactly_as_an_uninterrupted_one() {
+    let _rng = rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resume.safetensors");
+    let (uninterrupted, mut adam) = trained(Architecture::Intended, 3);
+    checkpoint::save(&path, &uninterrupted, &adam, &meta()).unwrap();
+    let mut resumed = checkpoint::load(&path, Device::Cpu).unwrap();
+    for step in 3..6 {
+        let (images, labels) = batch(100 + step);
+        // Dropout draws from libtorch's generator: give both runs the same state.
+        tch::manual_seed(1000 + step);
+        let a = train_step(&uninterrupted, &mut adam, &images, &labels).unwrap();
+        tch::manual_seed(1000 + step);
+        let b = train_step(&resumed.network, &mut resumed.optimizer, &images, &labels).unwrap();
+        assert_eq!(a, b, "step {step}");
+    }
+    for ((spec, a), (_, b)) in uninterrupted.named_tensors().into_iter().zip(resumed.network.named_tensors()) {
+        assert!(a.equal(b), "{} differs after resuming", spec.name);
+    }
+}
+
+/// Writes a safetensors file with the given tensors (all F32 zeros) and metadata.
+fn write_raw(path: &std::path::Path, tensors: &[(&str, Vec<usize>)], metadata: HashMap<String, String>) {
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, shape)| (name.to_string(), shape.clone(), vec![0u8; 4 * shape.iter().product::<usize>()]))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).unwrap())
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, Some(metadata)).unwrap()).unwrap();
+}
+
+#[test]
+fn a_tensor_of_the_wrong_shape_is_named() {
+    let _rng = rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (network, adam) = trained(Architecture::Seed, 0);
+    let path = dir.path().join("seed.safetensors");
+    checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+    // Relabel the seed network's file as the intended one: conv2 then has the wrong shape.
+    let bytes = std::fs::read(&path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap();
+    metadata.insert("architecture".into(), "intended".into());
+    let relabelled: Vec<(String, Vec<usize>)> =
+        tensors.tensors().into_iter().map(|(name, view)| (name, view.shape().to_vec())).collect();
+    let relabelled: Vec<(&str, Vec<usize>)> =
+        relabelled.iter().map(|(name, shape)| (name.as_str(), shape.clone())).collect();
+    let wrong = dir.path().join("wrong.safetensors");
+    write_raw(&wrong, &relabelled, metadata);
+    let message = checkpoint::load(&wrong, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("tensor `conv2.weight` has shape [64, 1, 5, 5], expected [64, 32, 5, 5]"), "{message}");
+    assert!(message.starts_with(&wrong.display().to_string()), "{message}");
+}
+
+#[test]
+fn missing_truncated_and_foreign_files_are_clear_errors() {
+    let _rng = rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    let message = checkpoint::load(&missing, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("missing.safetensors: cannot read"), "{message}");
+
+    let (network, adam) = trained(Architecture::Intended, 0);
+    let path = dir.path().join("full.safetensors");
+    checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let message = checkpoint::load(&truncated, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("truncated") || message.contains("corrupt"), "{message}");
+
+    let foreign = dir.path().join("foreign.safetensors");
+    write_raw(&foreign, &[("embedding.weight", vec![3, 2])], HashMap::new());
+    let message = checkpoint::load(&foreign, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("not a checkpoint of this project"), "{message}");
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"this is not a checkpoint").unwrap();
+    let message = checkpoint::load(&garbage, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("not a safetensors file"), "{message}");
+
+    // A missing tensor is named too.
+    let bytes = std::fs::read(&path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let kept: Vec<(String, Vec<usize>)> = tensors
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| name != "bn4.running_var")
+        .map(|(name, view)| (name, view.shape().to_vec()))
+        .collect();
+    let kept: Vec<(&str, Vec<usize>)> = kept.iter().map(|(name, shape)| (name.as_str(), shape.clone())).collect();
+    let incomplete = dir.path().join("incomplete.safetensors");
+    write_raw(&incomplete, &kept, header.metadata().clone().unwrap());
+    let message = checkpoint::load(&incomplete, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("tensor `bn4.running_var` is missing"), "{message}");
+}
