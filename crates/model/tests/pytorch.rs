@@ -1,0 +1,53 @@
+//! A checkpoint loads into a plain PyTorch module (scripts/load_checkpoint_in_pytorch.py)
+//! and gives the same logits. Needs a Python with torch and safetensors: set
+//! `CHECKPOINT_PYTHON` to it (e.g. `.libtorch/venv/bin/python` after
+//! `.libtorch/venv/bin/pip install safetensors`); without it the test checks
+//! only that the script exists and documents its use.
+
+use std::process::Command;
+
+use model::checkpoint::{self, CheckpointMeta};
+use model::{Adam, AdamConfig, Architecture, Network};
+use tch::{Device, Kind, Tensor};
+
+#[test]
+fn pytorch_loads_the_checkpoint_and_computes_the_same_logits() {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/load_checkpoint_in_pytorch.py");
+    let script_text = std::fs::read_to_string(&script).unwrap();
+    assert!(script_text.contains("load_state_dict(model_tensors, strict=True)"));
+    let Some(python) = std::env::var_os("CHECKPOINT_PYTHON") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for architecture in [Architecture::Intended, Architecture::Seed] {
+        tch::manual_seed(30);
+        let network = Network::new(architecture, Device::Cpu);
+        // Move the moving averages away from their initial values so that they matter.
+        tch::no_grad(|| drop(network.forward(&Tensor::rand([32, 28, 28], (Kind::Float, Device::Cpu)), true)));
+        let adam = Adam::new(&network.trainable(), AdamConfig::default());
+        let path = dir.path().join(format!("{}.safetensors", architecture.name()));
+        checkpoint::save(&path, &network, &adam, &CheckpointMeta::default()).unwrap();
+
+        let images = Tensor::rand([5, 28, 28], (Kind::Float, Device::Cpu));
+        let pixels = Vec::<f32>::try_from(images.flatten(0, -1)).unwrap();
+        let bytes: Vec<u8> = pixels.iter().flat_map(|value| value.to_le_bytes()).collect();
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![5, 28, 28], &bytes).unwrap();
+        let images_path = dir.path().join("images.safetensors");
+        std::fs::write(&images_path, safetensors::serialize([("images", view)], None).unwrap()).unwrap();
+
+        let output = Command::new(&python).arg(&script).arg(&path).arg("--images").arg(&images_path).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let logits: Vec<Vec<f64>> = serde_json::from_slice(&output.stdout).unwrap();
+        let ours = network.forward(&images, false);
+        for (image_idx, row) in logits.iter().enumerate() {
+            for (class, &value) in row.iter().enumerate() {
+                let expected = ours.double_value(&[image_idx as i64, class as i64]);
+                assert!(
+                    (value - expected).abs() < 1e-4,
+                    "{architecture:?} image {image_idx} class {class}: {value} vs {expected}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+"""Loads a checkpoint of this project into a plain PyTorch module of the same layout.
+
+    pip install torch safetensors
+    python scripts/load_checkpoint_in_pytorch.py nets/cnn_mnist_modern/net-3.safetensors
+    python scripts/load_checkpoint_in_pytorch.py CHECKPOINT --images IMAGES.safetensors   # prints logits as JSON
+
+The module below is the network of crates/model (docs/CHECKPOINTS.md), written
+with torch.nn: its state_dict keys and shapes are exactly the checkpoint's
+tensor names and shapes, less the optimizer's (`optimizer.*`), so
+`load_state_dict(strict=True)` checks every name and shape. `--images` reads a
+safetensors file holding `images` [N, 28, 28] (float32) and prints the
+evaluation-mode logits; crates/model/tests/pytorch.rs uses it.
+"""
+import argparse
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+
+class ShiftOnlyBatchNorm(torch.nn.Module):
+    """slim.batch_norm(center=True, scale=False): a trainable shift, no scale."""
+
+    def __init__(self, n_features):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(n_features))
+        self.register_buffer("running_mean", torch.zeros(n_features))
+        self.register_buffer("running_var", torch.ones(n_features))
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, None, self.bias,
+                            self.training, 0.1, 1e-3)
+
+
+def lrelu(x):
+    return 0.6 * x + 0.4 * x.abs()
+
+
+class SeedCNN(torch.nn.Module):
+    def __init__(self, architecture):
+        super().__init__()
+        self.architecture = architecture
+        conv2_in, fc4_in = (32, 7 * 7 * 64) if architecture == "intended" else (1, 14 * 14 * 64)
+        self.conv1 = torch.nn.Conv2d(1, 32, 5, padding=2, bias=False)
+        self.bn1 = ShiftOnlyBatchNorm(32)
+        self.conv2 = torch.nn.Conv2d(conv2_in, 64, 5, padding=2, bias=False)
+        self.bn2 = ShiftOnlyBatchNorm(64)
+        self.fc4 = torch.nn.Linear(fc4_in, 1024, bias=False)
+        self.bn4 = ShiftOnlyBatchNorm(1024)
+        self.fco = torch.nn.Linear(1024, 10)
+
+    def forward(self, images):
+        x = images.reshape(-1, 1, 28, 28)
+        if self.architecture == "intended":
+            net = F.max_pool2d(lrelu(self.bn1(self.conv1(x))), 2)
+            net = lrelu(self.bn2(self.conv2(net)))
+        else:  # the seed's defect: conv2 reads the input
+            net = lrelu(self.bn2(self.conv2(x)))
+        net = F.max_pool2d(net, 2).flatten(1)
+        net = F.dropout(lrelu(self.bn4(self.fc4(net))), 0.3, self.training)
+        return self.fco(net)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--images", help="safetensors file with `images` [N, 28, 28]: print their logits")
+    args = parser.parse_args()
+    with safe_open(args.checkpoint, framework="pt") as file:
+        metadata = file.metadata()
+    tensors = load_file(args.checkpoint)
+    model_tensors = {name: t for name, t in tensors.items() if not name.startswith("optimizer.")}
+    model = SeedCNN(metadata["architecture"])
+    model.load_state_dict(model_tensors, strict=True)
+    model.eval()
+    if args.images:
+        images = load_file(args.images)["images"]
+        with torch.no_grad():
+            print(json.dumps(model(images).tolist()))
+    else:
+        print("loaded %s: %s network, epoch %s, step %s, %d optimizer tensors" % (
+            args.checkpoint, metadata["architecture"], metadata["epoch"], metadata["step"],
+            len(tensors) - len(model_tensors)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
