@@ -325,14 +325,21 @@ pub fn affine_transform_into(
         let r = out_row as f64;
         for out_col in 0..out_shape.1 {
             let c = out_col as f64;
-            let y = r * matrix[0][0] + c * matrix[0][1] + offset[0];
-            let x = r * matrix[1][0] + c * matrix[1][1] + offset[1];
+            let (y, x) = map_point(matrix, offset, r, c);
             let inside = y >= 0.0 && y <= last_row && x >= 0.0 && x <= last_col;
             let value = if inside { sample_general(&workspace.coefficients, (rows, cols), order, y, x) } else { 0.0 };
             output[[out_row, out_col]] = value as f32;
         }
     }
     Ok(())
+}
+
+/// The input point `(y, x)` that output pixel `(r, c)` samples, with SciPy's
+/// operation order (sum over the output axes, then the offset). Every affine
+/// path uses this one function, so their coordinates agree to the bit.
+#[inline(always)]
+fn map_point(matrix: [[f64; 2]; 2], offset: [f64; 2], r: f64, c: f64) -> (f64, f64) {
+    (r * matrix[0][0] + c * matrix[0][1] + offset[0], r * matrix[1][0] + c * matrix[1][1] + offset[1])
 }
 
 /// The cubic affine loop over a flat output (`out_cols` wide), compiled for
@@ -360,9 +367,7 @@ fn affine_cubic(
             let mut x = [0.0f64; LANES];
             for lane in 0..LANES {
                 let c = (chunk_idx * LANES + lane) as f64;
-                // The same operation order as SciPy's loop: sum over output axes, then the offset.
-                y[lane] = r * matrix[0][0] + c * matrix[0][1] + offset[0];
-                x[lane] = r * matrix[1][0] + c * matrix[1][1] + offset[1];
+                (y[lane], x[lane]) = map_point(matrix, offset, r, c);
             }
             // Outside [0, len - 1] (or NaN) is cval, as in SciPy's mode='constant'.
             let mut inside = [false; LANES];
@@ -445,9 +450,8 @@ impl AffinePlan {
             let r = out_row as f64;
             for out_col in 0..out_shape.1 {
                 let c = out_col as f64;
-                // Exactly the arithmetic of `affine_cubic`, so the taps are the same.
-                let y = r * matrix[0][0] + c * matrix[0][1] + offset[0];
-                let x = r * matrix[1][0] + c * matrix[1][1] + offset[1];
+                // The arithmetic of `affine_cubic` (same `map_point`, floor and weights), so the taps are the same.
+                let (y, x) = map_point(matrix, offset, r, c);
                 let inside = y >= 0.0 && y <= last_row && x >= 0.0 && x <= last_col;
                 pixels.push(if inside {
                     let (floor_y, floor_x) = (y.floor(), x.floor());
