@@ -21,9 +21,13 @@ fn peak_memory_does_not_grow_with_the_number_of_images_evaluated() {
     let (growth_small, growth_large) = (after_small - before_small, after_large - before_large);
     // The data (60,000 x 784 floats = 184 MiB) is allocated before either measurement.
     assert!(before_large > before_small + 150 * 1024, "{before_small} {before_large}");
-    // Evaluation itself needs the same memory for 12 times the images (within 10%, plus 4 MiB of allocator slack).
+    // Evaluation itself needs about the same memory for 12 times the images. The
+    // allocator's slack varies from run to run (measured: 16 KiB to 18 MiB on
+    // fresh machines), so the bound is absolute: 32 MiB. Anything that scales
+    // with the images evaluated breaks it by far: a copy of 60,000 images is
+    // 184 MiB, and the intended network's activations for them are gigabytes.
     assert!(
-        growth_large as f64 <= growth_small as f64 * 1.10 + 4096.0,
+        growth_large <= growth_small + 32 * 1024,
         "evaluation grew the peak by {growth_small} KiB for 5,000 images but {growth_large} KiB for 60,000"
     );
 }
