@@ -7,7 +7,7 @@
 //! moments `optimizer.exp_avg.NAME` and `optimizer.exp_avg_sq.NAME`. The
 //! header's metadata holds `format`, `format_version`, `architecture`,
 //! `epoch`, `step`, `optimizer.step`, `optimizer.learning_rate`, ...,
-//! `best_validation_accuracy`, `best_epoch` and `rng_state`.
+//! `best_validation_accuracy`, `best_epoch` and `trainer_state`.
 
 use std::collections::HashMap;
 use std::fs;
@@ -33,8 +33,9 @@ pub struct CheckpointMeta {
     pub step: u64,
     /// Best validation accuracy so far, and the epoch (0-based) that reached it.
     pub best_validation_accuracy: Option<(f64, u64)>,
-    /// The caller's random-generator state, opaque here.
-    pub rng_state: String,
+    /// The caller's own state (the trainer's position in the epoch and its
+    /// seed, as JSON), opaque here.
+    pub trainer_state: String,
 }
 
 /// A loaded checkpoint.
@@ -92,7 +93,7 @@ pub fn save(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointM
         ("architecture".to_owned(), network.architecture().name().to_owned()),
         ("epoch".to_owned(), meta.epoch.to_string()),
         ("step".to_owned(), meta.step.to_string()),
-        ("rng_state".to_owned(), meta.rng_state.clone()),
+        ("trainer_state".to_owned(), meta.trainer_state.clone()),
         ("optimizer".to_owned(), "adam".to_owned()),
         ("optimizer.step".to_owned(), optimizer.step_count().to_string()),
         // `{:?}` prints the shortest text that parses back to the same f64.
@@ -128,15 +129,16 @@ pub fn save(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointM
     })
 }
 
-/// Reads a checkpoint onto `device`, checking every name, shape and dtype.
-pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
-    let file = path.display().to_string();
-    let bytes =
-        fs::read(path).map_err(|error| ModelError::Io { file: file.clone(), operation: "cannot read", error })?;
-    let bad = |reason: String| ModelError::Checkpoint { file: file.clone(), reason };
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|error| bad(format!("not a safetensors file, or a truncated one ({error})")))?;
-    let metadata = header.metadata().clone().unwrap_or_default();
+/// The metadata of a checkpoint, read and checked.
+struct Header {
+    architecture: Architecture,
+    adam: AdamConfig,
+    optimizer_step: u64,
+    meta: CheckpointMeta,
+}
+
+fn parse_header(file: &str, metadata: &HashMap<String, String>) -> Result<Header, ModelError> {
+    let bad = |reason: String| ModelError::Checkpoint { file: file.to_owned(), reason };
     let field = |key: &str| metadata.get(key).ok_or_else(|| bad(format!("metadata has no `{key}`")));
     if metadata.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(bad(format!(
@@ -155,8 +157,65 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
         field(key)?.parse().map_err(|_| bad(format!("metadata `{key}` is not a number")))
     };
     let architecture: Architecture = field("architecture")?.parse().map_err(bad)?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|error| bad(format!("corrupt tensor data ({error})")))?;
+    let adam = AdamConfig {
+        learning_rate: parse_f64("optimizer.learning_rate")?,
+        beta1: parse_f64("optimizer.beta1")?,
+        beta2: parse_f64("optimizer.beta2")?,
+        epsilon: parse_f64("optimizer.epsilon")?,
+    };
+    let best_validation_accuracy = match metadata.get("best_validation_accuracy") {
+        Some(_) => Some((parse_f64("best_validation_accuracy")?, parse_u64("best_epoch")?)),
+        None => None,
+    };
+    let meta = CheckpointMeta {
+        epoch: parse_u64("epoch")?,
+        step: parse_u64("step")?,
+        best_validation_accuracy,
+        trainer_state: field("trainer_state")?.clone(),
+    };
+    Ok(Header { architecture, adam, optimizer_step: parse_u64("optimizer.step")?, meta })
+}
 
+/// Reads only a checkpoint's header (a few hundred bytes, not the tensors):
+/// its architecture and metadata, checked like [`load`] checks them.
+pub fn read_meta(path: &Path) -> Result<(Architecture, CheckpointMeta), ModelError> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let io_error = |error| ModelError::Io { file: file.clone(), operation: "cannot read", error };
+    let bad = |reason: String| ModelError::Checkpoint { file: file.clone(), reason };
+    let mut reader = fs::File::open(path).map_err(io_error)?;
+    let mut length_bytes = [0u8; 8];
+    reader.read_exact(&mut length_bytes).map_err(|_| bad("not a safetensors file (shorter than 8 bytes)".into()))?;
+    let header_length = u64::from_le_bytes(length_bytes);
+    // The same limit safetensors itself puts on headers.
+    if header_length > 100_000_000 {
+        return Err(bad(format!("not a safetensors file (header length {header_length})")));
+    }
+    let mut header_bytes = vec![0u8; header_length as usize];
+    reader.read_exact(&mut header_bytes).map_err(|_| bad("truncated safetensors header".into()))?;
+    let header: serde_json::Value = serde_json::from_slice(&header_bytes)
+        .map_err(|error| bad(format!("not a safetensors file (header is not JSON: {error})")))?;
+    // A safetensors file without metadata is someone else's: parse_header says so.
+    let metadata: HashMap<String, String> = match header.get("__metadata__") {
+        None => HashMap::new(),
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|_| bad("safetensors `__metadata__` is not a map of strings".into()))?,
+    };
+    let parsed = parse_header(&file, &metadata)?;
+    Ok((parsed.architecture, parsed.meta))
+}
+
+/// Reads a checkpoint onto `device`, checking every name, shape and dtype.
+pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
+    let file = path.display().to_string();
+    let bytes =
+        fs::read(path).map_err(|error| ModelError::Io { file: file.clone(), operation: "cannot read", error })?;
+    let bad = |reason: String| ModelError::Checkpoint { file: file.clone(), reason };
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|error| bad(format!("not a safetensors file, or a truncated one ({error})")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let Header { architecture, adam, optimizer_step, meta } = parse_header(&file, &metadata)?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|error| bad(format!("corrupt tensor data ({error})")))?;
     let specs = architecture.tensor_specs();
     let mut expected: Vec<(String, Vec<i64>)> =
         specs.iter().map(|spec| (spec.name.to_owned(), spec.shape.clone())).collect();
@@ -194,22 +253,6 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
         exp_avg.push(take(&format!("optimizer.exp_avg.{}", spec.name))?.to_device(device));
         exp_avg_sq.push(take(&format!("optimizer.exp_avg_sq.{}", spec.name))?.to_device(device));
     }
-    let config = AdamConfig {
-        learning_rate: parse_f64("optimizer.learning_rate")?,
-        beta1: parse_f64("optimizer.beta1")?,
-        beta2: parse_f64("optimizer.beta2")?,
-        epsilon: parse_f64("optimizer.epsilon")?,
-    };
-    let optimizer = Adam::from_state(config, parse_u64("optimizer.step")?, exp_avg, exp_avg_sq);
-    let best_validation_accuracy = match metadata.get("best_validation_accuracy") {
-        Some(_) => Some((parse_f64("best_validation_accuracy")?, parse_u64("best_epoch")?)),
-        None => None,
-    };
-    let meta = CheckpointMeta {
-        epoch: parse_u64("epoch")?,
-        step: parse_u64("step")?,
-        best_validation_accuracy,
-        rng_state: field("rng_state")?.clone(),
-    };
+    let optimizer = Adam::from_state(adam, optimizer_step, exp_avg, exp_avg_sq);
     Ok(Checkpoint { network, optimizer, meta })
 }

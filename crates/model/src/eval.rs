@@ -27,19 +27,24 @@ impl Evaluation {
     }
 }
 
-fn check_inputs(images: &Tensor, labels: &Tensor) -> Result<i64, ModelError> {
+fn check_images(images: &Tensor) -> Result<i64, ModelError> {
     let image_shape = images.size();
-    let n_images = image_shape.first().copied().unwrap_or(0);
+    let per_image: i64 = image_shape.iter().skip(1).product();
+    if image_shape.is_empty() || per_image != 28 * 28 {
+        return Err(ModelError::Shape(format!(
+            "images of shape {image_shape:?}: expected [N, 28, 28] or [N, 1, 28, 28]"
+        )));
+    }
+    Ok(image_shape[0])
+}
+
+fn check_inputs(images: &Tensor, labels: &Tensor) -> Result<i64, ModelError> {
+    let n_images = check_images(images)?;
     let label_shape = labels.size();
     if label_shape != [n_images] {
         return Err(ModelError::Shape(format!(
-            "{n_images} images (shape {image_shape:?}) but labels of shape {label_shape:?}"
-        )));
-    }
-    let per_image: i64 = image_shape.iter().skip(1).product();
-    if per_image != 28 * 28 {
-        return Err(ModelError::Shape(format!(
-            "images of shape {image_shape:?}: expected [N, 28, 28] or [N, 1, 28, 28]"
+            "{n_images} images (shape {:?}) but labels of shape {label_shape:?}",
+            images.size()
         )));
     }
     Ok(n_images)
@@ -77,6 +82,29 @@ pub fn evaluate(
         }
     });
     Ok(evaluation)
+}
+
+/// The predicted class (argmax of the logits) of every image of `images`
+/// (`[N, 28, 28]`, any device), in evaluation mode, `batch_size` at a time.
+pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<Vec<i64>, ModelError> {
+    let n_images = check_images(images)?;
+    if batch_size == 0 {
+        return Err(ModelError::Shape("evaluation batch size 0".to_owned()));
+    }
+    let device = network.device();
+    let mut predictions = Vec::with_capacity(n_images as usize);
+    tch::no_grad(|| -> Result<(), ModelError> {
+        let mut start = 0;
+        while start < n_images {
+            let length = (batch_size as i64).min(n_images - start);
+            let batch_images = images.narrow(0, start, length).to_device(device).to_kind(Kind::Float);
+            let classes = network.forward(&batch_images, false).argmax(-1, false).to_device(tch::Device::Cpu);
+            predictions.extend(Vec::<i64>::try_from(classes).map_err(|error| ModelError::Tensor(error.to_string()))?);
+            start += length;
+        }
+        Ok(())
+    })?;
+    Ok(predictions)
 }
 
 /// What one training step saw.

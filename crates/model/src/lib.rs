@@ -12,7 +12,7 @@ pub mod network;
 pub use adam::{Adam, AdamConfig};
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use device::{DeviceError, DeviceRequest};
-pub use eval::{Evaluation, StepResult, evaluate, train_step};
+pub use eval::{Evaluation, StepResult, evaluate, predict, train_step};
 pub use network::{Architecture, Network, Role, TensorSpec};
 
 /// What went wrong in this crate.

@@ -37,7 +37,7 @@ fn meta() -> CheckpointMeta {
         epoch: 3,
         step: 1234,
         best_validation_accuracy: Some((0.9952, 2)),
-        rng_state: "chacha:42:7".into(),
+        trainer_state: "{\"seed\":42}".into(),
     }
 }
 
@@ -51,6 +51,7 @@ fn save_then_load_gives_identical_outputs_optimizer_state_and_metadata() {
         checkpoint::save(&path, &network, &adam, &meta()).unwrap();
         let loaded = checkpoint::load(&path, Device::Cpu).unwrap();
         assert_eq!(loaded.meta, meta());
+        assert_eq!(checkpoint::read_meta(&path).unwrap(), (architecture, meta()));
         assert_eq!(loaded.network.architecture(), architecture);
         let (images, _) = batch(7);
         assert!(network.forward(&images, false).equal(&loaded.network.forward(&images, false)));
@@ -162,6 +163,13 @@ fn missing_truncated_and_foreign_files_are_clear_errors() {
     std::fs::write(&garbage, b"this is not a checkpoint").unwrap();
     let message = checkpoint::load(&garbage, Device::Cpu).unwrap_err().to_string();
     assert!(message.contains("not a safetensors file"), "{message}");
+    // The header-only reader gives the same kinds of errors.
+    let message = checkpoint::read_meta(&garbage).unwrap_err().to_string();
+    assert!(message.contains("garbage.safetensors: not a safetensors file"), "{message}");
+    let message = checkpoint::read_meta(&foreign).unwrap_err().to_string();
+    assert!(message.contains("not a checkpoint of this project"), "{message}");
+    let message = checkpoint::read_meta(&missing).unwrap_err().to_string();
+    assert!(message.contains("missing.safetensors: cannot read"), "{message}");
 
     // A missing tensor is named too.
     let bytes = std::fs::read(&path).unwrap();

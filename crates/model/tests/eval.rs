@@ -1,6 +1,6 @@
 //! Evaluation in batches counts every image exactly once.
 
-use model::{Architecture, Network, evaluate};
+use model::{Architecture, Network, evaluate, predict};
 use tch::{Device, Kind, Reduction, Tensor};
 
 #[test]
@@ -19,6 +19,11 @@ fn batched_evaluation_equals_one_big_batch_for_any_batch_size() {
         assert!((evaluation.loss_sum - loss_sum).abs() < 1e-3, "batch {batch_size}");
         assert!((evaluation.accuracy() - n_correct as f64 / 1003.0).abs() < 1e-15);
     }
+    let expected = Vec::<i64>::try_from(logits.argmax(-1, false)).unwrap();
+    for batch_size in [1, 64, 5000] {
+        assert_eq!(predict(&network, &images, batch_size).unwrap(), expected, "batch {batch_size}");
+    }
+    assert!(predict(&network, &images, 0).unwrap_err().to_string().contains("batch size 0"));
 }
 
 #[test]
