@@ -27,6 +27,8 @@ pub struct LinkPlan {
     pub link_cuda: bool,
     /// Why `link_cuda` has its value, for the build log.
     pub reason: String,
+    /// libtorch's version as its files state it (`2.11.0+cu130`), if they do.
+    pub version: Option<String>,
 }
 
 impl LinkPlan {
@@ -38,7 +40,7 @@ impl LinkPlan {
             Some("0") => (false, format!("{LINK_CUDA_VARIABLE}=0")),
             _ => detect_cuda(lib_dir),
         };
-        Self { lib_dir: lib_dir.to_path_buf(), link_cuda, reason }
+        Self { lib_dir: lib_dir.to_path_buf(), link_cuda, reason, version: libtorch_version(lib_dir) }
     }
 
     /// The `cargo:` lines for a build script.
@@ -48,6 +50,8 @@ impl LinkPlan {
             format!("cargo:rerun-if-env-changed={LINK_CUDA_VARIABLE}"),
             format!("cargo:rustc-link-search=native={lib_dir}"),
             format!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}"),
+            // Programs record the libtorch they were built against (`env!("LIBTORCH_VERSION")`).
+            format!("cargo:rustc-env=LIBTORCH_VERSION={}", self.version.as_deref().unwrap_or("unknown")),
         ];
         if self.link_cuda {
             lines.extend(
@@ -57,6 +61,20 @@ impl LinkPlan {
         }
         lines
     }
+}
+
+/// The version of the libtorch in `lib_dir`: a pip torch states it in
+/// `torch/version.py` (`__version__ = '2.11.0+cu130'`), a standalone libtorch
+/// archive in `libtorch/build-version`.
+fn libtorch_version(lib_dir: &Path) -> Option<String> {
+    let root = lib_dir.parent()?;
+    if let Ok(text) = std::fs::read_to_string(root.join("build-version")) {
+        return Some(text.trim().to_owned()).filter(|version| !version.is_empty());
+    }
+    let text = std::fs::read_to_string(root.join("version.py")).ok()?;
+    let line = text.lines().find(|line| line.starts_with("__version__"))?;
+    let value = line.split_once('=')?.1.trim().trim_matches(|c| c == '\'' || c == '"');
+    Some(value.to_owned()).filter(|version| !version.is_empty())
 }
 
 /// Whether the libtorch in `lib_dir` has CUDA, and why.
@@ -157,5 +175,23 @@ mod tests {
         assert!(LinkPlan::new(&lib_dir, None).link_cuda);
         assert!(!LinkPlan::new(&lib_dir, Some("0")).link_cuda);
         assert!(LinkPlan::new(&root.path().join("empty"), Some("1")).link_cuda);
+    }
+
+    #[test]
+    fn the_version_comes_from_version_py_or_build_version() {
+        let root = tempfile::tempdir().unwrap();
+        let pip_lib = root.path().join("site-packages/torch/lib");
+        touch(&pip_lib.join("libtorch_cpu.so"));
+        assert_eq!(LinkPlan::new(&pip_lib, None).version, None);
+        let lines = LinkPlan::new(&pip_lib, None).cargo_lines();
+        assert!(lines.contains(&"cargo:rustc-env=LIBTORCH_VERSION=unknown".to_owned()), "{lines:?}");
+        fs::write(root.path().join("site-packages/torch/version.py"), "x = 1\n__version__ = '2.11.0+cu130'\n").unwrap();
+        assert_eq!(LinkPlan::new(&pip_lib, None).version.as_deref(), Some("2.11.0+cu130"));
+
+        let archive_lib = root.path().join("libtorch/lib");
+        touch(&archive_lib.join("libtorch_cpu.so"));
+        fs::write(root.path().join("libtorch/build-version"), "2.11.0+cpu\n").unwrap();
+        let lines = LinkPlan::new(&archive_lib, None).cargo_lines();
+        assert!(lines.contains(&"cargo:rustc-env=LIBTORCH_VERSION=2.11.0+cpu".to_owned()), "{lines:?}");
     }
 }

@@ -3,26 +3,35 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
 
-/// Trains the seed's MNIST CNN on libtorch. Training itself lands with the trainer issue;
-/// for now the program inspects the data and the device.
+/// Trains the seed's MNIST CNN on libtorch: the seed's recipe, its defects
+/// fixed. Without a subcommand, `trainer` trains (same flags as `trainer train`).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// What to do.
+    /// What to do (default: train).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Training settings, when no subcommand is given.
+    #[command(flatten)]
+    pub train: TrainArgs,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train the network (the default).
+    Train(TrainArgs),
+    /// Evaluate a checkpoint: accuracy, per-class accuracy, confusion matrix.
+    Evaluate(EvaluateArgs),
     /// Print the data set's splits: counts, label histogram, pixel mean and standard deviation.
     DataInfo(DataInfoArgs),
 }
 
 /// Which MNIST-format data set to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Dataset {
     /// Handwritten digits (LeCun, Cortes, Burges).
     Mnist,
@@ -40,8 +49,49 @@ impl Dataset {
     }
 }
 
+/// Which network to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkChoice {
+    /// The network the seed meant: conv2 reads pool1.
+    Intended,
+    /// The network the seed built: conv2 reads the input image (its defect).
+    Seed,
+}
+
+impl From<NetworkChoice> for model::Architecture {
+    fn from(choice: NetworkChoice) -> Self {
+        match choice {
+            NetworkChoice::Intended => model::Architecture::Intended,
+            NetworkChoice::Seed => model::Architecture::Seed,
+        }
+    }
+}
+
+/// How to augment training images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AugmentChoice {
+    /// The seed's rotate, crop-zoom and shift, SciPy-exact.
+    Seed,
+    /// The same random transformation in one interpolation pass.
+    Fused,
+    /// No augmentation.
+    None,
+}
+
+impl From<AugmentChoice> for augment::Mode {
+    fn from(choice: AugmentChoice) -> Self {
+        match choice {
+            AugmentChoice::Seed => augment::Mode::Seed,
+            AugmentChoice::Fused => augment::Mode::Fused,
+            AugmentChoice::None => augment::Mode::None,
+        }
+    }
+}
+
 /// Where the data is and how it is split.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct DataArgs {
     /// Folder holding one sub-folder per data set (`mnist/`, `fashion-mnist/`).
     #[arg(long, default_value_os_t = default_data_dir())]
@@ -52,6 +102,112 @@ pub struct DataArgs {
     /// How many of the first training images form the validation split.
     #[arg(long, default_value_t = idx::mnist::DEFAULT_VALIDATION_SIZE)]
     pub validation_size: usize,
+}
+
+/// Arguments of `train`. The defaults are the seed's.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct TrainArgs {
+    /// Epochs to train (with --resume: the total, counting those already done).
+    #[arg(long, default_value_t = 50)]
+    pub epochs: u64,
+    /// Images per training step.
+    #[arg(long, default_value_t = 50)]
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 0.001)]
+    pub learning_rate: f64,
+    /// Print the seed's report (cost, train and validation accuracy) every this many epochs.
+    #[arg(long, default_value_t = 3)]
+    pub display_step: u64,
+    /// Save a checkpoint `net-{epoch}` every this many epochs.
+    #[arg(long, default_value_t = 4)]
+    pub save_step: u64,
+    /// How many `net-{epoch}` checkpoints to keep (the newest); `best` and `last` are kept apart.
+    #[arg(long, default_value_t = 100)]
+    pub keep: usize,
+    /// The run directory: checkpoints, `config.json` and `metrics.jsonl`.
+    #[arg(long, default_value = "nets/cnn_mnist_modern")]
+    pub save_dir: PathBuf,
+    /// Where the data is.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Which network to train.
+    #[arg(long, value_enum, default_value_t = NetworkChoice::Intended)]
+    pub network: NetworkChoice,
+    /// How to augment training images.
+    #[arg(long, value_enum, default_value_t = AugmentChoice::Seed)]
+    pub augment: AugmentChoice,
+    /// Seed of every random choice: initial weights, shuffling, augmentation, dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: auto (CUDA if available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    #[serde(serialize_with = "serialize_display")]
+    pub device: model::DeviceRequest,
+    /// libtorch's CPU threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Threads augmenting the next batches while the network trains.
+    #[arg(long, default_value_t = 1)]
+    pub augment_threads: usize,
+    /// Batches augmented ahead of training (the queue's bound).
+    #[arg(long, default_value_t = 4)]
+    pub prefetch: usize,
+    /// Images per batch when evaluating (validation, train sample, test); changes speed only.
+    #[arg(long, default_value_t = 50)]
+    pub eval_batch_size: usize,
+    /// Random un-augmented training images whose accuracy is reported each epoch.
+    #[arg(long, default_value_t = 500)]
+    pub train_accuracy_images: usize,
+    /// Continue the run in --save-dir from its newest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Train on the first N training images only (quick runs).
+    #[arg(long)]
+    pub train_images: Option<usize>,
+}
+
+/// Arguments of `evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The checkpoint (default: `best.safetensors` in --save-dir).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// The run directory whose best checkpoint to evaluate.
+    #[arg(long, default_value = "nets/cnn_mnist_modern")]
+    pub save_dir: PathBuf,
+    /// Where the data is (used unless --images and --labels are given).
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Which split of the data set to evaluate.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
+    pub split: SplitChoice,
+    /// An IDX image file to evaluate instead of a split (u8 pixels, 28x28, plain or gzip).
+    #[arg(long, requires = "labels")]
+    pub images: Option<PathBuf>,
+    /// The IDX label file that goes with --images.
+    #[arg(long, requires = "images")]
+    pub labels: Option<PathBuf>,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: model::DeviceRequest,
+    /// Images per batch.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A split of the data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitChoice {
+    /// The training images (after the validation split).
+    Train,
+    /// The first --validation-size training images.
+    Validation,
+    /// The 10,000 test images.
+    Test,
 }
 
 /// Arguments of `data-info`.
@@ -68,8 +224,55 @@ pub struct DataInfoArgs {
     pub device: model::DeviceRequest,
 }
 
+fn serialize_display<S: serde::Serializer>(value: &model::DeviceRequest, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
 /// `data/` of this repository when run from a checkout, else `./data`.
 fn default_data_dir() -> PathBuf {
     let repo_data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
     if repo_data.is_dir() { repo_data.canonicalize().unwrap_or(repo_data) } else { PathBuf::from("data") }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_definition_is_consistent_and_every_flag_is_documented() {
+        Cli::command().debug_assert();
+        for subcommand in Cli::command().get_subcommands() {
+            for arg in subcommand.get_arguments() {
+                assert!(arg.get_help().is_some(), "{} --{} has no doc line", subcommand.get_name(), arg.get_id());
+            }
+        }
+    }
+
+    #[test]
+    fn no_subcommand_means_train_with_the_seeds_defaults() {
+        let cli = Cli::try_parse_from(["trainer"]).unwrap();
+        assert!(cli.command.is_none());
+        let train = cli.train;
+        assert_eq!((train.epochs, train.batch_size, train.display_step, train.save_step), (50, 50, 3, 4));
+        assert_eq!(train.learning_rate, 0.001);
+        assert_eq!(train.keep, 100);
+        assert_eq!(train.save_dir, PathBuf::from("nets/cnn_mnist_modern"));
+        assert_eq!((train.network, train.augment), (NetworkChoice::Intended, AugmentChoice::Seed));
+        assert_eq!(train.data.validation_size, 5000);
+
+        let cli = Cli::try_parse_from(["trainer", "--epochs", "2", "--augment", "fused"]).unwrap();
+        assert_eq!((cli.train.epochs, cli.train.augment), (2, AugmentChoice::Fused));
+        let cli = Cli::try_parse_from(["trainer", "train", "--epochs", "3"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Train(TrainArgs { epochs: 3, .. }))));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_by_the_parser() {
+        assert!(Cli::try_parse_from(["trainer", "--augment", "sideways"]).is_err());
+        assert!(Cli::try_parse_from(["trainer", "--device", "tpu"]).is_err());
+        assert!(Cli::try_parse_from(["trainer", "--batch-size", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["trainer", "evaluate", "--images", "x.idx"]).is_err());
+    }
 }

@@ -1,21 +1,25 @@
 //! `trainer data-info`: what the data set holds, split by split.
 
-use anyhow::{Context, Result};
-use idx::mnist::{Mnist, Split};
+use anyhow::Result;
+use idx::mnist::{Mnist, MnistError, Split};
 use serde_json::json;
 
 use crate::cli::{DataArgs, DataInfoArgs};
 
-/// Loads the data set, pointing at `cargo xtask fetch-data` when files are missing.
+/// Loads the data set. A missing or corrupt file points at `cargo xtask
+/// fetch-data`, which fetches and verifies it; other errors (a validation
+/// split larger than the data) speak for themselves.
 pub fn load(data: &DataArgs) -> Result<Mnist> {
     let dir = data.data_dir.join(data.dataset.dir_name());
-    Mnist::load(&dir, data.validation_size).with_context(|| {
-        format!(
-            "cannot load {} from {} (run `cargo xtask fetch-data --dataset {}` to fetch and verify it)",
-            data.dataset.dir_name(),
-            dir.display(),
-            data.dataset.dir_name()
-        )
+    Mnist::load(&dir, data.validation_size).map_err(|error| {
+        let name = data.dataset.dir_name();
+        match error {
+            MnistError::Idx(_) => anyhow::Error::new(error).context(format!(
+                "cannot load {name} from {} (run `cargo xtask fetch-data --dataset {name}` to fetch and verify it)",
+                dir.display()
+            )),
+            other => anyhow::Error::new(other).context(format!("cannot use {name} from {}", dir.display())),
+        }
     })
 }
 

@@ -1,11 +1,38 @@
-//! `trainer`: the command-line program. Glue only: the work is in the library crates.
+//! `trainer`: the command-line program. The work is in the library crates
+//! (`idx`, `augment`, `model`); this binary wires them into a training run.
 
 mod cli;
+mod console;
 mod data_info;
+mod evaluate;
+mod pipeline;
+mod run_dir;
+mod streams;
+mod train;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
+
+/// Raised by the first Ctrl-C: training finishes its step, saves and exits 0.
+/// A second Ctrl-C exits at once (the checkpoints on disk stay loadable).
+fn install_interrupt_handler() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("interrupted twice: exiting without saving");
+            std::process::exit(130);
+        }
+        eprintln!("interrupt: finishing the current step, then saving (Ctrl-C again to quit at once)");
+    });
+    if let Err(error) = installed {
+        tracing::warn!("cannot catch Ctrl-C ({error}): an interrupt will stop training without saving");
+    }
+    stop
+}
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -14,10 +41,13 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(console::LogWriter)
         .init();
     let result = match args.command {
-        cli::Command::DataInfo(data_args) => data_info::run(&data_args),
+        None => train::run(&args.train, &install_interrupt_handler()),
+        Some(cli::Command::Train(train_args)) => train::run(&train_args, &install_interrupt_handler()),
+        Some(cli::Command::Evaluate(evaluate_args)) => evaluate::run(&evaluate_args),
+        Some(cli::Command::DataInfo(data_args)) => data_info::run(&data_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,114 @@
+//! `trainer evaluate`: a checkpoint on a split of the data set or on any IDX
+//! pair: accuracy, per-class accuracy and the confusion matrix.
+
+use anyhow::{Context, Result, ensure};
+use idx::mnist::{N_CLASSES, Split, load_split};
+use model::{checkpoint, predict};
+use serde_json::json;
+use tch::Tensor;
+
+use crate::cli::{EvaluateArgs, SplitChoice};
+
+/// `confusion[true_class][predicted_class]`: how many images of each class got each prediction.
+pub fn confusion_matrix(labels: &[u8], predictions: &[i64]) -> [[u64; N_CLASSES]; N_CLASSES] {
+    let mut confusion = [[0u64; N_CLASSES]; N_CLASSES];
+    for (&label, &predicted) in labels.iter().zip(predictions) {
+        if let (Some(row), Ok(column)) = (confusion.get_mut(usize::from(label)), usize::try_from(predicted)) {
+            if let Some(count) = row.get_mut(column) {
+                *count += 1;
+            }
+        }
+    }
+    confusion
+}
+
+fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
+    if let (Some(images), Some(labels)) = (&args.images, &args.labels) {
+        let split = load_split(images, labels)?;
+        return Ok((format!("{} + {}", images.display(), labels.display()), split));
+    }
+    let mnist = crate::data_info::load(&args.data)?;
+    let name = args.data.dataset.dir_name();
+    Ok(match args.split {
+        SplitChoice::Train => (format!("{name} train"), mnist.train),
+        SplitChoice::Validation => (format!("{name} validation"), mnist.validation),
+        SplitChoice::Test => (format!("{name} test"), mnist.test),
+    })
+}
+
+pub fn run(args: &EvaluateArgs) -> Result<()> {
+    ensure!(args.batch_size > 0, "--batch-size must be at least 1, found 0");
+    let device = args.device.resolve()?;
+    let path = args.checkpoint.clone().unwrap_or_else(|| args.save_dir.join("best.safetensors"));
+    let (source, split) = load_images(args)?;
+    let (rows, cols) = split.image_size();
+    ensure!((rows, cols) == (28, 28), "{source}: images are {rows}x{cols}, the network takes 28x28");
+    let loaded = checkpoint::load(&path, device)?;
+    let pixels = split.images.as_slice().context("image array is not contiguous")?;
+    let images = Tensor::from_slice(pixels).view([split.len() as i64, 28, 28]);
+    let predictions = predict(&loaded.network, &images, args.batch_size)?;
+    let labels = split.labels.as_slice().context("label array is not contiguous")?;
+    let confusion = confusion_matrix(labels, &predictions);
+    let n_correct: u64 = (0..N_CLASSES).map(|class| confusion[class][class]).sum();
+    let accuracy = n_correct as f64 / split.len().max(1) as f64;
+    let per_class: Vec<Option<f64>> = confusion
+        .iter()
+        .enumerate()
+        .map(|(class, row)| {
+            let n_class: u64 = row.iter().sum();
+            (n_class > 0).then(|| row[class] as f64 / n_class as f64)
+        })
+        .collect();
+    if args.json {
+        let report = json!({
+            "checkpoint": path,
+            "architecture": loaded.network.architecture().name(),
+            "epoch": loaded.meta.epoch,
+            "images": source,
+            "n_images": split.len(),
+            "n_correct": n_correct,
+            "accuracy": accuracy,
+            "per_class_accuracy": per_class,
+            "confusion_matrix": confusion,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "checkpoint: {} ({} network, {} epochs)",
+        path.display(),
+        loaded.network.architecture().name(),
+        loaded.meta.epoch
+    );
+    println!("images: {source} ({} images)", split.len());
+    println!("accuracy: {accuracy:.5} ({n_correct}/{})", split.len());
+    println!("per-class accuracy:");
+    for (class, class_accuracy) in per_class.iter().enumerate() {
+        match class_accuracy {
+            Some(value) => println!("  {class}: {value:.5}"),
+            None => println!("  {class}: no images"),
+        }
+    }
+    println!("confusion matrix (rows: true class, columns: predicted class):");
+    println!("     {}", (0..N_CLASSES).map(|class| format!("{class:>6}")).collect::<String>());
+    for (class, row) in confusion.iter().enumerate() {
+        println!("  {class}: {}", row.iter().map(|count| format!("{count:>6}")).collect::<String>());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_confusion_matrix_counts_true_against_predicted() {
+        let confusion = confusion_matrix(&[0, 0, 1, 9, 9], &[0, 1, 1, 9, 3]);
+        assert_eq!(confusion[0][0], 1);
+        assert_eq!(confusion[0][1], 1);
+        assert_eq!(confusion[1][1], 1);
+        assert_eq!(confusion[9][9], 1);
+        assert_eq!(confusion[9][3], 1);
+        assert_eq!(confusion.iter().flatten().sum::<u64>(), 5);
+    }
+}

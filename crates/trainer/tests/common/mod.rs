@@ -1,0 +1,109 @@
+//! Helpers shared by the trainer's integration tests: running the binary on
+//! small slices of the embedded MNIST, and reading what a run wrote.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use model::checkpoint;
+use tch::Device;
+
+/// Settings that make a run take seconds: 1,000 training images, 1,000
+/// validation images, CPU, two libtorch threads (reproducibility needs a fixed count).
+pub const QUICK: &[&str] = &[
+    "--train-images",
+    "1000",
+    "--validation-size",
+    "1000",
+    "--train-accuracy-images",
+    "200",
+    "--eval-batch-size",
+    "500",
+    "--device",
+    "cpu",
+    "--threads",
+    "2",
+];
+
+/// The trainer binary with a clean environment for its library path.
+pub fn trainer() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    command.env_remove("LD_LIBRARY_PATH").env("NO_COLOR", "1").env("RUST_LOG", "info");
+    command
+}
+
+/// Runs the trainer with `args` to completion.
+pub fn run(args: &[&str]) -> Output {
+    trainer().args(args).output().unwrap()
+}
+
+/// The arguments of a run in `save_dir` with [`QUICK`] settings, which flags in `extra` override.
+pub fn train_args(save_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["--save-dir".to_owned(), save_dir.display().to_string()];
+    for pair in QUICK.chunks(2) {
+        if !extra.contains(&pair[0]) {
+            args.extend(pair.iter().map(|word| word.to_string()));
+        }
+    }
+    args.extend(extra.iter().map(|word| word.to_string()));
+    args
+}
+
+/// Runs the trainer in `save_dir` with [`QUICK`] settings, which flags in `extra` override.
+pub fn train(save_dir: &Path, extra: &[&str]) -> Output {
+    trainer().args(train_args(save_dir, extra)).output().unwrap()
+}
+
+/// stdout and stderr together, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Asserts the run succeeded, showing its output if not.
+pub fn assert_success(output: &Output) {
+    assert!(output.status.success(), "exit {:?}:\n{}", output.status, text(output));
+}
+
+/// The records of `metrics.jsonl`.
+pub fn metrics(save_dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(save_dir.join("metrics.jsonl")).unwrap();
+    text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+/// The records without their timing fields, which no two runs share.
+pub fn metrics_without_timings(save_dir: &Path) -> Vec<serde_json::Value> {
+    let mut records = metrics(save_dir);
+    for record in &mut records {
+        if let Some(object) = record.as_object_mut() {
+            for key in ["seconds", "train_seconds", "images_per_second"] {
+                object.remove(key);
+            }
+        }
+    }
+    records
+}
+
+/// Asserts two checkpoints hold identical tensors, optimizer state and metadata.
+pub fn assert_same_checkpoint(left: &Path, right: &Path) {
+    let (left_checkpoint, right_checkpoint) =
+        (checkpoint::load(left, Device::Cpu).unwrap(), checkpoint::load(right, Device::Cpu).unwrap());
+    assert_eq!(left_checkpoint.meta, right_checkpoint.meta);
+    for ((spec, a), (_, b)) in
+        left_checkpoint.network.named_tensors().into_iter().zip(right_checkpoint.network.named_tensors())
+    {
+        assert!(a.equal(b), "{} differs between {} and {}", spec.name, left.display(), right.display());
+    }
+    assert_eq!(left_checkpoint.optimizer.step_count(), right_checkpoint.optimizer.step_count());
+    for (a, b) in left_checkpoint.optimizer.exp_avg().iter().zip(right_checkpoint.optimizer.exp_avg()) {
+        assert!(a.equal(b), "Adam's first moments differ");
+    }
+    for (a, b) in left_checkpoint.optimizer.exp_avg_sq().iter().zip(right_checkpoint.optimizer.exp_avg_sq()) {
+        assert!(a.equal(b), "Adam's second moments differ");
+    }
+}
+
+/// The repository's `data/` folder.
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
+}
