@@ -13,10 +13,11 @@ use crate::cli::{EvaluateArgs, SplitChoice};
 pub fn confusion_matrix(labels: &[u8], predictions: &[i64]) -> [[u64; N_CLASSES]; N_CLASSES] {
     let mut confusion = [[0u64; N_CLASSES]; N_CLASSES];
     for (&label, &predicted) in labels.iter().zip(predictions) {
-        if let (Some(row), Ok(column)) = (confusion.get_mut(usize::from(label)), usize::try_from(predicted)) {
-            if let Some(count) = row.get_mut(column) {
-                *count += 1;
-            }
+        let row = confusion.get_mut(usize::from(label));
+        if let (Some(row), Ok(column)) = (row, usize::try_from(predicted))
+            && let Some(count) = row.get_mut(column)
+        {
+            *count += 1;
         }
     }
     confusion

@@ -29,22 +29,26 @@ impl RunDir {
     }
 
     /// Checks that the directory can hold a run, before any work is done: it
-    /// must not be a file; a new run must not overwrite an existing one, and
-    /// a resumed run needs one.
+    /// must not be a file; a new run must not overwrite the checkpoints of an
+    /// existing one, and a resumed run needs one. (Records without any
+    /// checkpoint, left by a run stopped in its first epoch, are replaced.)
     pub fn check(&self, resume: bool) -> Result<()> {
         if self.dir.exists() && !self.dir.is_dir() {
             bail!("--save-dir {} is a file, not a directory", self.dir.display());
         }
-        let has_run = self.dir.is_dir() && (!self.checkpoints()?.is_empty() || self.metrics_path().exists());
-        if has_run && !resume {
+        let has_checkpoints = !self.checkpoints()?.is_empty();
+        if has_checkpoints && !resume {
             bail!(
-                "{} already holds a run (checkpoints or metrics.jsonl): pass --resume to continue it, \
-                 or choose another --save-dir",
+                "{} already holds a run: pass --resume to continue it, or choose another --save-dir",
                 self.dir.display()
             );
         }
-        if resume && self.checkpoints()?.is_empty() {
-            bail!("--resume: {} holds no checkpoint to resume from", self.dir.display());
+        if resume && !has_checkpoints {
+            bail!(
+                "--resume: {} holds no checkpoint to resume from (a run stopped before its first epoch ended \
+                 saves none): start it again without --resume",
+                self.dir.display()
+            );
         }
         Ok(())
     }
@@ -206,6 +210,8 @@ mod tests {
         run.check(false).unwrap();
         assert!(run.check(true).unwrap_err().to_string().contains("holds no checkpoint"));
         run.create().unwrap();
+        fs::write(run.metrics_path(), b"").unwrap();
+        run.check(false).unwrap();
         fs::write(run.last_checkpoint(), b"x").unwrap();
         assert!(run.check(false).unwrap_err().to_string().contains("pass --resume"));
         run.check(true).unwrap();

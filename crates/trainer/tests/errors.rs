@@ -1,0 +1,82 @@
+//! Every way a run can be impossible gets a clear error, before any work
+//! (nothing is written), and a diverging run stops with its epoch and step.
+
+mod common;
+
+use common::{text, train};
+
+/// Runs with `extra` settings into a save directory that must stay unwritten;
+/// returns the error output.
+fn refused(extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let save_dir = dir.path().join("run");
+    let output = train(&save_dir, extra);
+    assert!(!output.status.success(), "{extra:?} was accepted:\n{}", text(&output));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!save_dir.exists(), "{extra:?}: the run directory was created before the error");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.contains("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn impossible_settings_are_rejected_before_any_work() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--batch-size", "0"], "--batch-size must be at least 1, found 0"),
+        (&["--eval-batch-size", "0"], "--eval-batch-size must be at least 1"),
+        (&["--display-step", "0"], "--display-step must be at least 1"),
+        (&["--batch-size", "1001"], "--batch-size 1001 is larger than the 1000 training images"),
+        (&["--train-images", "60000"], "--train-images 60000 is more than the 59000 training images"),
+        (&["--validation-size", "60000"], "validation size 60000 leaves no training images"),
+        (&["--validation-size", "70000"], "validation size 70000 leaves no training images"),
+        (&["--learning-rate=-1"], "--learning-rate must be a positive number"),
+    ];
+    for (extra, expected) in cases {
+        let stderr = refused(extra);
+        assert!(stderr.contains(expected), "{extra:?}: expected {expected:?} in\n{stderr}");
+    }
+}
+
+#[test]
+fn a_save_dir_that_is_a_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"precious").unwrap();
+    let output = train(&file, &[]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("is a file, not a directory"), "{}", text(&output));
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+}
+
+#[test]
+fn missing_data_points_to_fetch_data() {
+    let empty = tempfile::tempdir().unwrap();
+    let data_dir = empty.path().display().to_string();
+    let stderr = refused(&["--data-dir", &data_dir]);
+    assert!(stderr.contains("cargo xtask fetch-data --dataset mnist"), "{stderr}");
+    assert!(stderr.contains("train-images-idx3-ubyte"), "the missing file is named: {stderr}");
+    let stderr = refused(&["--data-dir", &data_dir, "--dataset", "fashion-mnist"]);
+    assert!(stderr.contains("cargo xtask fetch-data --dataset fashion-mnist"), "{stderr}");
+}
+
+#[test]
+fn unavailable_cuda_is_an_error_with_its_reason_not_a_cpu_run() {
+    let stderr = refused(&["--device", "cuda:99"]);
+    assert!(stderr.contains("cuda:99 requested, but CUDA is unavailable: "), "{stderr}");
+    if !tch::Cuda::is_available() {
+        let stderr = refused(&["--device", "cuda"]);
+        assert!(stderr.contains("cuda:0 requested, but CUDA is unavailable: "), "{stderr}");
+        assert!(stderr.contains("no CUDA device") || stderr.contains("no CUDA support"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_diverging_loss_stops_the_run_naming_epoch_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = train(dir.path(), &["--learning-rate", "1e30"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the loss became NaN at epoch 0, step "), "{stderr}");
+    assert!(stderr.contains("try a lower --learning-rate"), "{stderr}");
+}

@@ -1,0 +1,140 @@
+//! Resuming, interrupting and repeating runs: on the CPU with a fixed seed
+//! and thread count, every path to the same epoch gives the same weights,
+//! optimizer state and metrics (timings aside).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{assert_same_checkpoint, assert_success, metrics_without_timings, text, train, train_args, trainer};
+
+/// The uninterrupted reference: 2 epochs in one go (made once, shared).
+fn reference() -> &'static Path {
+    static REFERENCE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    REFERENCE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            assert_success(&train(dir.path(), &["--epochs", "2"]));
+            dir
+        })
+        .path()
+}
+
+fn assert_same_run(left: &Path, right: &Path) {
+    assert_eq!(metrics_without_timings(left), metrics_without_timings(right));
+    for name in ["last.safetensors", "best.safetensors"] {
+        assert_same_checkpoint(&left.join(name), &right.join(name));
+    }
+}
+
+#[test]
+fn the_same_seed_gives_identical_metrics_and_weights() {
+    let again = tempfile::tempdir().unwrap();
+    assert_success(&train(again.path(), &["--epochs", "2"]));
+    assert_same_run(reference(), again.path());
+    // And another seed gives another run.
+    let other = tempfile::tempdir().unwrap();
+    assert_success(&train(other.path(), &["--epochs", "2", "--seed", "1"]));
+    assert_ne!(metrics_without_timings(reference()), metrics_without_timings(other.path()));
+}
+
+#[test]
+fn one_epoch_then_resume_equals_two_epochs_in_one_go() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_success(&train(dir.path(), &["--epochs", "1"]));
+    let output = train(dir.path(), &["--epochs", "2", "--resume"]);
+    assert_success(&output);
+    assert!(text(&output).contains("resuming from"), "{}", text(&output));
+    assert_same_run(reference(), dir.path());
+}
+
+#[test]
+fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_the_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = trainer()
+        .args(train_args(dir.path(), &["--epochs", "2"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the second epoch is under way (its progress lines), then interrupt.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("epoch 2/2: step") {
+            let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+            assert!(status.success());
+            break;
+        }
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {:?}\n{log}{stdout}", output.status);
+    assert!(stdout.contains("interrupted at epoch 1"), "{stdout}");
+    assert!(stdout.contains("resume with: ") && stdout.contains("--resume"), "{stdout}");
+    let (_, meta) = model::checkpoint::read_meta(&dir.path().join("last.safetensors")).unwrap();
+    assert_eq!(meta.epoch, 1, "the checkpoint is inside the second epoch");
+    assert!(meta.step > 20 && meta.step < 40, "step {} is not inside the second epoch", meta.step);
+
+    assert_success(&train(dir.path(), &["--epochs", "2", "--resume"]));
+    assert_same_run(reference(), dir.path());
+}
+
+#[test]
+fn kill_9_at_any_moment_leaves_every_checkpoint_loadable_and_the_run_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = train_args(dir.path(), &["--epochs", "3", "--save-step", "1"]);
+    // Kill at several moments, including while checkpoints are being written.
+    for (round, delay_ms) in [2500u64, 4100, 5300].into_iter().enumerate() {
+        let mut round_args = args.clone();
+        if round > 0 && dir.path().join("last.safetensors").exists() {
+            round_args.push("--resume".to_owned());
+        }
+        let mut child = trainer().args(&round_args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_millis(delay_ms);
+        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap_or(()); // SIGKILL
+        child.wait().unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|extension| extension == "safetensors") {
+                model::checkpoint::load(&path, tch::Device::Cpu)
+                    .unwrap_or_else(|error| panic!("round {round}: {} unloadable: {error}", path.display()));
+            }
+        }
+    }
+    // Whatever was left, the run resumes and finishes with each epoch recorded once.
+    let resume = if dir.path().join("last.safetensors").exists() { vec!["--resume"] } else { vec![] };
+    let output = train(dir.path(), &[&["--epochs", "3", "--save-step", "1"][..], &resume].concat());
+    assert_success(&output);
+    let epochs: Vec<u64> =
+        metrics_without_timings(dir.path()).iter().filter_map(|record| record["epoch"].as_u64()).collect();
+    assert_eq!(epochs, vec![0, 1, 2]);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn resuming_with_another_recipe_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_success(&train(dir.path(), &["--epochs", "1"]));
+    let output = train(dir.path(), &["--epochs", "2", "--resume", "--batch-size", "25"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("batch_size = 50, but this command gives 25"), "{}", text(&output));
+    let output = train(dir.path(), &["--epochs", "2", "--resume", "--network", "seed"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("network"), "{}", text(&output));
+}
