@@ -1,6 +1,9 @@
 //! Adam written over tensors, so that its whole state is ours to save and
 //! restore (tch's built-in optimizers cannot save theirs: tch-rs #360). The
-//! update is `torch.optim.Adam`'s, operation for operation.
+//! update is `torch.optim.Adam`'s formula, computed in place: the temporaries
+//! of a naive version (six per parameter per step, 13 MB each for `fc4`)
+//! doubled its cost; measured on 2 cores, 13 ms per step like PyTorch's own
+//! single-tensor Adam instead of 30 ms.
 
 use tch::Tensor;
 
@@ -33,18 +36,20 @@ pub struct Adam {
     step: u64,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
+    /// One work buffer per parameter, reused every step (not part of the state).
+    scratch: Vec<Tensor>,
 }
 
 impl Adam {
     /// A fresh optimizer for `parameters` (zero moments, step 0).
     pub fn new(parameters: &[&Tensor], config: AdamConfig) -> Self {
         let zeros = || parameters.iter().map(|parameter| parameter.zeros_like()).collect();
-        Self { config, step: 0, exp_avg: zeros(), exp_avg_sq: zeros() }
+        Self { config, step: 0, exp_avg: zeros(), exp_avg_sq: zeros(), scratch: Vec::new() }
     }
 
     /// An optimizer with the given state (as read from a checkpoint).
     pub(crate) fn from_state(config: AdamConfig, step: u64, exp_avg: Vec<Tensor>, exp_avg_sq: Vec<Tensor>) -> Self {
-        Self { config, step, exp_avg, exp_avg_sq }
+        Self { config, step, exp_avg, exp_avg_sq, scratch: Vec::new() }
     }
 
     /// Steps taken so far.
@@ -86,9 +91,12 @@ impl Adam {
         let bias_correction2 = 1.0 - beta2.powi(step);
         let step_size = learning_rate / bias_correction1;
         let bias_correction2_sqrt = bias_correction2.sqrt();
+        if self.scratch.len() != self.exp_avg.len() {
+            self.scratch = self.exp_avg.iter().map(Tensor::empty_like).collect();
+        }
         tch::no_grad(|| {
-            for ((parameter, exp_avg), exp_avg_sq) in parameters.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq)
-            {
+            let moments = self.exp_avg.iter_mut().zip(&mut self.exp_avg_sq).zip(&mut self.scratch);
+            for (parameter, ((exp_avg, exp_avg_sq), scratch)) in parameters.iter().zip(moments) {
                 let grad = parameter.grad();
                 if !grad.defined() {
                     continue;
@@ -97,12 +105,17 @@ impl Adam {
                 let _ = exp_avg.lerp_(&grad, 1.0 - beta1);
                 // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 let _ = exp_avg_sq.g_mul_scalar_(beta2);
-                let _ = exp_avg_sq.g_add_(&(&grad * &grad * (1.0 - beta2)));
+                let _ = grad.mul_scalar_out(scratch, 1.0 - beta2);
+                let _ = exp_avg_sq.addcmul_(&grad, scratch);
                 // denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-                let denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + epsilon;
-                // param.addcdiv_(exp_avg, denom, value=-step_size)
+                let _ = exp_avg_sq.sqrt_out(scratch);
+                let _ = scratch.g_div_scalar_(bias_correction2_sqrt);
+                let _ = scratch.g_add_scalar_(epsilon);
+                // param.addcdiv_(exp_avg, denom, value=-step_size), with the
+                // value folded into the divisor (tch's addcdiv_ takes none).
+                let _ = scratch.g_div_scalar_(-step_size);
                 let mut parameter = parameter.shallow_clone();
-                let _ = parameter.g_add_(&(&*exp_avg / &denom * (-step_size)));
+                let _ = parameter.addcdiv_(exp_avg, scratch);
             }
         });
         Ok(())
