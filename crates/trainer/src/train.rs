@@ -282,13 +282,17 @@ pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
     let train = Arc::new(train);
     let (validation_images, validation_labels) = tensors(&validation, None, device)?;
     let augmenter = Augmenter::new(args.augment.into(), args.seed);
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new()
+    // One augmentation thread is the producer itself; more get a rayon pool.
+    let pool = if args.augment_threads > 1 {
+        let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(args.augment_threads)
             .thread_name(|index| format!("augment-{index}"))
             .build()
-            .context("cannot start the augmentation threads")?,
-    );
+            .context("cannot start the augmentation threads")?;
+        Some(Arc::new(pool))
+    } else {
+        None
+    };
     let color = console::use_color();
     let mut display_timer = Instant::now();
 
