@@ -39,9 +39,11 @@ fn two_epochs_learn_write_every_record_and_restore_the_best() {
     let test = &records[2]["test"];
     assert_eq!(test["best_epoch"], best_epoch);
     assert_eq!(test["n_images"], 10_000);
-    // Measured 0.96-0.97 for this setting; a broken loss, optimizer or augmentation stays far below.
+    // Measured 0.9354 for this setting (seed 0, 2 threads); an untrained
+    // network scores about 0.1, and a broken loss, optimizer or augmentation
+    // far below this bound. The margin allows other CPUs' kernels.
     let test_accuracy = test["accuracy"].as_f64().unwrap();
-    assert!(test_accuracy > 0.93, "test accuracy {test_accuracy} after 2 epochs on 3,000 images");
+    assert!(test_accuracy > 0.90, "test accuracy {test_accuracy} after 2 epochs on 3,000 images");
     assert!(records[1]["loss"].as_f64().unwrap() < records[0]["loss"].as_f64().unwrap());
 
     // The seed's report, uncoloured when not on a terminal.
