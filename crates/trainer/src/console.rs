@@ -37,6 +37,12 @@ pub fn use_color() -> bool {
     !no_color && std::io::stdout().is_terminal()
 }
 
+/// Whether the log (stderr) may be coloured: a terminal, and no `NO_COLOR`.
+pub fn log_color() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 /// `text` in red when colour is on (the seed's `\x1b[31m ... \x1b[0m`).
 pub fn red(text: &str, color: bool) -> String {
     if color { format!("\x1b[31m{text}\x1b[0m") } else { text.to_owned() }

@@ -42,6 +42,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(console::LogWriter)
+        // Colour only for a terminal: piped logs stay plain text.
+        .with_ansi(console::log_color())
         .init();
     let result = match args.command {
         None => train::run(&args.train, &install_interrupt_handler()),

@@ -100,3 +100,18 @@ fn two_epochs_learn_write_every_record_and_restore_the_best() {
     assert!(!output.status.success());
     assert!(text(&output).contains("already holds a run"), "{}", text(&output));
 }
+
+#[test]
+fn a_piped_log_is_plain_text_even_without_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = common::train_args(
+        dir.path(),
+        &["--epochs", "1", "--train-images", "100", "--validation-size", "100", "--train-accuracy-images", "50"],
+    );
+    let output = common::trainer().env_remove("NO_COLOR").args(args).output().unwrap();
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("INFO") && stderr.contains("epoch 1/1: cost"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "colour codes in a piped log:\n{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains('\x1b'), "colour codes in piped stdout");
+}
