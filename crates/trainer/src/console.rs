@@ -33,14 +33,17 @@ pub fn report(line: &str) {
 /// Whether report lines may be coloured: stdout is a terminal and `NO_COLOR`
 /// is unset or empty (<https://no-color.org>).
 pub fn use_color() -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
-    !no_color && std::io::stdout().is_terminal()
+    !no_color_requested() && std::io::stdout().is_terminal()
 }
 
 /// Whether the log (stderr) may be coloured: a terminal, and no `NO_COLOR`.
 pub fn log_color() -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
-    !no_color && std::io::stderr().is_terminal()
+    !no_color_requested() && std::io::stderr().is_terminal()
+}
+
+/// `NO_COLOR` set to a non-empty value.
+fn no_color_requested() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty())
 }
 
 /// `text` in red when colour is on (the seed's `\x1b[31m ... \x1b[0m`).

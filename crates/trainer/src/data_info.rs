@@ -1,8 +1,10 @@
 //! `trainer data-info`: what the data set holds, split by split.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use idx::mnist::{Mnist, MnistError, Split};
+use ndarray::Axis;
 use serde_json::json;
+use tch::{Device, Tensor};
 
 use crate::cli::{DataArgs, DataInfoArgs};
 
@@ -21,6 +23,27 @@ pub fn load(data: &DataArgs) -> Result<Mnist> {
             other => anyhow::Error::new(other).context(format!("cannot use {name} from {}", dir.display())),
         }
     })
+}
+
+/// The images of `split` at `indices` (all if `None`) and their labels, as
+/// tensors on `device`: `[n, rows, cols]` floats and `[n]` classes.
+pub fn split_tensors(split: &Split, indices: Option<&[usize]>, device: Device) -> Result<(Tensor, Tensor)> {
+    let selected;
+    let (images, labels) = match indices {
+        Some(indices) => {
+            selected = (split.images.select(Axis(0), indices), split.labels.select(Axis(0), indices));
+            (selected.0.view(), selected.1.view())
+        }
+        None => (split.images.view(), split.labels.view()),
+    };
+    let (n_images, rows, cols) = images.dim();
+    let pixels = images.as_standard_layout();
+    let pixels = pixels.as_slice().context("image array is not contiguous")?;
+    let labels: Vec<i64> = labels.iter().map(|&label| i64::from(label)).collect();
+    Ok((
+        Tensor::from_slice(pixels).view([n_images as i64, rows as i64, cols as i64]).to_device(device),
+        Tensor::from_slice(&labels).to_device(device),
+    ))
 }
 
 fn split_json(split: &Split) -> serde_json::Value {

@@ -5,9 +5,10 @@ use anyhow::{Context, Result, ensure};
 use idx::mnist::{N_CLASSES, Split, load_split};
 use model::{checkpoint, predict};
 use serde_json::json;
-use tch::Tensor;
+use tch::Device;
 
 use crate::cli::{EvaluateArgs, SplitChoice};
+use crate::data_info::split_tensors;
 
 /// `confusion[true_class][predicted_class]`: how many images of each class got each prediction.
 pub fn confusion_matrix(labels: &[u8], predictions: &[i64]) -> [[u64; N_CLASSES]; N_CLASSES] {
@@ -45,8 +46,8 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     let (rows, cols) = split.image_size();
     ensure!((rows, cols) == (28, 28), "{source}: images are {rows}x{cols}, the network takes 28x28");
     let loaded = checkpoint::load(&path, device)?;
-    let pixels = split.images.as_slice().context("image array is not contiguous")?;
-    let images = Tensor::from_slice(pixels).view([split.len() as i64, 28, 28]);
+    // `predict` moves one batch at a time to the network's device.
+    let (images, _) = split_tensors(&split, None, Device::Cpu)?;
     let predictions = predict(&loaded.network, &images, args.batch_size)?;
     let labels = split.labels.as_slice().context("label array is not contiguous")?;
     let confusion = confusion_matrix(labels, &predictions);

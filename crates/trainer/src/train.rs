@@ -12,13 +12,14 @@ use anyhow::{Context, Result, bail, ensure};
 use augment::Augmenter;
 use idx::mnist::{Mnist, Split};
 use model::{Adam, AdamConfig, CheckpointMeta, Evaluation, Network, checkpoint, evaluate, train_step};
-use ndarray::{Axis, s};
+use ndarray::s;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
 use crate::cli::TrainArgs;
 use crate::console::{self, EpochProgress, report};
+use crate::data_info::split_tensors;
 use crate::pipeline::{EpochBatches, EpochPlan};
 use crate::run_dir::{self, RunDir};
 use crate::streams::{self, Purpose};
@@ -83,22 +84,6 @@ pub fn validate(args: &TrainArgs) -> Result<()> {
         args.learning_rate
     );
     Ok(())
-}
-
-/// The images of `split` at `indices` (all if `None`) as tensors on `device`.
-fn tensors(split: &Split, indices: Option<&[usize]>, device: Device) -> Result<(Tensor, Tensor)> {
-    let (images, labels) = match indices {
-        Some(indices) => (split.images.select(Axis(0), indices), split.labels.select(Axis(0), indices)),
-        None => (split.images.clone(), split.labels.clone()),
-    };
-    let (n_images, rows, cols) = images.dim();
-    let pixels = images.as_standard_layout();
-    let pixels = pixels.as_slice().context("image array is not contiguous")?;
-    let labels: Vec<i64> = labels.iter().map(|&label| i64::from(label)).collect();
-    Ok((
-        Tensor::from_slice(pixels).view([n_images as i64, rows as i64, cols as i64]).to_device(device),
-        Tensor::from_slice(&labels).to_device(device),
-    ))
 }
 
 /// Where the run starts: a fresh network, or the newest checkpoint.
@@ -280,7 +265,7 @@ pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
     tracing::debug!("trainable variables:\n{}", start.network.variable_listing());
 
     let train = Arc::new(train);
-    let (validation_images, validation_labels) = tensors(&validation, None, device)?;
+    let (validation_images, validation_labels) = split_tensors(&validation, None, device)?;
     let augmenter = Augmenter::new(args.augment.into(), args.seed);
     // One augmentation thread is the producer itself; more get a rayon pool.
     let pool = if args.augment_threads > 1 {
@@ -364,7 +349,7 @@ pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
         let epoch_end = Instant::now();
 
         let sample = streams::train_sample(args.seed, epoch, n_train, args.train_accuracy_images);
-        let (sample_images, sample_labels) = tensors(&train, Some(&sample), device)?;
+        let (sample_images, sample_labels) = split_tensors(&train, Some(&sample), device)?;
         let train_evaluation = evaluate(&start.network, &sample_images, &sample_labels, args.eval_batch_size)?;
         let validation_evaluation =
             evaluate(&start.network, &validation_images, &validation_labels, args.eval_batch_size)?;
@@ -433,7 +418,7 @@ pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
     let best_path = run.best_checkpoint();
     report(&format!("LOADING [{}]", best_path.display()));
     let best = checkpoint::load(&best_path, device)?;
-    let (test_images, test_labels) = tensors(&test, None, device)?;
+    let (test_images, test_labels) = split_tensors(&test, None, device)?;
     let test_evaluation = evaluate(&best.network, &test_images, &test_labels, args.eval_batch_size)?;
     report(&format!("TEST ACCURACY: {:.5}", test_evaluation.accuracy()));
     let best_epoch = best.meta.best_validation_accuracy.map(|(_, epoch)| epoch);

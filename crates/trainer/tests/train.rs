@@ -12,11 +12,20 @@ fn two_epochs_learn_write_every_record_and_restore_the_best() {
     let save_dir = dir.path().join("run");
     let output = train(
         &save_dir,
-        &["--train-images", "3000", "--validation-size", "5000", "--epochs", "2", "--display-step", "1"]
-            .iter()
-            .chain(&["--save-step", "1", "--keep", "1"])
-            .copied()
-            .collect::<Vec<_>>(),
+        &[
+            "--train-images",
+            "3000",
+            "--validation-size",
+            "5000",
+            "--epochs",
+            "2",
+            "--display-step",
+            "1",
+            "--save-step",
+            "1",
+            "--keep",
+            "1",
+        ],
     );
     assert_success(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
