@@ -7,7 +7,8 @@
 //! moments `optimizer.exp_avg.NAME` and `optimizer.exp_avg_sq.NAME`. The
 //! header's metadata holds `format`, `format_version`, `architecture`,
 //! `epoch`, `step`, `optimizer.step`, `optimizer.learning_rate`, ...,
-//! `best_validation_accuracy`, `best_epoch` and `trainer_state`.
+//! `best_validation_accuracy`, `best_epoch`, `trainer_state`, `dataset` and
+//! `class_names` (a JSON list; a file without these two is MNIST's).
 
 use std::collections::HashMap;
 use std::fs;
@@ -24,6 +25,22 @@ pub const FORMAT: &str = "mnist-cnn-rs checkpoint";
 /// The version of this layout.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The data set a network was trained on: what its classes mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetMeta {
+    /// The data set's name as the trainer spells it (`mnist`, `fashion-mnist`).
+    pub name: String,
+    /// One name per class, in class order.
+    pub class_names: Vec<String>,
+}
+
+impl Default for DatasetMeta {
+    /// MNIST: what checkpoints written before this field existed were trained on.
+    fn default() -> Self {
+        Self { name: "mnist".to_owned(), class_names: (0..10).map(|digit: u8| digit.to_string()).collect() }
+    }
+}
+
 /// What a checkpoint records about the run besides tensors.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CheckpointMeta {
@@ -36,6 +53,9 @@ pub struct CheckpointMeta {
     /// The caller's own state (the trainer's position in the epoch and its
     /// seed, as JSON), opaque here.
     pub trainer_state: String,
+    /// The data set trained on (metadata `dataset` and `class_names`, the
+    /// latter a JSON list; MNIST when absent).
+    pub dataset: DatasetMeta,
 }
 
 /// A loaded checkpoint.
@@ -102,6 +122,11 @@ pub fn save(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointM
         ("optimizer.beta2".to_owned(), format!("{:?}", config.beta2)),
         ("optimizer.epsilon".to_owned(), format!("{:?}", config.epsilon)),
     ]);
+    metadata.insert("dataset".to_owned(), meta.dataset.name.clone());
+    metadata.insert(
+        "class_names".to_owned(),
+        serde_json::to_string(&meta.dataset.class_names).expect("a list of strings is JSON"),
+    );
     if let Some((accuracy, epoch)) = meta.best_validation_accuracy {
         metadata.insert("best_validation_accuracy".to_owned(), format!("{accuracy:?}"));
         metadata.insert("best_epoch".to_owned(), epoch.to_string());
@@ -172,8 +197,27 @@ fn parse_header(file: &str, metadata: &HashMap<String, String>) -> Result<Header
         step: parse_u64("step")?,
         best_validation_accuracy,
         trainer_state: field("trainer_state")?.clone(),
+        dataset: parse_dataset(metadata).map_err(bad)?,
     };
     Ok(Header { architecture, adam, optimizer_step: parse_u64("optimizer.step")?, meta })
+}
+
+/// The `dataset` and `class_names` metadata; both absent means MNIST.
+fn parse_dataset(metadata: &HashMap<String, String>) -> Result<DatasetMeta, String> {
+    let Some(name) = metadata.get("dataset") else {
+        return Ok(DatasetMeta::default());
+    };
+    let names = metadata.get("class_names").ok_or("metadata has `dataset` but no `class_names`")?;
+    let class_names: Vec<String> = serde_json::from_str(names)
+        .map_err(|error| format!("metadata `class_names` is not a JSON list of strings ({error})"))?;
+    if class_names.len() != crate::network::N_CLASSES as usize {
+        return Err(format!(
+            "metadata `class_names` has {} names, the network has {} classes",
+            class_names.len(),
+            crate::network::N_CLASSES
+        ));
+    }
+    Ok(DatasetMeta { name: name.clone(), class_names })
 }
 
 /// Reads only a checkpoint's header (a few hundred bytes, not the tensors):

@@ -107,6 +107,43 @@ pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<
     Ok(predictions)
 }
 
+/// The class probabilities (softmax of the logits) of every image of
+/// `images` (`[N, 28, 28]`, any device), in evaluation mode, `batch_size` at
+/// a time: `N` rows of [`crate::network::N_CLASSES`] values that sum to 1.
+///
+/// ```
+/// use model::{Architecture, Network, probabilities};
+/// use tch::{Device, Kind, Tensor};
+///
+/// let network = Network::new(Architecture::Intended, Device::Cpu);
+/// let images = Tensor::zeros([3, 28, 28], (Kind::Float, Device::Cpu));
+/// let rows = probabilities(&network, &images, 2).unwrap();
+/// assert_eq!(rows.len(), 3);
+/// assert!((rows[0].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+/// ```
+pub fn probabilities(network: &Network, images: &Tensor, batch_size: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    let n_images = check_images(images)?;
+    if batch_size == 0 {
+        return Err(ModelError::Shape("evaluation batch size 0".to_owned()));
+    }
+    let device = network.device();
+    let mut rows = Vec::with_capacity(n_images as usize);
+    tch::no_grad(|| -> Result<(), ModelError> {
+        let mut start = 0;
+        while start < n_images {
+            let length = (batch_size as i64).min(n_images - start);
+            let batch_images = images.narrow(0, start, length).to_device(device).to_kind(Kind::Float);
+            let batch = network.forward(&batch_images, false).softmax(-1, Kind::Float).to_device(tch::Device::Cpu);
+            let values =
+                Vec::<f32>::try_from(batch.flatten(0, -1)).map_err(|error| ModelError::Tensor(error.to_string()))?;
+            rows.extend(values.chunks(crate::network::N_CLASSES as usize).map(<[f32]>::to_vec));
+            start += length;
+        }
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
 /// What one training step saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepResult {

@@ -10,9 +10,9 @@ pub mod eval;
 pub mod network;
 
 pub use adam::{Adam, AdamConfig};
-pub use checkpoint::{Checkpoint, CheckpointMeta};
+pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};
 pub use device::{DeviceError, DeviceRequest};
-pub use eval::{Evaluation, StepResult, evaluate, predict, train_step};
+pub use eval::{Evaluation, StepResult, evaluate, predict, probabilities, train_step};
 pub use network::{Architecture, Network, Role, TensorSpec};
 
 /// What went wrong in this crate.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use model::checkpoint::{self, CheckpointMeta};
+use model::checkpoint::{self, CheckpointMeta, DatasetMeta};
 use model::{Adam, AdamConfig, Architecture, Network, train_step};
 use tch::{Device, Kind, Tensor};
 
@@ -38,6 +38,23 @@ fn meta() -> CheckpointMeta {
         step: 1234,
         best_validation_accuracy: Some((0.9952, 2)),
         trainer_state: "{\"seed\":42}".into(),
+        dataset: DatasetMeta {
+            name: "fashion-mnist".into(),
+            class_names: [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ]
+            .map(String::from)
+            .to_vec(),
+        },
     }
 }
 
@@ -186,4 +203,44 @@ fn missing_truncated_and_foreign_files_are_clear_errors() {
     write_raw(&incomplete, &kept, header.metadata().clone().unwrap());
     let message = checkpoint::load(&incomplete, Device::Cpu).unwrap_err().to_string();
     assert!(message.contains("tensor `bn4.running_var` is missing"), "{message}");
+}
+
+/// Rewrites a checkpoint's metadata with `change` applied, keeping its tensors.
+fn with_metadata(path: &std::path::Path, out: &std::path::Path, change: impl FnOnce(&mut HashMap<String, String>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap();
+    change(&mut metadata);
+    let shapes: Vec<(String, Vec<usize>)> =
+        tensors.tensors().into_iter().map(|(name, view)| (name, view.shape().to_vec())).collect();
+    let shapes: Vec<(&str, Vec<usize>)> = shapes.iter().map(|(name, shape)| (name.as_str(), shape.clone())).collect();
+    write_raw(out, &shapes, metadata);
+}
+
+#[test]
+fn the_data_set_is_recorded_and_older_files_read_as_mnist() {
+    let _rng = rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (network, adam) = trained(Architecture::Intended, 0);
+    let path = dir.path().join("fashion.safetensors");
+    checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+    let (_, read) = checkpoint::read_meta(&path).unwrap();
+    assert_eq!(read.dataset, meta().dataset);
+
+    let older = dir.path().join("older.safetensors");
+    with_metadata(&path, &older, |metadata| {
+        metadata.remove("dataset");
+        metadata.remove("class_names");
+    });
+    let (_, read) = checkpoint::read_meta(&older).unwrap();
+    assert_eq!(read.dataset.name, "mnist");
+    assert_eq!(read.dataset.class_names, (0..10).map(|digit| digit.to_string()).collect::<Vec<_>>());
+
+    let short = dir.path().join("short.safetensors");
+    with_metadata(&path, &short, |metadata| {
+        metadata.insert("class_names".into(), "[\"a\", \"b\"]".into());
+    });
+    let message = checkpoint::load(&short, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("short.safetensors") && message.contains("`class_names` has 2 names"), "{message}");
 }

@@ -23,11 +23,12 @@ fn peak_memory_does_not_grow_with_the_number_of_images_evaluated() {
     assert!(before_large > before_small + 150 * 1024, "{before_small} {before_large}");
     // Evaluation itself needs about the same memory for 12 times the images. The
     // allocator's slack varies from run to run (measured: 16 KiB to 18 MiB on
-    // fresh machines), so the bound is absolute: 32 MiB. Anything that scales
-    // with the images evaluated breaks it by far: a copy of 60,000 images is
-    // 184 MiB, and the intended network's activations for them are gigabytes.
+    // fresh machines, 48 MiB with another libtorch process busy on the same
+    // cores), so the bound is absolute: 96 MiB. Anything that scales with the
+    // images evaluated still breaks it: a copy of 60,000 images is 184 MiB,
+    // and the intended network's activations for them are gigabytes.
     assert!(
-        growth_large <= growth_small + 32 * 1024,
+        growth_large <= growth_small + 96 * 1024,
         "evaluation grew the peak by {growth_small} KiB for 5,000 images but {growth_large} KiB for 60,000"
     );
 }
