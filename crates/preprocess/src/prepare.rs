@@ -23,7 +23,8 @@
 //! 7. crop to the ink's bounding box, smooth in proportion to the
 //!    reduction (so thin strokes survive as grey, not gaps) and scale the
 //!    longer side to the layout's box;
-//! 8. place the result in 28x28 by centre of mass or bounding box.
+//! 8. match MNIST's tone: as large a share of the ink saturated as in MNIST;
+//! 9. place the result in 28x28 by centre of mass or bounding box.
 
 use augment::Order;
 use ndarray::{Array2, Array3, ArrayView2, Axis, s};
@@ -42,6 +43,12 @@ const MIN_CONTRAST: f32 = 0.06;
 const MIN_CONTRAST_IN_NOISE: f32 = 8.0;
 /// Ink within this many noise standard deviations of the paper fades to 0.
 const NOISE_THRESHOLD: f32 = 4.0;
+/// The share of MNIST's ink (pixels above [`INK_FLOOR`]) that is
+/// saturated (at least 250 of 255), over its training images (measured by
+/// this crate's tests): [`prepare`] gives its output the same share.
+pub const MNIST_SATURATED_SHARE: f64 = 0.41;
+/// Pixels above this fraction of full ink count as ink for [`MNIST_SATURATED_SHARE`].
+pub const INK_FLOOR: f32 = 0.05;
 /// The centre of mass of MNIST's digits, (row, column), on average over the
 /// 60,000 training images (measured by this crate's tests): where
 /// [`Layout::Mnist`] puts a digit's centre of mass.
@@ -173,13 +180,13 @@ fn working_copy(grey: ArrayView2<'_, f32>) -> (Array2<f32>, f64) {
 
 /// Scales by `factor` (the same on both axes, so the aspect ratio holds)
 /// with the augment crate's SciPy-exact zoom. Shrinking first smooths with
-/// a Gaussian of standard deviation `(1 / factor - 1) / 3`, about the spread
-/// of averaging over each output pixel's area (which is how MNIST's
-/// anti-aliasing made grey levels), so thin strokes become grey instead of
-/// falling between samples. (scikit-image's `(1 / factor - 1) / 2` blurs
-/// strokes visibly more than MNIST's.)
+/// a Gaussian of standard deviation `(1 / factor - 1) / 3.5`, the spread of
+/// averaging over each output pixel's area (`1 / (factor * sqrt(12))`, which
+/// is how MNIST's anti-aliasing made grey levels), so thin strokes become
+/// grey instead of falling between samples. (scikit-image's
+/// `(1 / factor - 1) / 2` blurs strokes visibly more than MNIST's.)
 fn resize(image: ArrayView2<'_, f32>, factor: f64, border: BorderMode<f32>) -> Array2<f32> {
-    let sigma = (1.0 / factor - 1.0) / 3.0;
+    let sigma = (1.0 / factor - 1.0) / 3.5;
     let smoothed;
     let source = if sigma > 0.25 {
         smoothed = gaussian(image, sigma as f32, border);
@@ -208,10 +215,11 @@ fn gaussian(image: ArrayView2<'_, f32>, sigma: f32, border: BorderMode<f32>) -> 
 }
 
 /// Smooths sensor noise and paper texture at a scale that follows the
-/// image's size (about a 160th of its longer side: nothing on MNIST-sized
-/// images, 1.6 pixels at the working size).
+/// image's size (a 320th of its longer side: nothing on images under 160
+/// pixels, 0.8 pixels at the working size). More blurs strokes beyond
+/// MNIST's, which costs accuracy (measured: `docs/PREDICT.md`).
 fn denoise(image: &Array2<f32>) -> Array2<f32> {
-    let sigma = image.nrows().max(image.ncols()) as f32 / 160.0;
+    let sigma = image.nrows().max(image.ncols()) as f32 / 320.0;
     if sigma < 0.5 { image.clone() } else { gaussian(image.view(), sigma, BorderMode::Nearest) }
 }
 
@@ -348,11 +356,22 @@ fn scale(cropped: ArrayView2<'_, f32>, factor: f64) -> Array2<f32> {
     } else {
         cropped.reborrow()
     };
-    let scaled = resize(source, factor, BorderMode::Constant(0.0));
-    // Smoothing lowers the peaks of strokes; MNIST's strokes are saturated
-    // (1 at their centre), so the strongest ink is 1 again.
+    match_mnist_tone(resize(source, factor, BorderMode::Constant(0.0)))
+}
+
+/// Scales the ink's grey levels so that the same share of it is saturated
+/// as in MNIST ([`MNIST_SATURATED_SHARE`]). MNIST's strokes are solid white
+/// with grey edges; a photo's, after smoothing, peak lower and fade wider,
+/// and networks trained on MNIST read such faint strokes noticeably worse
+/// (measured: `docs/PREDICT.md`).
+fn match_mnist_tone(scaled: Array2<f32>) -> Array2<f32> {
     let strongest = scaled.iter().copied().fold(0.0f32, f32::max);
-    scaled.mapv(|value| (value / strongest.max(f32::MIN_POSITIVE)).clamp(0.0, 1.0))
+    let mut ink: Vec<f32> = scaled.iter().copied().filter(|&value| value > INK_FLOOR * strongest).collect();
+    if ink.is_empty() {
+        return scaled;
+    }
+    let white = quantile(&mut ink, 1.0 - MNIST_SATURATED_SHARE).max(f32::MIN_POSITIVE);
+    scaled.mapv(|value| (value / white).clamp(0.0, 1.0))
 }
 
 /// Centre of mass `(row, col)` of a non-negative image.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use ndarray::{Array2, Array3, ArrayView2, Axis, s};
-use preprocess::prepare::MNIST_CENTRE_OF_MASS;
+use preprocess::prepare::{INK_FLOOR, MNIST_CENTRE_OF_MASS, MNIST_SATURATED_SHARE};
 use preprocess::render::{PhotoStyle, encode_jpeg, render_photo};
 use preprocess::{Invert, Layout, Limits, Options, PrepError, decode_grey, encode_png, prepare};
 
@@ -85,6 +85,18 @@ fn the_target_centre_of_mass_is_mnists_own() {
 }
 
 #[test]
+fn the_target_share_of_saturated_ink_is_mnists_own() {
+    let train = mnist_images("train-images-idx3-ubyte.gz");
+    let ink = train.iter().filter(|&&value| value > INK_FLOOR).count();
+    let saturated = train.iter().filter(|&&value| value >= 250.0 / 255.0).count();
+    let measured = saturated as f64 / ink as f64;
+    assert!(
+        (measured - MNIST_SATURATED_SHARE).abs() < 0.01,
+        "{measured} of MNIST's ink is saturated, the constant says {MNIST_SATURATED_SHARE}"
+    );
+}
+
+#[test]
 fn mnist_digits_come_back_as_they_were() {
     let digits = test_digits(300);
     let mut correlations = Vec::new();
@@ -95,8 +107,9 @@ fn mnist_digits_come_back_as_they_were() {
     }
     let typical = median(correlations.clone());
     let worst = correlations.iter().copied().fold(f64::INFINITY, f64::min);
+    // Matching MNIST's tone changes faint digits' grey levels, not their shape.
     assert!(typical > 0.97, "median correlation with the original {typical}");
-    assert!(worst > 0.6, "worst correlation with the original {worst}");
+    assert!(worst > 0.5, "worst correlation with the original {worst}");
 }
 
 #[test]
@@ -147,9 +160,9 @@ fn the_longer_side_becomes_20_pixels_and_the_aspect_ratio_holds() {
     let mut grey = Array2::from_elem((200, 300), 0.9f32);
     grey.slice_mut(s![40..160, 100..160]).fill(0.1);
     let prepared = prepare(grey.view(), &Options::default(), "block").unwrap();
-    // Sampling the block's soft edges may leave the outermost row just under half.
+    // Sampling the block's soft edges may leave its outermost rows just under half.
     let (rows, cols) = core_box(prepared.image.view());
-    assert!((19..=20).contains(&rows) && (9..=10).contains(&cols), "core of {rows}x{cols}");
+    assert!((18..=20).contains(&rows) && (8..=10).contains(&cols), "core of {rows}x{cols}");
     let (top, left, height, width) = prepared.ink_box;
     let near = |found: usize, expected: usize| found.abs_diff(expected) <= 2;
     assert!(near(top, 40) && near(left, 100) && near(height, 120) && near(width, 60), "{:?}", prepared.ink_box);

@@ -27,6 +27,8 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Print the data set's splits: counts, label histogram, pixel mean and standard deviation.
     DataInfo(DataInfoArgs),
+    /// Classify your own images (photos, scans, drawings) or an IDX file with a trained network.
+    Predict(PredictArgs),
 }
 
 /// Which MNIST-format data set to read.
@@ -40,11 +42,38 @@ pub enum Dataset {
 }
 
 impl Dataset {
-    /// The folder name under the data directory.
+    /// The folder name under the data directory, also its name in checkpoints.
     pub fn dir_name(self) -> &'static str {
         match self {
             Dataset::Mnist => "mnist",
             Dataset::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// What each class (label 0 to 9) is.
+    pub fn class_names(self) -> [&'static str; 10] {
+        match self {
+            Dataset::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            Dataset::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        }
+    }
+
+    /// What checkpoints record about the data set.
+    pub fn meta(self) -> model::DatasetMeta {
+        model::DatasetMeta {
+            name: self.dir_name().to_owned(),
+            class_names: self.class_names().map(str::to_owned).to_vec(),
         }
     }
 }
@@ -197,6 +226,62 @@ pub struct EvaluateArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Image files (PNG, JPEG, BMP, PGM/PPM, GIF, WebP; any size, grey or colour); `-` reads one from standard input.
+    #[arg(value_name = "IMAGE", required_unless_present = "images")]
+    pub files: Vec<PathBuf>,
+    /// An IDX image file (28x28, MNIST's format) whose every image is predicted as it is, without preprocessing.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// The checkpoint (default: `best.safetensors` in --save-dir).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// The run directory whose best checkpoint to use.
+    #[arg(long, default_value = "nets/cnn_mnist_modern")]
+    pub save_dir: PathBuf,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: model::DeviceRequest,
+    /// Whether images are dark ink on light paper (inverted to MNIST's white on black): auto detects it.
+    #[arg(long, value_enum, default_value_t = InvertChoice::Auto)]
+    pub invert: InvertChoice,
+    /// Print one JSON object per input instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the 28x28 image the network saw for each input, as PNG, into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub show_input: Option<PathBuf>,
+    /// How many classes to list per image, most probable first.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=10))]
+    pub top: u8,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+}
+
+/// Polarity of the input images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InvertChoice {
+    /// Invert when the background is lighter than the ink.
+    Auto,
+    /// Always invert (dark ink on light paper).
+    Yes,
+    /// Never invert (light ink on a dark background, like MNIST).
+    No,
+}
+
+impl From<InvertChoice> for preprocess::Invert {
+    fn from(choice: InvertChoice) -> Self {
+        match choice {
+            InvertChoice::Auto => preprocess::Invert::Auto,
+            InvertChoice::Yes => preprocess::Invert::Yes,
+            InvertChoice::No => preprocess::Invert::No,
+        }
+    }
 }
 
 /// A split of the data set.

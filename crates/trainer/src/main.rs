@@ -6,6 +6,7 @@ mod console;
 mod data_info;
 mod evaluate;
 mod pipeline;
+mod predict;
 mod run_dir;
 mod streams;
 mod train;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Train(train_args)) => train::run(&train_args, &install_interrupt_handler()),
         Some(cli::Command::Evaluate(evaluate_args)) => evaluate::run(&evaluate_args),
         Some(cli::Command::DataInfo(data_args)) => data_info::run(&data_args),
+        Some(cli::Command::Predict(predict_args)) => predict::run(&predict_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -183,8 +183,20 @@ fn resume_command() -> String {
     words.join(" ")
 }
 
-fn checkpoint_meta(epoch: u64, step: u64, best: Option<(f64, u64)>, state: &TrainerState) -> Result<CheckpointMeta> {
-    Ok(CheckpointMeta { epoch, step, best_validation_accuracy: best, trainer_state: serde_json::to_string(state)? })
+fn checkpoint_meta(
+    args: &TrainArgs,
+    epoch: u64,
+    step: u64,
+    best: Option<(f64, u64)>,
+    state: &TrainerState,
+) -> Result<CheckpointMeta> {
+    Ok(CheckpointMeta {
+        epoch,
+        step,
+        best_validation_accuracy: best,
+        trainer_state: serde_json::to_string(state)?,
+        dataset: args.data.dataset.meta(),
+    })
 }
 
 fn evaluation_json(evaluation: &Evaluation) -> Value {
@@ -328,7 +340,7 @@ pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
             if stop.load(Ordering::SeqCst) {
                 start.state.epoch_seconds = seconds_before + elapsed;
                 drop(progress);
-                let meta = checkpoint_meta(epoch, start.step, start.best, &start.state)?;
+                let meta = checkpoint_meta(args, epoch, start.step, start.best, &start.state)?;
                 checkpoint::save(&run.last_checkpoint(), &start.network, &start.optimizer, &meta)?;
                 report(&format!(
                     "interrupted at epoch {epoch} (0-based), step {} of {n_steps}: state saved to {}",
@@ -398,7 +410,7 @@ pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
             epoch_seconds: 0.0,
             ..start.state
         };
-        let meta = checkpoint_meta(epoch + 1, start.step, start.best, &start.state)?;
+        let meta = checkpoint_meta(args, epoch + 1, start.step, start.best, &start.state)?;
         if (epoch + 1) % args.save_step == 0 {
             let path = run.epoch_checkpoint(epoch);
             checkpoint::save(&path, &start.network, &start.optimizer, &meta)?;
