@@ -1,8 +1,7 @@
 """Loads a checkpoint of this project into a plain PyTorch module of the same layout.
 
-    pip install torch safetensors
-    python scripts/load_checkpoint_in_pytorch.py nets/cnn_mnist_modern/net-3.safetensors
-    python scripts/load_checkpoint_in_pytorch.py CHECKPOINT --images IMAGES.safetensors   # prints logits as JSON
+    .libtorch/venv/bin/python scripts/load_checkpoint_in_pytorch.py nets/cnn_mnist_modern/net-3.safetensors
+    .libtorch/venv/bin/python scripts/load_checkpoint_in_pytorch.py CHECKPOINT --images IMAGES.safetensors   # prints logits as JSON
 
 The module below is the network of crates/model (docs/CHECKPOINTS.md), written
 with torch.nn: its state_dict keys and shapes are exactly the checkpoint's
@@ -64,18 +63,27 @@ class SeedCNN(torch.nn.Module):
         return self.fco(net)
 
 
+def load_model(checkpoint):
+    """The checkpoint's network in evaluation mode, every name and shape checked."""
+    with safe_open(checkpoint, framework="pt") as file:
+        metadata = file.metadata()
+    tensors = load_file(checkpoint)
+    model_tensors = {name: t for name, t in tensors.items() if not name.startswith("optimizer.")}
+    model = SeedCNN(metadata["architecture"])
+    model.load_state_dict(model_tensors, strict=True)
+    model.eval()
+    model.metadata = metadata
+    model.n_optimizer_tensors = len(tensors) - len(model_tensors)
+    return model
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--images", help="safetensors file with `images` [N, 28, 28]: print their logits")
     args = parser.parse_args()
-    with safe_open(args.checkpoint, framework="pt") as file:
-        metadata = file.metadata()
-    tensors = load_file(args.checkpoint)
-    model_tensors = {name: t for name, t in tensors.items() if not name.startswith("optimizer.")}
-    model = SeedCNN(metadata["architecture"])
-    model.load_state_dict(model_tensors, strict=True)
-    model.eval()
+    model = load_model(args.checkpoint)
+    metadata = model.metadata
     if args.images:
         images = load_file(args.images)["images"]
         with torch.no_grad():
@@ -83,7 +91,7 @@ def main():
     else:
         print("loaded %s: %s network, epoch %s, step %s, %d optimizer tensors" % (
             args.checkpoint, metadata["architecture"], metadata["epoch"], metadata["step"],
-            len(tensors) - len(model_tensors)))
+            model.n_optimizer_tensors))
     return 0
 
 

@@ -103,6 +103,8 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         fs::write(&flavour_file, wanted_flavour).with_context(|| format!("cannot write {}", flavour_file.display()))?;
     }
 
+    install_python_tools(&venv_python, &libtorch_dir)?;
+
     let (version, torch_dir) = probe_torch(&venv_python)?;
     if version.split('+').next() != Some(TORCH_VERSION) {
         bail!("the venv has torch {version:?} after installing, expected {TORCH_VERSION}");
@@ -117,6 +119,34 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         if has_cuda_libraries { "with CUDA (used when a GPU and driver are present)" } else { "CPU only" }
     );
     Ok(())
+}
+
+/// Python packages the project's scripts and tests use besides torch:
+/// reading safetensors, writing ONNX (`trainer export`) and running it (its tests).
+const PYTHON_TOOLS: [&str; 3] = ["safetensors==0.8.0", "onnx==1.23.2", "onnxruntime==1.32.0"];
+
+/// Installs [`PYTHON_TOOLS`] into the venv unless the versions recorded in
+/// `python-tools` next to it are already these.
+fn install_python_tools(venv_python: &Path, libtorch_dir: &Path) -> Result<()> {
+    let record = libtorch_dir.join("python-tools");
+    let wanted = PYTHON_TOOLS.join(" ");
+    if fs::read_to_string(&record).is_ok_and(|installed| installed == wanted) {
+        return Ok(());
+    }
+    println!("installing {wanted} into the venv (checkpoint loading and ONNX export from Python)");
+    let mut pip = Command::new(venv_python);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "--only-binary",
+        ":all:",
+    ]);
+    run_checked(pip.args(PYTHON_TOOLS), "pip install")?;
+    fs::write(&record, wanted).with_context(|| format!("cannot write {}", record.display()))
 }
 
 /// Fails with a clear message when the interpreter is missing or is not Python 3.

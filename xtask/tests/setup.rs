@@ -36,15 +36,17 @@ fn installs_once_links_torch_and_is_a_no_op_the_second_time() {
     let output = setup(&libtorch_dir, &site, &[], false);
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("installing torch==2.11.0 (cuda)"), "{}", text(&output));
-    assert_eq!(pip_calls(&site).len(), 1);
+    assert_eq!(pip_calls(&site).len(), 2);
     assert!(pip_calls(&site)[0].contains("install") && pip_calls(&site)[0].ends_with("torch==2.11.0"));
+    let tools = &pip_calls(&site)[1];
+    assert!(tools.contains("--only-binary :all:") && tools.ends_with("onnx==1.23.2 onnxruntime==1.32.0"), "{tools}");
     assert_eq!(fs::read_link(libtorch_dir.join("torch")).unwrap(), site.join("torch"));
     assert!(libtorch_dir.join("torch/lib/libtorch_cpu.so").exists());
 
     let output = setup(&libtorch_dir, &site, &[], false);
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("torch 2.11.0+cu130 (cuda) is already installed"), "{}", text(&output));
-    assert_eq!(pip_calls(&site).len(), 1, "the second run must not reinstall");
+    assert_eq!(pip_calls(&site).len(), 2, "the second run must not reinstall");
 }
 
 #[test]
@@ -56,8 +58,8 @@ fn switching_to_cpu_only_reinstalls_without_the_cuda_dependencies() {
     let output = setup(&libtorch_dir, &site, &["--cpu-only"], false);
     assert!(output.status.success(), "{}", text(&output));
     let calls = pip_calls(&site);
-    assert_eq!(calls.len(), 2);
-    assert!(calls[1].contains("--no-deps torch==2.11.0 nvidia-cuda-runtime==13.0.96"), "{}", calls[1]);
+    assert_eq!(calls.len(), 3, "torch, the Python tools, then torch again: {calls:?}");
+    assert!(calls[2].contains("--no-deps torch==2.11.0 nvidia-cuda-runtime==13.0.96"), "{}", calls[2]);
     assert_eq!(fs::read_to_string(libtorch_dir.join("flavour")).unwrap(), "cpu-only");
 }
 

@@ -8,12 +8,14 @@ pub mod checkpoint;
 pub mod device;
 pub mod eval;
 pub mod network;
+pub mod summary;
 
 pub use adam::{Adam, AdamConfig};
 pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};
 pub use device::{DeviceError, DeviceRequest};
 pub use eval::{Evaluation, StepResult, evaluate, predict, probabilities, train_step};
 pub use network::{Architecture, Network, Role, TensorSpec};
+pub use summary::{LayerSummary, ModelSummary};
 
 /// What went wrong in this crate.
 #[derive(Debug, thiserror::Error)]

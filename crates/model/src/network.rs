@@ -203,6 +203,13 @@ impl Network {
         Self { architecture, device, tensors }
     }
 
+    /// A copy for inference and export: the same values, detached from
+    /// autograd, nothing requiring gradients.
+    pub fn detached_copy(&self) -> Network {
+        let tensors = self.tensors.iter().map(|tensor| tensor.detach().copy()).collect();
+        Self { architecture: self.architecture, device: self.device, tensors }
+    }
+
     /// The architecture.
     pub fn architecture(&self) -> Architecture {
         self.architecture

@@ -29,6 +29,12 @@ pub enum Command {
     DataInfo(DataInfoArgs),
     /// Classify your own images (photos, scans, drawings) or an IDX file with a trained network.
     Predict(PredictArgs),
+    /// Draw a run's curves, test confusion matrix and mistakes, and a self-contained HTML page of them.
+    Report(ReportArgs),
+    /// Print the network's layers: output shapes, parameters and FLOPs.
+    Summary(SummaryArgs),
+    /// Export a checkpoint's network for use outside this program (TorchScript or ONNX).
+    Export(ExportArgs),
 }
 
 /// Which MNIST-format data set to read.
@@ -261,6 +267,66 @@ pub struct PredictArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
+}
+
+/// Arguments of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run directory (`metrics.jsonl`, `config.json`, `best.safetensors`).
+    #[arg(long, default_value = "nets/cnn_mnist_modern")]
+    pub save_dir: PathBuf,
+    /// Where to write the figures and `index.html` (default: `report/` in the run directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the data is (for the test images of the confusion matrix and mistakes).
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: model::DeviceRequest,
+    /// At most this many misclassified test images are drawn, worst first.
+    #[arg(long, default_value_t = 200)]
+    pub max_mistakes: usize,
+}
+
+/// Arguments of `summary`.
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// Which network to describe.
+    #[arg(long, value_enum, default_value_t = NetworkChoice::Intended)]
+    pub network: NetworkChoice,
+    /// Images per training step, for the per-step FLOPs.
+    #[arg(long, default_value_t = 50)]
+    pub batch_size: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The checkpoint to export.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The format: TorchScript (written by libtorch) or ONNX (written by the project's venv Python).
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Device the TorchScript module is traced on: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: model::DeviceRequest,
+}
+
+/// An export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A TorchScript module (`torch.jit.load`, libtorch's `torch::jit::load`).
+    Torchscript,
+    /// An ONNX model (onnxruntime, onnxruntime-web, and most inference engines).
+    Onnx,
 }
 
 /// Polarity of the input images.

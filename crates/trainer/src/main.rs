@@ -5,10 +5,13 @@ mod cli;
 mod console;
 mod data_info;
 mod evaluate;
+mod export;
 mod pipeline;
 mod predict;
+mod report;
 mod run_dir;
 mod streams;
+mod summary;
 mod train;
 
 use std::process::ExitCode;
@@ -52,6 +55,9 @@ fn main() -> ExitCode {
         Some(cli::Command::Evaluate(evaluate_args)) => evaluate::run(&evaluate_args),
         Some(cli::Command::DataInfo(data_args)) => data_info::run(&data_args),
         Some(cli::Command::Predict(predict_args)) => predict::run(&predict_args),
+        Some(cli::Command::Report(report_args)) => report::run(&report_args),
+        Some(cli::Command::Summary(summary_args)) => summary::run(&summary_args),
+        Some(cli::Command::Export(export_args)) => export::run(&export_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -248,6 +248,8 @@ pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
     );
 
     let mut start = if args.resume { resume_start(args, &run, device)? } else { fresh_start(args, device) };
+    let model_summary = model::Architecture::from(args.network).summary();
+    tracing::info!("{}", crate::summary::totals_line(&model_summary, args.batch_size as u64));
     run.create()?;
     run.remove_temporaries()?;
     let config = json!({
@@ -267,6 +269,7 @@ pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
         },
         "steps_per_epoch": n_steps,
         "network_trainable_values": start.network.n_trainable_values(),
+        "model": crate::summary::totals_json(&model_summary, args.batch_size as u64),
         "command": std::env::args().collect::<Vec<_>>(),
     });
     run_dir::write_atomically(&run.config_path(), serde_json::to_string_pretty(&config)?.as_bytes())?;

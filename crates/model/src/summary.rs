@@ -1,0 +1,234 @@
+//! The network's layers: output shapes, parameters and floating-point
+//! operations, as Keras's `summary()` lists them.
+//!
+//! Counting convention: a multiply-add is 2 FLOPs; batch norm in evaluation
+//! 2 per element (scale and shift); the seed's leaky ReLU `0.6x + 0.4|x|` 4
+//! per element; 2x2 max pooling 3 comparisons per output; dropout nothing
+//! (evaluation). A training step per image is the forward pass plus the
+//! backward pass: convolutions and dense layers cost twice their forward
+//! FLOPs backward (the input's gradient and the weights'), except that the
+//! layer reading the image needs no input gradient; elementwise layers cost
+//! about their forward FLOPs again. Adam adds about 12 FLOPs per parameter
+//! per step, whatever the batch.
+
+use crate::network::{Architecture, N_CLASSES};
+
+/// FLOPs of one Adam update per trainable parameter (moments, bias
+/// correction, square root, division, update).
+pub const ADAM_FLOPS_PER_PARAMETER: u64 = 12;
+
+/// One layer of the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSummary {
+    /// The layer's name (its tensors' prefix where it has any).
+    pub name: &'static str,
+    /// What it computes.
+    pub kind: String,
+    /// Its output for one image (channels, height, width, or features).
+    pub output_shape: Vec<i64>,
+    /// Trainable values.
+    pub parameters: u64,
+    /// Values kept but not trained (batch-norm moving averages).
+    pub statistics: u64,
+    /// FLOPs per image, forward.
+    pub forward_flops: u64,
+    /// FLOPs per image, backward.
+    pub backward_flops: u64,
+}
+
+/// The whole network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSummary {
+    /// The architecture summarised.
+    pub architecture: Architecture,
+    /// Every layer, input to output.
+    pub layers: Vec<LayerSummary>,
+}
+
+impl ModelSummary {
+    /// Trainable values in all layers.
+    pub fn parameters(&self) -> u64 {
+        self.layers.iter().map(|layer| layer.parameters).sum()
+    }
+
+    /// Batch-norm moving averages in all layers.
+    pub fn statistics(&self) -> u64 {
+        self.layers.iter().map(|layer| layer.statistics).sum()
+    }
+
+    /// FLOPs of one image's forward pass.
+    pub fn forward_flops(&self) -> u64 {
+        self.layers.iter().map(|layer| layer.forward_flops).sum()
+    }
+
+    /// FLOPs of one image's forward and backward pass in training.
+    pub fn train_flops_per_image(&self) -> u64 {
+        self.layers.iter().map(|layer| layer.forward_flops + layer.backward_flops).sum()
+    }
+
+    /// FLOPs of one optimizer step (independent of the batch size).
+    pub fn optimizer_flops_per_step(&self) -> u64 {
+        ADAM_FLOPS_PER_PARAMETER * self.parameters()
+    }
+
+    /// FLOPs of one training step on `batch_size` images.
+    pub fn train_flops_per_step(&self, batch_size: u64) -> u64 {
+        batch_size * self.train_flops_per_image() + self.optimizer_flops_per_step()
+    }
+}
+
+/// Builds the layer list as the network's forward pass runs it.
+struct Builder {
+    layers: Vec<LayerSummary>,
+    shape: Vec<i64>,
+    reads_image: bool,
+}
+
+impl Builder {
+    fn elements(&self) -> u64 {
+        self.shape.iter().product::<i64>() as u64
+    }
+
+    fn push(
+        &mut self,
+        name: &'static str,
+        kind: String,
+        parameters: u64,
+        statistics: u64,
+        forward: u64,
+        backward: u64,
+    ) {
+        let output_shape = self.shape.clone();
+        self.layers.push(LayerSummary {
+            name,
+            kind,
+            output_shape,
+            parameters,
+            statistics,
+            forward_flops: forward,
+            backward_flops: backward,
+        });
+    }
+
+    /// A 5x5 'SAME' convolution without bias; the input's gradient is skipped for the layer reading the image.
+    fn conv(&mut self, name: &'static str, in_channels: i64, out_channels: i64) {
+        let (height, width) = (self.shape[1], self.shape[2]);
+        self.shape = vec![out_channels, height, width];
+        let parameters = (25 * in_channels * out_channels) as u64;
+        let forward = 2 * parameters * (height * width) as u64;
+        let backward = if self.reads_image { forward } else { 2 * forward };
+        self.reads_image = false;
+        self.push(name, format!("conv 5x5, {in_channels}->{out_channels}, same"), parameters, 0, forward, backward);
+    }
+
+    fn batch_norm(&mut self, name: &'static str) {
+        let channels = self.shape[0] as u64;
+        let flops = 2 * self.elements();
+        self.push(name, "batch norm (shift only)".into(), channels, 2 * channels, flops, flops);
+    }
+
+    fn lrelu(&mut self, name: &'static str) {
+        let flops = 4 * self.elements();
+        self.push(name, "leaky ReLU 0.2".into(), 0, 0, flops, flops);
+    }
+
+    fn pool(&mut self, name: &'static str) {
+        self.shape = vec![self.shape[0], self.shape[1] / 2, self.shape[2] / 2];
+        let flops = 3 * self.elements();
+        self.push(name, "max pool 2x2".into(), 0, 0, flops, flops);
+    }
+
+    fn dense(&mut self, name: &'static str, outputs: i64, bias: bool) {
+        let inputs = self.shape.iter().product::<i64>();
+        self.shape = vec![outputs];
+        let parameters = (inputs * outputs + if bias { outputs } else { 0 }) as u64;
+        let forward = 2 * (inputs * outputs) as u64 + if bias { outputs as u64 } else { 0 };
+        self.push(
+            name,
+            format!("dense {inputs}->{outputs}{}", if bias { " + bias" } else { "" }),
+            parameters,
+            0,
+            forward,
+            2 * forward,
+        );
+    }
+}
+
+impl Architecture {
+    /// The network's layers with shapes, parameters and FLOPs.
+    ///
+    /// ```
+    /// use model::Architecture;
+    ///
+    /// let summary = Architecture::Intended.summary();
+    /// assert_eq!(summary.parameters(), 3_274_634);
+    /// // conv2 is most of the forward pass's 27.8 MFLOP.
+    /// let conv2 = summary.layers.iter().find(|layer| layer.name == "conv2").unwrap();
+    /// assert_eq!(conv2.forward_flops, 20_070_400);
+    /// ```
+    pub fn summary(self) -> ModelSummary {
+        let mut builder = Builder { layers: Vec::new(), shape: vec![1, 28, 28], reads_image: true };
+        match self {
+            Architecture::Intended => {
+                builder.conv("conv1", 1, 32);
+                builder.batch_norm("bn1");
+                builder.lrelu("lrelu1");
+                builder.pool("pool1");
+                builder.conv("conv2", 32, 64);
+            }
+            Architecture::Seed => {
+                // The seed's defect: conv2 reads the image; conv1's weights exist but are never used.
+                builder.push("conv1", "conv 5x5, 1->32 (unused)".into(), 800, 0, 0, 0);
+                builder.push("bn1", "batch norm (unused)".into(), 32, 64, 0, 0);
+                builder.conv("conv2", 1, 64);
+            }
+        }
+        builder.batch_norm("bn2");
+        builder.lrelu("lrelu2");
+        builder.pool("pool2");
+        builder.dense("fc4", 1024, false);
+        builder.batch_norm("bn4");
+        builder.lrelu("lrelu4");
+        builder.push("dropout", "dropout 0.3 (training only)".into(), 0, 0, 0, 0);
+        builder.dense("fco", N_CLASSES, true);
+        ModelSummary { architecture: self, layers: builder.layers }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_and_statistics_match_the_tensors() {
+        for architecture in [Architecture::Intended, Architecture::Seed] {
+            let specs = architecture.tensor_specs();
+            let count = |trainable: bool| -> u64 {
+                specs
+                    .iter()
+                    .filter(|spec| spec.role.is_trainable() == trainable)
+                    .map(|spec| spec.shape.iter().product::<i64>() as u64)
+                    .sum()
+            };
+            let summary = architecture.summary();
+            assert_eq!(summary.parameters(), count(true), "{architecture:?}");
+            assert_eq!(summary.statistics(), count(false), "{architecture:?}");
+            assert_eq!(summary.layers.last().unwrap().output_shape, vec![N_CLASSES]);
+        }
+    }
+
+    #[test]
+    fn flops_follow_the_convention() {
+        let summary = Architecture::Intended.summary();
+        // Layer by layer: conv1 1,254,400; bn1 50,176; lrelu1 100,352; pool1 18,816;
+        // conv2 20,070,400; bn2 25,088; lrelu2 50,176; pool2 9,408; fc4 6,422,528;
+        // bn4 2,048; lrelu4 4,096; fco 20,490.
+        assert_eq!(summary.forward_flops(), 28_027_978);
+        let conv1 = &summary.layers[0];
+        assert_eq!(conv1.backward_flops, conv1.forward_flops, "no input gradient for the layer reading the image");
+        let seed = Architecture::Seed.summary();
+        let conv2 = seed.layers.iter().find(|layer| layer.name == "conv2").unwrap();
+        assert_eq!((conv2.output_shape.clone(), conv2.backward_flops), (vec![64, 28, 28], conv2.forward_flops));
+        assert_eq!(summary.train_flops_per_step(50), 50 * summary.train_flops_per_image() + 12 * summary.parameters());
+    }
+}

@@ -1,0 +1,260 @@
+//! `trainer report`: a run directory's records and best checkpoint as
+//! figures and one HTML page (drawn by the `report` crate). Works on a run
+//! still training (a partial `metrics.jsonl`, no test record, a torn last
+//! line) and, without the checkpoint-based figures, on a run whose
+//! checkpoints are gone.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use idx::mnist::Split;
+use model::{checkpoint, probabilities};
+use report::{Curves, EpochPoint, Figure, Mistake, Page};
+use serde_json::Value;
+use tch::Device;
+
+use crate::cli::{DataArgs, Dataset, ReportArgs};
+use crate::run_dir::{self, RunDir};
+
+/// What `metrics.jsonl` holds so far.
+#[derive(Debug, Default, PartialEq)]
+pub struct Records {
+    /// One record per finished epoch.
+    pub epochs: Vec<EpochPoint>,
+    /// The best epoch of the newest record.
+    pub best_epoch: Option<u64>,
+    /// The final test record, once the run has finished.
+    pub test: Option<Value>,
+    /// Lines that are not records (a line a killed run left half-written).
+    pub skipped_lines: usize,
+}
+
+/// Reads `metrics.jsonl`, skipping lines that do not parse.
+pub fn read_records(path: &Path) -> Result<Records> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut records = Records::default();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let Ok(record) = serde_json::from_str::<Value>(line) else {
+            records.skipped_lines += 1;
+            continue;
+        };
+        if let Some(test) = record.get("test") {
+            records.test = Some(test.clone());
+            continue;
+        }
+        let number = |key: &str| record.get(key).and_then(Value::as_f64);
+        match (record.get("epoch").and_then(Value::as_u64), number("loss"), number("validation_accuracy")) {
+            (Some(epoch), Some(train_loss), Some(validation_accuracy)) => {
+                records.epochs.push(EpochPoint {
+                    epoch,
+                    train_loss,
+                    validation_loss: number("validation_loss"),
+                    train_accuracy: number("train_accuracy").unwrap_or(f64::NAN),
+                    validation_accuracy,
+                });
+                records.best_epoch = record.get("best_epoch").and_then(Value::as_u64).or(records.best_epoch);
+            }
+            _ => records.skipped_lines += 1,
+        }
+    }
+    Ok(records)
+}
+
+/// The run's settings from `config.json`, as `key: value` rows (empty without one).
+fn settings(run: &RunDir) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(run.config_path()) else { return Vec::new() };
+    let Ok(config) = serde_json::from_str::<Value>(&text) else { return Vec::new() };
+    let mut rows = Vec::new();
+    for section in ["settings", "model"] {
+        if let Some(object) = config.get(section).and_then(Value::as_object) {
+            for (key, value) in object {
+                let text = match value {
+                    Value::String(text) => text.clone(),
+                    Value::Object(_) => value.to_string(),
+                    other => other.to_string(),
+                };
+                rows.push((key.clone(), text));
+            }
+        }
+    }
+    for key in ["device", "threads", "libtorch", "version"] {
+        if let Some(value) = config.get(key) {
+            rows.push((key.to_owned(), value.as_str().map_or_else(|| value.to_string(), str::to_owned)));
+        }
+    }
+    rows
+}
+
+/// The test images of the data set the checkpoint was trained on.
+fn test_split(data: &DataArgs, dataset_name: &str) -> Result<Split> {
+    let dataset = if dataset_name == "fashion-mnist" { Dataset::FashionMnist } else { Dataset::Mnist };
+    let data = DataArgs { dataset, ..data.clone() };
+    Ok(crate::data_info::load(&data)?.test)
+}
+
+/// The test set through the best checkpoint: the confusion matrix and the
+/// mistakes, worst (least probability on the true class) first.
+struct TestResults {
+    confusion: Vec<Vec<u64>>,
+    mistakes: Vec<Mistake>,
+    n_mistakes: usize,
+    n_images: usize,
+    class_names: Vec<String>,
+}
+
+fn test_results(args: &ReportArgs, path: &Path, device: Device) -> Result<TestResults> {
+    let loaded = checkpoint::load(path, device)?;
+    let test = test_split(&args.data, &loaded.meta.dataset.name)?;
+    let (images, labels) = crate::data_info::split_tensors(&test, None, Device::Cpu)?;
+    let rows = probabilities(&loaded.network, &images, 500)?;
+    let labels: Vec<i64> = Vec::<i64>::try_from(labels)?;
+    let n_classes = loaded.meta.dataset.class_names.len();
+    let mut confusion = vec![vec![0u64; n_classes]; n_classes];
+    let mut mistakes = Vec::new();
+    for (index, (row, &label)) in rows.iter().zip(&labels).enumerate() {
+        let predicted = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
+        let label = label as usize;
+        confusion[label][predicted] += 1;
+        if predicted != label {
+            let pixels = test.images.index_axis(ndarray::Axis(0), index).iter().copied().collect();
+            mistakes.push((
+                row[label],
+                Mistake { pixels, true_class: label, predicted_class: predicted, probability: row[predicted] },
+            ));
+        }
+    }
+    mistakes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n_mistakes = mistakes.len();
+    let mistakes = mistakes.into_iter().take(args.max_mistakes).map(|(_, mistake)| mistake).collect();
+    Ok(TestResults {
+        confusion,
+        mistakes,
+        n_mistakes,
+        n_images: labels.len(),
+        class_names: loaded.meta.dataset.class_names,
+    })
+}
+
+/// The run's name: its folder's.
+fn run_name(dir: &Path) -> String {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    canonical.file_name().map_or_else(|| dir.display().to_string(), |name| name.to_string_lossy().into_owned())
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let path = dir.join(name);
+    run_dir::write_atomically(&path, bytes)?;
+    Ok(path)
+}
+
+pub fn run(args: &ReportArgs) -> Result<()> {
+    let run = RunDir::new(&args.save_dir);
+    if !run.metrics_path().exists() {
+        bail!("{} has no metrics.jsonl: is it a run directory (--save-dir)?", args.save_dir.display());
+    }
+    let records = read_records(&run.metrics_path())?;
+    if records.epochs.is_empty() {
+        bail!("{}: no epoch has been recorded yet", run.metrics_path().display());
+    }
+    if records.skipped_lines > 0 {
+        tracing::warn!(
+            "{}: skipped {} line(s) that are not records",
+            run.metrics_path().display(),
+            records.skipped_lines
+        );
+    }
+    let out = args.out.clone().unwrap_or_else(|| args.save_dir.join("report"));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create --out {}", out.display()))?;
+    let name = run_name(&args.save_dir);
+    let test_accuracy = records.test.as_ref().and_then(|test| test.get("accuracy")).and_then(Value::as_f64);
+    let curves =
+        Curves { title: name.clone(), epochs: records.epochs.clone(), best_epoch: records.best_epoch, test_accuracy };
+    let svg = report::curves_svg(&curves)?;
+    let mut written =
+        vec![write(&out, "curves.svg", svg.as_bytes())?, write(&out, "curves.png", &report::curves_png(&curves)?)?];
+
+    let mut page = Page { title: format!("Run {name}"), settings: settings(&run), ..Page::default() };
+    let last = records.epochs.last().expect("at least one epoch");
+    page.facts.push((
+        "status".into(),
+        if records.test.is_some() { "finished".into() } else { "training (or stopped)".into() },
+    ));
+    page.facts.push(("epochs recorded".into(), records.epochs.len().to_string()));
+    if let Some(best) = records.best_epoch.and_then(|best| records.epochs.iter().find(|point| point.epoch == best)) {
+        page.facts.push((
+            "best epoch".into(),
+            format!("{} (validation accuracy {:.4})", best.epoch + 1, best.validation_accuracy),
+        ));
+    }
+    page.facts.push((
+        "latest validation accuracy".into(),
+        format!("{:.4} (epoch {})", last.validation_accuracy, last.epoch + 1),
+    ));
+    if let Some(test) = test_accuracy {
+        page.facts.push(("test accuracy (best checkpoint)".into(), format!("{test:.4}")));
+    }
+    page.figures.push(Figure::Svg { title: "Loss and accuracy per epoch".into(), svg });
+
+    let best = run.best_checkpoint();
+    if best.exists() {
+        let device = args.device.resolve()?;
+        let results = test_results(args, &best, device)?;
+        let title = format!("Test set, best checkpoint: {} of {} misclassified", results.n_mistakes, results.n_images);
+        let confusion = report::confusion_png(&results.confusion, &results.class_names, &title)?;
+        let shown = results.mistakes.len();
+        let mistakes_title = format!(
+            "{} of {} test images misclassified{} (true → predicted, probability given)",
+            results.n_mistakes,
+            results.n_images,
+            if shown < results.n_mistakes { format!(", the {shown} worst") } else { String::new() }
+        );
+        let mistakes =
+            report::mistakes_png(&results.mistakes, preprocess::SIDE, &results.class_names, &mistakes_title)?;
+        written.push(write(&out, "confusion.png", &confusion)?);
+        written.push(write(&out, "misclassified.png", &mistakes)?);
+        page.figures.push(Figure::Png { title: "Confusion matrix (rows: true class)".into(), png: confusion });
+        page.figures.push(Figure::Png { title: "Misclassified test images, worst first".into(), png: mistakes });
+        page.per_class = results
+            .class_names
+            .iter()
+            .enumerate()
+            .map(|(class, name)| (name.clone(), results.confusion[class][class], results.confusion[class].iter().sum()))
+            .collect();
+    } else {
+        page.notes.push(format!(
+            "{} does not exist: the confusion matrix, the mistakes and the per-class accuracy need it",
+            best.display()
+        ));
+    }
+    written.push(write(&out, "index.html", report::index_html(&page).as_bytes())?);
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_and_foreign_lines_are_skipped_and_the_test_record_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(
+            &path,
+            "{\"epoch\":0,\"loss\":0.5,\"train_accuracy\":0.9,\"validation_accuracy\":0.91,\"validation_loss\":0.3,\"best_epoch\":0}\n\
+             {\"note\":\"not an epoch\"}\n\
+             {\"epoch\":1,\"loss\":0.2,\"train_accuracy\":0.95,\"validation_accuracy\":0.9,\"best_epoch\":0}\n\
+             {\"test\":{\"accuracy\":0.93}}\n\
+             {\"epoch\":2,\"lo",
+        )
+        .unwrap();
+        let records = read_records(&path).unwrap();
+        assert_eq!(records.epochs.len(), 2);
+        assert_eq!(records.epochs[1].validation_loss, None);
+        assert_eq!(records.best_epoch, Some(0));
+        assert_eq!(records.test.unwrap()["accuracy"], 0.93);
+        assert_eq!(records.skipped_lines, 2);
+    }
+}
