@@ -137,3 +137,37 @@ fn bad_checkpoints_and_a_missing_python_are_clear_errors() {
         "{message}"
     );
 }
+
+/// The documented Python example (`scripts/classify_with_export.py`) reads
+/// the test set with either export and agrees with `trainer evaluate`.
+#[test]
+fn the_documented_python_example_classifies_like_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = common::trained_checkpoint();
+    let checkpoint = fixture.display().to_string();
+    let evaluate = run(&["evaluate", "--checkpoint", &checkpoint, "--device", "cpu", "--json"]);
+    assert_success(&evaluate);
+    let evaluation: serde_json::Value = serde_json::from_slice(&evaluate.stdout).unwrap();
+    let n_correct = evaluation["n_correct"].as_u64().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/classify_with_export.py");
+    let mnist = common::data_dir().join("mnist");
+    for (format, file) in [("torchscript", "net.pt"), ("onnx", "net.onnx")] {
+        let out = dir.path().join(file);
+        let output =
+            run(&["export", "--checkpoint", &checkpoint, "--format", format, "--out", &out.display().to_string()]);
+        assert_success(&output);
+        let output = Command::new(venv_python())
+            .arg(&script)
+            .arg(&out)
+            .arg(mnist.join("t10k-images-idx3-ubyte.gz"))
+            .arg(mnist.join("t10k-labels-idx1-ubyte.gz"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 10_000);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let correct: u64 = stderr.split('(').nth(1).and_then(|rest| rest.split('/').next()).unwrap().parse().unwrap();
+        // Float rounding may flip an image whose two best logits tie to within 1e-6.
+        assert!(correct.abs_diff(n_correct) <= 2, "{format}: {correct} correct, evaluate says {n_correct}");
+    }
+}
