@@ -35,6 +35,8 @@ pub enum Command {
     Summary(SummaryArgs),
     /// Export a checkpoint's network for use outside this program (TorchScript or ONNX).
     Export(ExportArgs),
+    /// A local web app: draw digits and see the prediction, watch runs train, look at mistakes.
+    Serve(ServeArgs),
 }
 
 /// Which MNIST-format data set to read.
@@ -318,6 +320,35 @@ pub struct ExportArgs {
     /// Device the TorchScript module is traced on: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: model::DeviceRequest,
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The folder whose subfolders are run directories (shown, watched, and drawn with).
+    #[arg(long, default_value = "nets")]
+    pub runs: PathBuf,
+    /// The drawing model (default: the best checkpoint of the most recently finished run under --runs).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Address to listen on; loopback by default (`0.0.0.0:PORT` serves other machines too). Port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: model::DeviceRequest,
+    /// Most images in one forward pass; concurrent requests share it (1: no batching).
+    #[arg(long, default_value_t = 256)]
+    pub max_batch: usize,
+    /// Requests waiting for the network at most; more get 503 busy.
+    #[arg(long, default_value_t = 1024)]
+    pub queue: usize,
+    /// libtorch's CPU threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where the data is (the test images of the mistakes view).
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 /// An export format.

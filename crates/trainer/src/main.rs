@@ -10,6 +10,7 @@ mod pipeline;
 mod predict;
 mod report;
 mod run_dir;
+mod serve;
 mod streams;
 mod summary;
 mod train;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Report(report_args)) => report::run(&report_args),
         Some(cli::Command::Summary(summary_args)) => summary::run(&summary_args),
         Some(cli::Command::Export(export_args)) => export::run(&export_args),
+        Some(cli::Command::Serve(serve_args)) => serve::run(&serve_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,341 @@
+// The page of `trainer serve`: drawing, runs and mistakes, over the JSON API.
+// Plain JavaScript, no framework and nothing fetched from elsewhere.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { run: null, selectedRun: null, pollTimer: null, classNames: null };
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+function modelQuery() {
+  return state.run ? `?run=${encodeURIComponent(state.run)}` : "";
+}
+
+// ---- Tabs -------------------------------------------------------------------
+function show(view) {
+  for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.view === view);
+  for (const section of document.querySelectorAll(".view")) section.classList.toggle("hidden", section.id !== `view-${view}`);
+  if (view === "runs") refreshRuns();
+  if (view === "mistakes") loadMistakes();
+}
+for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => show(tab.dataset.view));
+
+// ---- Drawing ----------------------------------------------------------------
+const pad = $("pad");
+const pen = pad.getContext("2d");
+let drawing = false, last = null, dirty = false, inFlight = false, lastSent = 0;
+
+function clearPad() {
+  pen.fillStyle = "#fff";
+  pen.fillRect(0, 0, pad.width, pad.height);
+  dirty = false;
+  $("predicted").textContent = "–";
+  $("top3").innerHTML = "";
+  $("draw-status").textContent = "";
+  $("seen").getContext("2d").clearRect(0, 0, 112, 112);
+}
+
+function point(event) {
+  const box = pad.getBoundingClientRect();
+  return { x: (event.clientX - box.left) * (pad.width / box.width), y: (event.clientY - box.top) * (pad.height / box.height) };
+}
+
+function stroke(from, to) {
+  pen.strokeStyle = "#000";
+  pen.lineWidth = 18;
+  pen.lineCap = "round";
+  pen.lineJoin = "round";
+  pen.beginPath();
+  pen.moveTo(from.x, from.y);
+  pen.lineTo(to.x, to.y);
+  pen.stroke();
+  dirty = true;
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  drawing = true;
+  last = point(event);
+  stroke(last, last);
+  pad.setPointerCapture(event.pointerId);
+  event.preventDefault();
+});
+pad.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  const next = point(event);
+  stroke(last, next);
+  last = next;
+  throttledPredict();
+});
+for (const name of ["pointerup", "pointercancel"]) {
+  pad.addEventListener(name, () => {
+    if (!drawing) return;
+    drawing = false;
+    predictDrawing();
+  });
+}
+
+// At most one request in flight and one every 150 ms while drawing.
+function throttledPredict() {
+  const now = performance.now();
+  if (!inFlight && now - lastSent > 150) predictDrawing();
+}
+
+function predictDrawing() {
+  if (!dirty) return;
+  pad.toBlob((blob) => predictBody(blob, "image/png"), "image/png");
+}
+
+async function predictBody(body, type) {
+  inFlight = true;
+  lastSent = performance.now();
+  try {
+    const answer = await api(`/api/predict${modelQuery()}`, { method: "POST", headers: { "Content-Type": type }, body });
+    showPrediction(answer);
+  } catch (error) {
+    $("draw-status").textContent = error.message;
+  } finally {
+    inFlight = false;
+  }
+}
+
+function bars(list, predictions) {
+  list.innerHTML = "";
+  for (const { name, probability } of predictions) {
+    const item = document.createElement("li");
+    const percent = (probability * 100).toFixed(1);
+    item.innerHTML = `<span class="label"></span><span class="bar"><span style="width:${percent}%"></span></span><span>${percent}%</span>`;
+    item.querySelector(".label").textContent = name;
+    list.appendChild(item);
+  }
+}
+
+function paint(canvas, pixels, scale) {
+  const size = 28;
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(size, size);
+  for (let index = 0; index < size * size; index++) {
+    const value = scale === 1 ? Math.round(pixels[index] * 255) : pixels[index];
+    image.data.set([value, value, value, 255], index * 4);
+  }
+  const small = document.createElement("canvas");
+  small.width = small.height = size;
+  small.getContext("2d").putImageData(image, 0, 0);
+  context.imageSmoothingEnabled = false;
+  context.drawImage(small, 0, 0, canvas.width, canvas.height);
+}
+
+function showPrediction(answer) {
+  const top = answer.predictions[0];
+  $("predicted").textContent = top.name;
+  bars($("top3"), answer.predictions.slice(0, 3));
+  paint($("seen"), answer.input, 1);
+  $("draw-status").textContent = `model: ${answer.model}`;
+}
+
+$("clear").addEventListener("click", clearPad);
+$("file").addEventListener("change", () => {
+  const file = $("file").files[0];
+  if (file) predictBody(file, file.type || "application/octet-stream");
+});
+pad.addEventListener("dragover", (event) => { event.preventDefault(); pad.classList.add("drop"); });
+pad.addEventListener("dragleave", () => pad.classList.remove("drop"));
+pad.addEventListener("drop", (event) => {
+  event.preventDefault();
+  pad.classList.remove("drop");
+  const file = event.dataTransfer.files[0];
+  if (file) predictBody(file, file.type || "application/octet-stream");
+});
+
+// ---- Model choice -----------------------------------------------------------
+async function refreshModels() {
+  const select = $("model-select");
+  const [{ runs }, current] = await Promise.all([api("/api/runs"), api("/api/model").catch(() => null)]);
+  const chosen = select.value;
+  select.innerHTML = "";
+  const fallback = document.createElement("option");
+  fallback.value = "";
+  fallback.textContent = current ? `default (${current.name})` : "default (none yet)";
+  select.appendChild(fallback);
+  for (const run of runs.filter((run) => run.has_checkpoint)) {
+    const option = document.createElement("option");
+    option.value = run.name;
+    option.textContent = run.name;
+    select.appendChild(option);
+  }
+  select.value = [...select.options].some((option) => option.value === chosen) ? chosen : "";
+}
+$("model-select").addEventListener("change", () => {
+  state.run = $("model-select").value || null;
+  predictDrawing();
+});
+
+// ---- Runs -------------------------------------------------------------------
+function percent(value) {
+  return value == null ? "–" : value.toFixed(4);
+}
+
+async function refreshRuns() {
+  let runs;
+  try {
+    runs = (await api("/api/runs")).runs;
+  } catch (error) {
+    $("run-detail").textContent = error.message;
+    return;
+  }
+  const list = $("run-list");
+  list.innerHTML = "";
+  if (runs.length === 0) list.innerHTML = "<li>No runs yet: train one with <code>trainer --save-dir RUNS/NAME</code>.</li>";
+  for (const run of runs) {
+    const item = document.createElement("li");
+    item.dataset.run = run.name;
+    item.classList.toggle("selected", run.name === state.selectedRun);
+    const total = run.epochs_total || run.epochs_done || 1;
+    const status = run.finished ? `test ${percent(run.test_accuracy)}` : `epoch ${run.epochs_done}/${run.epochs_total ?? "?"}`;
+    item.innerHTML = `<div class="name"></div><div>${status}</div><div class="progress"><span style="width:${(100 * run.epochs_done) / total}%"></span></div>`;
+    item.querySelector(".name").textContent = run.name;
+    item.addEventListener("click", () => selectRun(run.name));
+    list.appendChild(item);
+  }
+  if (!state.selectedRun && runs.length > 0) selectRun(runs[0].name);
+  else if (state.selectedRun) renderRun(runs.find((run) => run.name === state.selectedRun));
+}
+
+function selectRun(name) {
+  state.selectedRun = name;
+  for (const item of document.querySelectorAll("#run-list li")) item.classList.toggle("selected", item.dataset.run === name);
+  clearInterval(state.pollTimer);
+  updateRun();
+  // Records arrive while a run trains: poll them (a half-written line is skipped by the server).
+  state.pollTimer = setInterval(updateRun, 2000);
+}
+
+let lastRuns = [];
+async function updateRun() {
+  if (!state.selectedRun) return;
+  try {
+    const [{ runs }, metrics] = await Promise.all([api("/api/runs"), api(`/api/runs/${encodeURIComponent(state.selectedRun)}/metrics`)]);
+    lastRuns = runs;
+    renderRun(runs.find((run) => run.name === state.selectedRun), metrics.records);
+  } catch (error) {
+    $("run-detail").textContent = error.message;
+  }
+}
+
+function renderRun(run, records) {
+  if (!run) return;
+  const detail = $("run-detail");
+  if (!records) return;
+  const settings = Object.entries(run.settings).map(([key, value]) => `<tr><th>${key}</th><td>${JSON.stringify(value)}</td></tr>`).join("");
+  detail.innerHTML = `<h2></h2>
+    <p id="run-summary">${run.epochs_done} epochs recorded${run.epochs_total ? ` of ${run.epochs_total}` : ""};
+      best epoch ${run.best_epoch == null ? "–" : run.best_epoch + 1} (validation ${percent(run.best_validation_accuracy)});
+      ${run.finished ? `test accuracy ${percent(run.test_accuracy)}` : "training or stopped"}</p>
+    <div class="charts" id="charts"></div><table class="settings">${settings}</table>`;
+  detail.querySelector("h2").textContent = run.name;
+  const epochs = records.epochs;
+  const charts = $("charts");
+  charts.appendChild(chart("loss", [
+    { name: "training", color: "#1f77b4", points: epochs.map((r) => [r.epoch + 1, r.loss]) },
+    { name: "validation", color: "#ff7f0e", points: epochs.filter((r) => r.validation_loss != null).map((r) => [r.epoch + 1, r.validation_loss]) },
+  ], run.best_epoch));
+  charts.appendChild(chart("accuracy", [
+    { name: "training", color: "#1f77b4", points: epochs.map((r) => [r.epoch + 1, r.train_accuracy]) },
+    { name: "validation", color: "#ff7f0e", points: epochs.map((r) => [r.epoch + 1, r.validation_accuracy]) },
+  ], run.best_epoch));
+}
+
+// A line chart as SVG: series of [x, y] points, the best epoch dashed.
+function chart(title, series, bestEpoch) {
+  const width = 520, height = 300, left = 56, right = 12, top = 28, bottom = 36;
+  const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
+  const xs = all.map(([x]) => x), ys = all.map(([, y]) => y);
+  const xMax = Math.max(2, ...xs), yMin = Math.min(...ys), yMax = Math.max(...ys);
+  const pad = Math.max((yMax - yMin) * 0.08, 1e-3);
+  const y0 = yMin - pad, y1 = yMax + pad;
+  const px = (x) => left + ((x - 1) / Math.max(xMax - 1, 1)) * (width - left - right);
+  const py = (y) => top + (1 - (y - y0) / (y1 - y0 || 1)) * (height - top - bottom);
+  const svgNs = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNs, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("class", "chart");
+  svg.dataset.chart = title;
+  let markup = `<text x="${width / 2}" y="18" text-anchor="middle" font-size="15">${title}</text>`;
+  for (let tick = 0; tick <= 4; tick++) {
+    const value = y0 + ((y1 - y0) * tick) / 4;
+    markup += `<line x1="${left}" x2="${width - right}" y1="${py(value)}" y2="${py(value)}" stroke="#eee"/>`;
+    markup += `<text x="${left - 6}" y="${py(value) + 4}" text-anchor="end" font-size="11">${value.toFixed(title === "loss" ? 3 : 4)}</text>`;
+  }
+  markup += `<text x="${(left + width - right) / 2}" y="${height - 6}" text-anchor="middle" font-size="12">epoch (1 to ${xMax})</text>`;
+  if (bestEpoch != null) {
+    const x = px(bestEpoch + 1);
+    markup += `<line class="best" x1="${x}" x2="${x}" y1="${top}" y2="${height - bottom}" stroke="#2ca02c" stroke-dasharray="5,4"/>`;
+  }
+  series.forEach((s, index) => {
+    if (s.points.length === 0) return;
+    const path = s.points.map(([x, y], i) => `${i ? "L" : "M"}${px(x).toFixed(1)},${py(y).toFixed(1)}`).join("");
+    markup += `<path class="series" data-series="${s.name}" d="${path}" fill="none" stroke="${s.color}" stroke-width="2"/>`;
+    for (const [x, y] of s.points) markup += `<circle cx="${px(x)}" cy="${py(y)}" r="2.5" fill="${s.color}"/>`;
+    markup += `<text x="${width - right - 90}" y="${top + 16 + 16 * index}" font-size="12" fill="${s.color}">${s.name}</text>`;
+  });
+  svg.innerHTML = markup;
+  return svg;
+}
+
+// ---- Mistakes ---------------------------------------------------------------
+async function loadMistakes() {
+  const name = state.run || state.selectedRun || (lastRuns.find((run) => run.has_checkpoint) || {}).name;
+  const status = $("mistakes-status");
+  if (!name) {
+    const { runs } = await api("/api/runs");
+    lastRuns = runs;
+    if (!runs.some((run) => run.has_checkpoint)) {
+      status.textContent = "No run has a best checkpoint yet.";
+      return;
+    }
+    return loadMistakes();
+  }
+  status.textContent = `Evaluating the test set with ${name}'s best checkpoint…`;
+  $("mistake-grid").innerHTML = "";
+  $("mistake-detail").innerHTML = "";
+  try {
+    const { test } = await api(`/api/runs/${encodeURIComponent(name)}/mistakes`);
+    state.classNames = test.class_names;
+    status.textContent = `${name}: ${test.n_mistakes} of ${test.n_images} test images misclassified` +
+      (test.mistakes.length < test.n_mistakes ? `; the ${test.mistakes.length} worst:` : ":");
+    for (const mistake of test.mistakes) {
+      const cell = document.createElement("div");
+      cell.className = "mistake";
+      const canvas = document.createElement("canvas");
+      canvas.width = canvas.height = 56;
+      paint(canvas, mistake.pixels, 255);
+      cell.appendChild(canvas);
+      const caption = document.createElement("div");
+      caption.textContent = `${test.class_names[mistake.true_class]}→${test.class_names[mistake.predicted_class]}`;
+      cell.appendChild(caption);
+      cell.addEventListener("click", () => showMistake(cell, mistake, test.class_names));
+      $("mistake-grid").appendChild(cell);
+    }
+  } catch (error) {
+    status.textContent = error.message;
+  }
+}
+
+function showMistake(cell, mistake, classNames) {
+  for (const other of document.querySelectorAll(".mistake")) other.classList.toggle("selected", other === cell);
+  const detail = $("mistake-detail");
+  detail.innerHTML = `<canvas width="112" height="112"></canvas><div><div id="mistake-title"></div><ol class="bars" id="mistake-bars"></ol></div>`;
+  paint(detail.querySelector("canvas"), mistake.pixels, 255);
+  $("mistake-title").textContent =
+    `test image ${mistake.index}: true ${classNames[mistake.true_class]}, predicted ${classNames[mistake.predicted_class]}`;
+  const ranked = mistake.probabilities.map((probability, index) => ({ name: classNames[index], probability }))
+    .sort((a, b) => b.probability - a.probability);
+  bars($("mistake-bars"), ranked);
+}
+
+clearPad();
+refreshModels().catch((error) => { $("draw-status").textContent = error.message; });

@@ -1,0 +1,177 @@
+//! The network's worker: one thread, off the async runtime, fed by a
+//! bounded queue. Each time it is free it takes every request waiting (up to
+//! [`BatcherConfig::max_batch`] images) and runs them through the network in
+//! one forward pass per checkpoint, as inference servers batch dynamically:
+//! under load a forward pass serves many requests, so throughput grows with
+//! load while a lone request still goes straight through.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::SystemTime;
+
+use tokio::sync::oneshot;
+
+use crate::{Backend, Model, PIXELS};
+
+/// How the worker batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatcherConfig {
+    /// Most images in one forward pass (1: no batching, one request per pass).
+    pub max_batch: usize,
+    /// Requests waiting at most; more are refused as busy.
+    pub queue: usize,
+}
+
+impl Default for BatcherConfig {
+    fn default() -> Self {
+        Self { max_batch: 256, queue: 1024 }
+    }
+}
+
+/// What a prediction request gets back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// One row of class probabilities per image of the request.
+    pub probabilities: Vec<Vec<f32>>,
+    /// The class names of the network that answered.
+    pub class_names: Vec<String>,
+    /// Images in the forward pass that answered (this request's and others').
+    pub batch_images: usize,
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The queue is full.
+    #[error("the server is busy: {0} requests are waiting; try again")]
+    Busy(usize),
+    /// The worker has stopped.
+    #[error("the prediction worker has stopped")]
+    Stopped,
+    /// The checkpoint could not be loaded or the network failed.
+    #[error("{0}")]
+    Model(String),
+}
+
+struct Job {
+    checkpoint: PathBuf,
+    pixels: Vec<f32>,
+    reply: oneshot::Sender<Result<Answer, BatchError>>,
+}
+
+/// A handle to the worker; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    sender: SyncSender<Job>,
+    queue: usize,
+}
+
+impl Batcher {
+    /// Starts the worker thread.
+    pub fn start(backend: Arc<dyn Backend>, config: BatcherConfig) -> Self {
+        let (sender, receiver) = sync_channel(config.queue.max(1));
+        std::thread::Builder::new()
+            .name("predict".into())
+            .spawn(move || work(backend.as_ref(), &receiver, config.max_batch.max(1)))
+            .expect("cannot start the prediction thread");
+        Self { sender, queue: config.queue }
+    }
+
+    /// Classifies `pixels` (`n * 784` values) with the network of
+    /// `checkpoint`, sharing a forward pass with whatever else is waiting.
+    pub async fn predict(&self, checkpoint: &Path, pixels: Vec<f32>) -> Result<Answer, BatchError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { checkpoint: checkpoint.to_path_buf(), pixels, reply };
+        match self.sender.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(BatchError::Busy(self.queue)),
+            Err(TrySendError::Disconnected(_)) => return Err(BatchError::Stopped),
+        }
+        answer.await.unwrap_or(Err(BatchError::Stopped))
+    }
+}
+
+/// A loaded network and the modification time of the file it came from.
+struct Cached {
+    modified: Option<SystemTime>,
+    model: Box<dyn Model>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|metadata| metadata.modified()).ok()
+}
+
+/// The network of `checkpoint`, loaded again when the file has changed
+/// (a training run wrote a new `best.safetensors`).
+fn model<'a>(
+    backend: &dyn Backend,
+    cache: &'a mut HashMap<PathBuf, Cached>,
+    checkpoint: &Path,
+) -> Result<&'a mut Cached, String> {
+    let now = modified(checkpoint);
+    let stale = cache.get(checkpoint).is_none_or(|cached| cached.modified != now);
+    if stale {
+        let model = backend.load(checkpoint)?;
+        tracing::info!("loaded {}", checkpoint.display());
+        cache.insert(checkpoint.to_path_buf(), Cached { modified: now, model });
+    }
+    Ok(cache.get_mut(checkpoint).expect("inserted above"))
+}
+
+fn work(backend: &dyn Backend, receiver: &Receiver<Job>, max_batch: usize) {
+    let mut cache: HashMap<PathBuf, Cached> = HashMap::new();
+    while let Ok(first) = receiver.recv() {
+        let mut jobs = vec![first];
+        let mut images = jobs[0].pixels.len() / PIXELS;
+        while images < max_batch {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    images += job.pixels.len() / PIXELS;
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut by_checkpoint: HashMap<PathBuf, Vec<Job>> = HashMap::new();
+        for job in jobs {
+            by_checkpoint.entry(job.checkpoint.clone()).or_default().push(job);
+        }
+        for (checkpoint, jobs) in by_checkpoint {
+            run_batch(backend, &mut cache, &checkpoint, jobs);
+        }
+    }
+}
+
+/// One forward pass for `jobs`, every job answered.
+fn run_batch(backend: &dyn Backend, cache: &mut HashMap<PathBuf, Cached>, checkpoint: &Path, jobs: Vec<Job>) {
+    let cached = match model(backend, cache, checkpoint) {
+        Ok(cached) => cached,
+        Err(error) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(BatchError::Model(error.clone())));
+            }
+            return;
+        }
+    };
+    let pixels: Vec<f32> = jobs.iter().flat_map(|job| job.pixels.iter().copied()).collect();
+    let batch_images = pixels.len() / PIXELS;
+    match cached.model.probabilities(&pixels) {
+        Ok(mut rows) => {
+            let class_names = cached.model.class_names().to_vec();
+            for job in jobs {
+                let rest = rows.split_off((job.pixels.len() / PIXELS).min(rows.len()));
+                let mine = std::mem::replace(&mut rows, rest);
+                let answer = Answer { probabilities: mine, class_names: class_names.clone(), batch_images };
+                // A client that went away has dropped its receiver: nothing to do.
+                let _ = job.reply.send(Ok(answer));
+            }
+        }
+        Err(error) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(BatchError::Model(error.clone())));
+            }
+        }
+    }
+}

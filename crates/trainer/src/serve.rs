@@ -1,0 +1,106 @@
+//! `trainer serve`: the web app of the `serve` crate, with libtorch
+//! networks (`model`) and the data set's test images behind it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, ensure};
+use model::{Network, checkpoint, probabilities};
+use serve::{AppState, Backend, BatcherConfig, Model, ServeConfig, TestSet};
+use tch::{Device, Tensor};
+
+use crate::cli::{DataArgs, Dataset, ServeArgs};
+
+struct TchModel {
+    network: Network,
+    class_names: Vec<String>,
+    dataset: String,
+}
+
+impl Model for TchModel {
+    fn probabilities(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, String> {
+        let n = (pixels.len() / serve::PIXELS) as i64;
+        let images = Tensor::from_slice(pixels).view([n, serve::SIDE as i64, serve::SIDE as i64]);
+        probabilities(&self.network, &images, 512).map_err(|error| error.to_string())
+    }
+
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    fn dataset(&self) -> &str {
+        &self.dataset
+    }
+}
+
+struct TchBackend {
+    device: Device,
+    data: DataArgs,
+    test_sets: Mutex<HashMap<String, TestSet>>,
+}
+
+impl Backend for TchBackend {
+    fn load(&self, path: &Path) -> Result<Box<dyn Model>, String> {
+        let loaded = checkpoint::load(path, self.device).map_err(|error| error.to_string())?;
+        Ok(Box::new(TchModel {
+            network: loaded.network,
+            class_names: loaded.meta.dataset.class_names,
+            dataset: loaded.meta.dataset.name,
+        }))
+    }
+
+    fn dataset(&self, path: &Path) -> Result<String, String> {
+        checkpoint::read_meta(path).map(|(_, meta)| meta.dataset.name).map_err(|error| error.to_string())
+    }
+
+    fn test_set(&self, dataset: &str) -> Result<TestSet, String> {
+        let mut cache = self.test_sets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = cache.get(dataset) {
+            return Ok(found.clone());
+        }
+        let chosen = if dataset == "fashion-mnist" { Dataset::FashionMnist } else { Dataset::Mnist };
+        let data = DataArgs { dataset: chosen, ..self.data.clone() };
+        let test = crate::data_info::load(&data).map_err(|error| format!("{error:#}"))?.test;
+        let set = TestSet { pixels: test.images.iter().copied().collect(), labels: test.labels.to_vec() };
+        cache.insert(dataset.to_owned(), set.clone());
+        Ok(set)
+    }
+}
+
+pub fn run(args: &ServeArgs) -> Result<()> {
+    ensure!(args.max_batch > 0, "--max-batch must be at least 1, found 0");
+    ensure!(args.queue > 0, "--queue must be at least 1, found 0");
+    if let Some(threads) = args.threads {
+        ensure!(threads > 0, "--threads must be at least 1, found 0");
+        tch::set_num_threads(threads as i32);
+    }
+    if let Some(path) = &args.checkpoint {
+        checkpoint::read_meta(path)?;
+    }
+    let device = args.device.resolve()?;
+    let backend = Arc::new(TchBackend { device, data: args.data.clone(), test_sets: Mutex::default() });
+    let config = ServeConfig {
+        runs_dir: args.runs.clone(),
+        checkpoint: args.checkpoint.clone(),
+        batcher: BatcherConfig { max_batch: args.max_batch, queue: args.queue },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on --addr {}", args.addr))?;
+        let address = listener.local_addr()?;
+        let reach = if address.ip().is_loopback() {
+            "this machine only; --addr 0.0.0.0:PORT serves other machines too"
+        } else {
+            "reachable from other machines"
+        };
+        // Tests and scripts read this line for the port.
+        println!("serving on http://{address}/ ({reach})");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        tracing::info!("runs: {}, device: {}", args.runs.display(), model::device::describe(device));
+        serve::serve(listener, AppState::new(config, backend)).await.context("serving")
+    })
+}
