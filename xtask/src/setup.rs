@@ -37,6 +37,9 @@ pub struct Args {
     /// Folder for the venv and the `torch` link [default: the repository's .libtorch/].
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Also install Chromium and chromedriver for the browser tests of `trainer serve` (Debian's packages, as root).
+    #[arg(long)]
+    browser: bool,
 }
 
 /// The installed flavour, recorded next to the venv so that switching reinstalls.
@@ -45,6 +48,9 @@ fn flavour(cpu_only: bool) -> &'static str {
 }
 
 pub fn run(root: &Path, args: &Args) -> Result<()> {
+    if args.browser {
+        install_browser()?;
+    }
     let libtorch_dir = args.dir.clone().unwrap_or_else(|| root.join(".libtorch"));
     let link = libtorch_dir.join("torch");
 
@@ -118,6 +124,39 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         "libtorch {version}: {}",
         if has_cuda_libraries { "with CUDA (used when a GPU and driver are present)" } else { "CPU only" }
     );
+    Ok(())
+}
+
+/// Whether `program` is an executable file on PATH.
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH").is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Chromium and its WebDriver, for the browser tests: already there, or
+/// installed from Debian's (or Ubuntu's) packages when running as root, or
+/// an error that says how to install them.
+fn install_browser() -> Result<()> {
+    if on_path("chromium") && on_path("chromedriver") {
+        println!("chromium and chromedriver are installed (browser tests)");
+        return Ok(());
+    }
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.trim_ascii() == b"0");
+    if !is_root || !on_path("apt-get") {
+        bail!(
+            "the browser tests need Chromium and chromedriver on PATH: on Debian or Ubuntu run, as root,              `apt-get update && apt-get install chromium chromium-driver` (what `cargo xtask setup --browser` does as root);              elsewhere install Chromium and the matching chromedriver"
+        );
+    }
+    println!("installing chromium and chromium-driver from the distribution's packages (browser tests)");
+    run_checked(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-get install chromium chromium-driver",
+    )?;
+    if !(on_path("chromium") && on_path("chromedriver")) {
+        bail!("apt-get installed chromium and chromium-driver, but `chromium` or `chromedriver` is still not on PATH");
+    }
     Ok(())
 }
 

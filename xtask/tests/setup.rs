@@ -103,3 +103,45 @@ fn a_libtorch_set_by_the_user_wins() {
     assert!(!output.status.success());
     assert!(text(&output).contains("is not a libtorch folder"), "{}", text(&output));
 }
+
+/// A folder of stand-in programs, each printing `output`.
+fn stub_programs(dir: &Path, programs: &[(&str, &str)]) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir).unwrap();
+    for (name, output) in programs {
+        let path = dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\necho {output}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn the_browser_is_found_on_path_or_its_installation_explained() {
+    let root = tempfile::tempdir().unwrap();
+    let user_libtorch = root.path().join("libtorch");
+    fs::create_dir_all(user_libtorch.join("lib")).unwrap();
+    fs::create_dir_all(user_libtorch.join("include")).unwrap();
+    fs::write(user_libtorch.join("lib/libtorch_cpu.so"), b"").unwrap();
+    let installed = root.path().join("installed");
+    stub_programs(&installed, &[("chromium", "Chromium 1"), ("chromedriver", "ChromeDriver 1"), ("id", "0")]);
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["setup", "--browser"])
+        .env("LIBTORCH", &user_libtorch)
+        .env("PATH", &installed)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("chromium and chromedriver are installed"), "{}", text(&output));
+
+    // Root without apt-get (not Debian): the error says what to install.
+    let bare = root.path().join("bare");
+    stub_programs(&bare, &[("id", "0")]);
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["setup", "--browser"])
+        .env("LIBTORCH", &user_libtorch)
+        .env("PATH", &bare)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(text(&output).contains("apt-get install chromium chromium-driver"), "{}", text(&output));
+}

@@ -47,7 +47,7 @@ function point(event) {
 
 function stroke(from, to) {
   pen.strokeStyle = "#000";
-  pen.lineWidth = 18;
+  pen.lineWidth = 22;
   pen.lineCap = "round";
   pen.lineJoin = "round";
   pen.beginPath();
@@ -61,7 +61,8 @@ pad.addEventListener("pointerdown", (event) => {
   drawing = true;
   last = point(event);
   stroke(last, last);
-  pad.setPointerCapture(event.pointerId);
+  // Keep receiving moves outside the pad; a synthetic pointer cannot be captured, which is harmless.
+  try { pad.setPointerCapture(event.pointerId); } catch (_) { /* not capturable */ }
   event.preventDefault();
 });
 pad.addEventListener("pointermove", (event) => {

@@ -1,0 +1,248 @@
+//! `trainer serve` in a real browser: headless Chromium driven over
+//! WebDriver (Debian's `chromium` and `chromium-driver`; `cargo xtask setup
+//! --browser` installs them). Draws digits on the canvas with pointer
+//! events, watches a run's curves update when a record is appended, and
+//! opens the mistakes view. With `TRAINER_SCREENSHOTS=DIR` the three views
+//! are saved there as PNG (the README's come from `docs/images`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find_program(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} is not installed: the browser tests need Chromium and its WebDriver. Run `cargo xtask setup --browser` \
+             (as root on Debian or Ubuntu it installs the packages `chromium` and `chromium-driver`), or install them yourself"
+        )
+    })
+}
+
+/// `trainer serve` on a free loopback port, and its URL.
+fn start_server(runs: &Path) -> (Process, String) {
+    let mut child = common::trainer()
+        .args([
+            "serve",
+            "--runs",
+            &runs.display().to_string(),
+            "--addr",
+            "127.0.0.1:0",
+            "--device",
+            "cpu",
+            "--threads",
+            "2",
+        ])
+        .args(["--data-dir", &common::data_dir().display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    (Process(child), url.to_owned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// chromedriver on a free port, once it accepts connections.
+fn start_driver() -> (Process, u16) {
+    let port = free_port();
+    let child = Command::new(find_program("chromedriver"))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Process(child), port)
+}
+
+async fn browser(port: u16) -> Client {
+    find_program("chromium");
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        // As root (CI), Chromium needs --no-sandbox; nothing is fetched from outside.
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900"]}),
+    );
+    ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("cannot start headless Chromium through chromedriver")
+}
+
+/// Waits until the JavaScript expression `condition` is true.
+async fn wait_until(client: &Client, condition: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let value = client.execute(&format!("return Boolean({condition});"), Vec::new()).await.unwrap();
+        if value == Value::Bool(true) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let page = client.execute("return document.body.innerText;", Vec::new()).await.unwrap();
+            panic!("timed out waiting for {what} ({condition}); the page says:\n{}", page.as_str().unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Draws a stroke through `points` (in the pad's 280x280 coordinates) with pointer events.
+async fn draw(client: &Client, points: &[(f64, f64)]) {
+    const DRAW: &str = r#"
+        const pad = document.getElementById("pad");
+        const box = pad.getBoundingClientRect();
+        const event = (type, [x, y]) => new PointerEvent(type, {
+            clientX: box.left + x * box.width / 280, clientY: box.top + y * box.height / 280,
+            pointerId: 7, pointerType: "pen", isPrimary: true, buttons: type === "pointerup" ? 0 : 1, bubbles: true,
+        });
+        const points = arguments[0];
+        pad.dispatchEvent(event("pointerdown", points[0]));
+        for (const point of points.slice(1)) pad.dispatchEvent(event("pointermove", point));
+        pad.dispatchEvent(event("pointerup", points[points.length - 1]));
+    "#;
+    let points: Vec<Value> = points.iter().map(|&(x, y)| json!([x, y])).collect();
+    client.execute(DRAW, vec![Value::Array(points)]).await.unwrap();
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    image::load_from_memory(&png).expect("the screenshot is a PNG");
+    if let Some(dir) = std::env::var_os("TRAINER_SCREENSHOTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(Path::new(&dir).join(name), png).unwrap();
+    }
+}
+
+/// A runs folder holding a copy of the trained fixture's run.
+fn runs_folder(dir: &Path) -> PathBuf {
+    let fixture = common::trained_checkpoint();
+    let run = dir.join("runs/mnist-quick");
+    std::fs::create_dir_all(&run).unwrap();
+    for name in ["best.safetensors", "metrics.jsonl", "config.json"] {
+        std::fs::copy(fixture.parent().unwrap().join(name), run.join(name)).unwrap();
+    }
+    dir.join("runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_draws_watches_runs_and_shows_mistakes_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = runs_folder(dir.path());
+    let (_server, url) = start_server(&runs);
+    let (_driver, port) = start_driver();
+    let client = browser(port).await;
+    client.goto(&url).await.unwrap();
+    client.wait().for_element(Locator::Id("pad")).await.unwrap();
+    wait_until(&client, "document.querySelectorAll('#model-select option').length >= 2", "the model list").await;
+
+    // A 1: one vertical stroke.
+    draw(&client, &(0..=20).map(|step| (140.0 + step as f64 * 0.5, 40.0 + step as f64 * 10.0)).collect::<Vec<_>>())
+        .await;
+    wait_until(&client, "document.getElementById('predicted').textContent === '1'", "the prediction 1").await;
+    wait_until(&client, "document.querySelectorAll('#top3 li').length === 3", "three bars").await;
+
+    // A 0: a closed oval, after clearing.
+    client.find(Locator::Id("clear")).await.unwrap().click().await.unwrap();
+    wait_until(&client, "document.getElementById('predicted').textContent === '–'", "a cleared pad").await;
+    let oval: Vec<(f64, f64)> = (0..=40)
+        .map(|step| {
+            let angle = step as f64 / 40.0 * std::f64::consts::TAU;
+            (140.0 + 60.0 * angle.sin(), 140.0 - 95.0 * angle.cos())
+        })
+        .collect();
+    draw(&client, &oval).await;
+    wait_until(&client, "document.getElementById('predicted').textContent === '0'", "the prediction 0").await;
+    screenshot(&client, "serve-draw.png").await;
+
+    // Runs: the curves are drawn and follow metrics.jsonl as a run appends to it.
+    client.find(Locator::Id("tab-runs")).await.unwrap().click().await.unwrap();
+    wait_until(
+        &client,
+        "document.querySelectorAll('svg[data-chart=loss] path.series').length === 2",
+        "the loss curves",
+    )
+    .await;
+    wait_until(&client, "document.getElementById('run-summary').textContent.includes('3 epochs recorded')", "3 epochs")
+        .await;
+    let metrics = runs.join("mnist-quick/metrics.jsonl");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let test_line = lines.pop().unwrap();
+    let mut fourth: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    fourth["epoch"] = json!(3);
+    fourth["validation_accuracy"] = json!(0.99);
+    fourth["best_epoch"] = json!(3);
+    // First half a line, as a writer mid-append leaves it: nothing breaks.
+    let mut grown = format!("{}\n", lines.join("\n"));
+    let record = fourth.to_string();
+    std::fs::write(&metrics, format!("{grown}{}", &record[..record.len() / 2])).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    grown.push_str(&format!("{record}\n{test_line}\n"));
+    std::fs::write(&metrics, grown).unwrap();
+    wait_until(
+        &client,
+        "document.getElementById('run-summary').textContent.includes('4 epochs recorded')",
+        "the appended epoch",
+    )
+    .await;
+    wait_until(&client, "document.querySelectorAll('svg[data-chart=accuracy] path.series[data-series=validation]').length === 1 && document.querySelector('svg[data-chart=accuracy] path.series[data-series=validation]').getAttribute('d').split('L').length === 4", "four points on the curve").await;
+    screenshot(&client, "serve-runs.png").await;
+
+    // Mistakes: the fixture misclassifies some test digits; one opens with its probabilities.
+    client.find(Locator::Id("tab-mistakes")).await.unwrap().click().await.unwrap();
+    wait_until(&client, "document.querySelectorAll('.mistake').length > 10", "the mistakes").await;
+    client.find(Locator::Css(".mistake")).await.unwrap().click().await.unwrap();
+    wait_until(
+        &client,
+        "document.querySelectorAll('#mistake-bars li').length === 10",
+        "the probabilities of a mistake",
+    )
+    .await;
+    wait_until(&client, "document.getElementById('mistake-title').textContent.includes('true')", "the mistake's title")
+        .await;
+    screenshot(&client, "serve-mistakes.png").await;
+
+    // A phone-width window still shows the pad whole.
+    client.set_window_size(390, 844).await.unwrap();
+    client.find(Locator::Id("tab-draw")).await.unwrap().click().await.unwrap();
+    let width = client
+        .execute("return document.getElementById('pad').getBoundingClientRect().right;", Vec::new())
+        .await
+        .unwrap();
+    assert!(width.as_f64().unwrap() <= 390.0, "the pad overflows a phone-width screen: {width}");
+    client.close().await.unwrap();
+}
