@@ -84,24 +84,39 @@ pub fn evaluate(
     Ok(evaluation)
 }
 
-/// The predicted class (argmax of the logits) of every image of `images`
-/// (`[N, 28, 28]`, any device), in evaluation mode, `batch_size` at a time.
-pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<Vec<i64>, ModelError> {
+/// Runs `images` (`[N, 28, 28]`, any device) through the network in
+/// evaluation mode without gradients, `batch_size` at a time (one batch on
+/// the network's device at once), handing each batch's logits to `use_logits`.
+fn for_each_batch(
+    network: &Network,
+    images: &Tensor,
+    batch_size: usize,
+    mut use_logits: impl FnMut(Tensor) -> Result<(), ModelError>,
+) -> Result<(), ModelError> {
     let n_images = check_images(images)?;
     if batch_size == 0 {
         return Err(ModelError::Shape("evaluation batch size 0".to_owned()));
     }
     let device = network.device();
-    let mut predictions = Vec::with_capacity(n_images as usize);
-    tch::no_grad(|| -> Result<(), ModelError> {
+    tch::no_grad(|| {
         let mut start = 0;
         while start < n_images {
             let length = (batch_size as i64).min(n_images - start);
             let batch_images = images.narrow(0, start, length).to_device(device).to_kind(Kind::Float);
-            let classes = network.forward(&batch_images, false).argmax(-1, false).to_device(tch::Device::Cpu);
-            predictions.extend(Vec::<i64>::try_from(classes).map_err(|error| ModelError::Tensor(error.to_string()))?);
+            use_logits(network.forward(&batch_images, false))?;
             start += length;
         }
+        Ok(())
+    })
+}
+
+/// The predicted class (argmax of the logits) of every image of `images`
+/// (`[N, 28, 28]`, any device), in evaluation mode, `batch_size` at a time.
+pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<Vec<i64>, ModelError> {
+    let mut predictions = Vec::new();
+    for_each_batch(network, images, batch_size, |logits| {
+        let classes = logits.argmax(-1, false).to_device(tch::Device::Cpu);
+        predictions.extend(Vec::<i64>::try_from(classes).map_err(|error| ModelError::Tensor(error.to_string()))?);
         Ok(())
     })?;
     Ok(predictions)
@@ -122,23 +137,12 @@ pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<
 /// assert!((rows[0].iter().sum::<f32>() - 1.0).abs() < 1e-5);
 /// ```
 pub fn probabilities(network: &Network, images: &Tensor, batch_size: usize) -> Result<Vec<Vec<f32>>, ModelError> {
-    let n_images = check_images(images)?;
-    if batch_size == 0 {
-        return Err(ModelError::Shape("evaluation batch size 0".to_owned()));
-    }
-    let device = network.device();
-    let mut rows = Vec::with_capacity(n_images as usize);
-    tch::no_grad(|| -> Result<(), ModelError> {
-        let mut start = 0;
-        while start < n_images {
-            let length = (batch_size as i64).min(n_images - start);
-            let batch_images = images.narrow(0, start, length).to_device(device).to_kind(Kind::Float);
-            let batch = network.forward(&batch_images, false).softmax(-1, Kind::Float).to_device(tch::Device::Cpu);
-            let values =
-                Vec::<f32>::try_from(batch.flatten(0, -1)).map_err(|error| ModelError::Tensor(error.to_string()))?;
-            rows.extend(values.chunks(crate::network::N_CLASSES as usize).map(<[f32]>::to_vec));
-            start += length;
-        }
+    let mut rows = Vec::new();
+    for_each_batch(network, images, batch_size, |logits| {
+        let batch = logits.softmax(-1, Kind::Float).to_device(tch::Device::Cpu);
+        let values =
+            Vec::<f32>::try_from(batch.flatten(0, -1)).map_err(|error| ModelError::Tensor(error.to_string()))?;
+        rows.extend(values.chunks(crate::network::N_CLASSES as usize).map(<[f32]>::to_vec));
         Ok(())
     })?;
     Ok(rows)
