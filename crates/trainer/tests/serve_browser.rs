@@ -96,8 +96,8 @@ async fn browser(port: u16) -> Client {
         // As root (CI), Chromium needs --no-sandbox; nothing is fetched from outside.
         json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900"]}),
     );
-    ClientBuilder::rustls()
-        .unwrap()
+    // chromedriver listens on loopback over plain HTTP: no TLS stack needed.
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(capabilities)
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
