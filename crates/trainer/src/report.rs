@@ -147,10 +147,10 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
-pub fn run(args: &ReportArgs) -> Result<()> {
-    let run = RunDir::new(&args.save_dir);
+/// The run's records, checked: at least one epoch; torn lines reported.
+fn load_records(run: &RunDir, save_dir: &Path) -> Result<Records> {
     if !run.metrics_path().exists() {
-        bail!("{} has no metrics.jsonl: is it a run directory (--save-dir)?", args.save_dir.display());
+        bail!("{} has no metrics.jsonl: is it a run directory (--save-dir)?", save_dir.display());
     }
     let records = read_records(&run.metrics_path())?;
     if records.epochs.is_empty() {
@@ -163,6 +163,57 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             records.skipped_lines
         );
     }
+    Ok(records)
+}
+
+/// The page's headline facts: status, epochs, best epoch, latest validation, test.
+fn facts(records: &Records, test_accuracy: Option<f64>) -> Vec<(String, String)> {
+    let mut facts = Vec::new();
+    let last = records.epochs.last().expect("at least one epoch");
+    let status = if records.test.is_some() { "finished" } else { "training (or stopped)" };
+    facts.push(("status".into(), status.into()));
+    facts.push(("epochs recorded".into(), records.epochs.len().to_string()));
+    if let Some(best) = records.best_epoch.and_then(|best| records.epochs.iter().find(|point| point.epoch == best)) {
+        let text = format!("{} (validation accuracy {:.4})", best.epoch + 1, best.validation_accuracy);
+        facts.push(("best epoch".into(), text));
+    }
+    let latest = format!("{:.4} (epoch {})", last.validation_accuracy, last.epoch + 1);
+    facts.push(("latest validation accuracy".into(), latest));
+    if let Some(test) = test_accuracy {
+        facts.push(("test accuracy (best checkpoint)".into(), format!("{test:.4}")));
+    }
+    facts
+}
+
+/// The figures that need the best checkpoint (confusion matrix, mistakes,
+/// per-class accuracy), written to `out` and added to `page`.
+fn checkpoint_figures(args: &ReportArgs, best: &Path, out: &Path, page: &mut Page) -> Result<Vec<PathBuf>> {
+    let results = test_results(args, best, args.device.resolve()?)?;
+    let title = format!("Test set, best checkpoint: {} of {} misclassified", results.n_mistakes, results.n_images);
+    let confusion = report::confusion_png(&results.confusion, &results.class_names, &title)?;
+    let shown = results.mistakes.len();
+    let mistakes_title = format!(
+        "{} of {} test images misclassified{} (true → predicted, probability given)",
+        results.n_mistakes,
+        results.n_images,
+        if shown < results.n_mistakes { format!(", the {shown} worst") } else { String::new() }
+    );
+    let mistakes = report::mistakes_png(&results.mistakes, preprocess::SIDE, &results.class_names, &mistakes_title)?;
+    let written = vec![write(out, "confusion.png", &confusion)?, write(out, "misclassified.png", &mistakes)?];
+    page.figures.push(Figure::Png { title: "Confusion matrix (rows: true class)".into(), png: confusion });
+    page.figures.push(Figure::Png { title: "Misclassified test images, worst first".into(), png: mistakes });
+    page.per_class = results
+        .class_names
+        .iter()
+        .enumerate()
+        .map(|(class, name)| (name.clone(), results.confusion[class][class], results.confusion[class].iter().sum()))
+        .collect();
+    Ok(written)
+}
+
+pub fn run(args: &ReportArgs) -> Result<()> {
+    let run = RunDir::new(&args.save_dir);
+    let records = load_records(&run, &args.save_dir)?;
     let out = args.out.clone().unwrap_or_else(|| args.save_dir.join("report"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create --out {}", out.display()))?;
     let name = run_name(&args.save_dir);
@@ -172,54 +223,16 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let svg = report::curves_svg(&curves)?;
     let mut written =
         vec![write(&out, "curves.svg", svg.as_bytes())?, write(&out, "curves.png", &report::curves_png(&curves)?)?];
-
-    let mut page = Page { title: format!("Run {name}"), settings: settings(&run), ..Page::default() };
-    let last = records.epochs.last().expect("at least one epoch");
-    page.facts.push((
-        "status".into(),
-        if records.test.is_some() { "finished".into() } else { "training (or stopped)".into() },
-    ));
-    page.facts.push(("epochs recorded".into(), records.epochs.len().to_string()));
-    if let Some(best) = records.best_epoch.and_then(|best| records.epochs.iter().find(|point| point.epoch == best)) {
-        page.facts.push((
-            "best epoch".into(),
-            format!("{} (validation accuracy {:.4})", best.epoch + 1, best.validation_accuracy),
-        ));
-    }
-    page.facts.push((
-        "latest validation accuracy".into(),
-        format!("{:.4} (epoch {})", last.validation_accuracy, last.epoch + 1),
-    ));
-    if let Some(test) = test_accuracy {
-        page.facts.push(("test accuracy (best checkpoint)".into(), format!("{test:.4}")));
-    }
-    page.figures.push(Figure::Svg { title: "Loss and accuracy per epoch".into(), svg });
-
+    let mut page = Page {
+        title: format!("Run {name}"),
+        settings: settings(&run),
+        facts: facts(&records, test_accuracy),
+        figures: vec![Figure::Svg { title: "Loss and accuracy per epoch".into(), svg }],
+        ..Page::default()
+    };
     let best = run.best_checkpoint();
     if best.exists() {
-        let device = args.device.resolve()?;
-        let results = test_results(args, &best, device)?;
-        let title = format!("Test set, best checkpoint: {} of {} misclassified", results.n_mistakes, results.n_images);
-        let confusion = report::confusion_png(&results.confusion, &results.class_names, &title)?;
-        let shown = results.mistakes.len();
-        let mistakes_title = format!(
-            "{} of {} test images misclassified{} (true → predicted, probability given)",
-            results.n_mistakes,
-            results.n_images,
-            if shown < results.n_mistakes { format!(", the {shown} worst") } else { String::new() }
-        );
-        let mistakes =
-            report::mistakes_png(&results.mistakes, preprocess::SIDE, &results.class_names, &mistakes_title)?;
-        written.push(write(&out, "confusion.png", &confusion)?);
-        written.push(write(&out, "misclassified.png", &mistakes)?);
-        page.figures.push(Figure::Png { title: "Confusion matrix (rows: true class)".into(), png: confusion });
-        page.figures.push(Figure::Png { title: "Misclassified test images, worst first".into(), png: mistakes });
-        page.per_class = results
-            .class_names
-            .iter()
-            .enumerate()
-            .map(|(class, name)| (name.clone(), results.confusion[class][class], results.confusion[class].iter().sum()))
-            .collect();
+        written.extend(checkpoint_figures(args, &best, &out, &mut page)?);
     } else {
         page.notes.push(format!(
             "{} does not exist: the confusion matrix, the mistakes and the per-class accuracy need it",
