@@ -30,7 +30,13 @@ const pad = $("pad");
 const pen = pad.getContext("2d");
 let drawing = false, last = null, dirty = false, inFlight = false, lastSent = 0;
 
+// Bumped by Clear: answers to requests sent before it are dropped, not shown.
+let drawingGeneration = 0;
+// Answers can arrive out of order: only one newer than the last shown is shown.
+let requestsSent = 0, newestShown = 0;
+
 function clearPad() {
+  drawingGeneration += 1;
   pen.fillStyle = "#fff";
   pen.fillRect(0, 0, pad.width, pad.height);
   dirty = false;
@@ -88,17 +94,22 @@ function throttledPredict() {
 
 function predictDrawing() {
   if (!dirty) return;
-  pad.toBlob((blob) => predictBody(blob, "image/png"), "image/png");
+  // Numbered now, not when the PNG is ready: encodings may finish out of order.
+  const sequence = ++requestsSent, generation = drawingGeneration;
+  pad.toBlob((blob) => predictBody(blob, "image/png", sequence, generation), "image/png");
 }
 
-async function predictBody(body, type) {
+async function predictBody(body, type, sequence = ++requestsSent, generation = drawingGeneration) {
   inFlight = true;
   lastSent = performance.now();
   try {
     const answer = await api(`/api/predict${modelQuery()}`, { method: "POST", headers: { "Content-Type": type }, body });
-    showPrediction(answer);
+    if (generation === drawingGeneration && sequence > newestShown) {
+      newestShown = sequence;
+      showPrediction(answer);
+    }
   } catch (error) {
-    $("draw-status").textContent = error.message;
+    if (generation === drawingGeneration) $("draw-status").textContent = error.message;
   } finally {
     inFlight = false;
   }

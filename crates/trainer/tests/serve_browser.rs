@@ -7,23 +7,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::KillOnDrop as Process;
 
 fn find_program(name: &str) -> PathBuf {
     let found = std::env::var_os("PATH")
@@ -41,30 +32,12 @@ fn find_program(name: &str) -> PathBuf {
 
 /// `trainer serve` on a free loopback port, and its URL.
 fn start_server(runs: &Path) -> (Process, String) {
-    let mut child = common::trainer()
-        .args([
-            "serve",
-            "--runs",
-            &runs.display().to_string(),
-            "--addr",
-            "127.0.0.1:0",
-            "--device",
-            "cpu",
-            "--threads",
-            "2",
-        ])
-        .args(["--data-dir", &common::data_dir().display().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (server, line) = common::start_serve(runs);
     let url = line
         .split_whitespace()
         .find(|word| word.starts_with("http://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"));
-    (Process(child), url.to_owned())
+    (server, url.to_owned())
 }
 
 fn free_port() -> u16 {

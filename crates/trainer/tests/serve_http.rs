@@ -4,37 +4,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(runs: &Path) -> (Server, String, String) {
-    let mut child = common::trainer()
-        .args(["serve", "--runs", &runs.display().to_string(), "--addr", "127.0.0.1:0", "--device", "cpu"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+fn start(runs: &Path) -> (common::KillOnDrop, String, String) {
+    let (server, line) = common::start_serve(runs);
     let address = line
         .split_whitespace()
         .find_map(|word| word.strip_prefix("http://"))
         .and_then(|rest| rest.strip_suffix('/'))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
-    (Server(child), address, line)
+    (server, address, line)
 }
 
 /// A plain HTTP/1.1 exchange; returns the status line and the body.

@@ -146,3 +146,29 @@ fn train_fixture() -> PathBuf {
     std::fs::rename(&staging, root.join(&key)).unwrap();
     best
 }
+
+/// A child process, killed and reaped when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `trainer serve` over `runs` on a free loopback port (CPU, two threads,
+/// the repository's data), and the line it prints first: `serving on http://ADDRESS/ (...)`.
+pub fn start_serve(runs: &Path) -> (KillOnDrop, String) {
+    use std::io::BufRead;
+    let mut child = trainer()
+        .args(["serve", "--runs", &runs.display().to_string(), "--addr", "127.0.0.1:0"])
+        .args(["--device", "cpu", "--threads", "2", "--data-dir", &data_dir().display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (KillOnDrop(child), line)
+}
