@@ -146,12 +146,13 @@ fn rotate_planned(
     let plan = match cached {
         Some(plan) => plan,
         None => {
-            let plan = Arc::new(AffinePlan::rotation(degrees, image.dim()));
             let mut plans = cache.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if plans.len() < MAX_CACHED_PLANS {
-                plans.insert(key, Arc::clone(&plan));
+            if plans.len() >= MAX_CACHED_PLANS {
+                // A plan used once costs more than rotating directly.
+                drop(plans);
+                return rotate_into(image, degrees, order, workspace, output);
             }
-            plan
+            Arc::clone(plans.entry(key).or_insert_with(|| Arc::new(AffinePlan::rotation(degrees, image.dim()))))
         }
     };
     plan.apply_into(image, workspace, output)
@@ -223,7 +224,8 @@ pub fn fused_map(params: &SeedParams, (rows, cols): (usize, usize)) -> ([[f64; 2
 }
 
 /// The same transformation as [`augment_seed_into`] in one interpolation
-/// pass: less blur (one spline fit instead of three) and about a third of the work.
+/// pass: less blur (one spline fit instead of three), at about the same speed
+/// (`docs/PERFORMANCE.md`).
 pub fn augment_fused_into(
     image: ArrayView2<'_, f32>,
     params: &SeedParams,

@@ -26,6 +26,10 @@ fn results_do_not_depend_on_threads_or_batch_boundaries() {
         let one_thread = run(&augmenter, &images, &indices, 5, 1);
         let two_threads = run(&augmenter, &images, &indices, 5, 2);
         assert_eq!(one_thread, two_threads, "{mode:?}");
+        let mut serial = Array3::zeros(images.dim());
+        let mut scratch = augment::seed::Scratch::new();
+        augmenter.augment_batch_serial(images.view(), &indices, 5, &mut scratch, serial.view_mut()).unwrap();
+        assert_eq!(serial, one_thread, "{mode:?}");
 
         // The same images in two batches of other sizes, in another order.
         let mut split = Array3::zeros(images.dim());
@@ -101,6 +105,17 @@ fn bad_batches_are_errors_not_panics() {
     let bad_ranges = Augmenter { ranges: augment::ParamRanges { shift: 2..2, ..Default::default() }, ..augmenter };
     let error = bad_ranges.augment_batch(images.view(), &[0, 1, 2, 3], 0, output.view_mut()).unwrap_err();
     assert!(error.to_string().contains("shift range 2..2 is empty"), "{error}");
+    // One image and the serial batch check the ranges too (sampling an empty range would panic).
+    let mut scratch = augment::seed::Scratch::new();
+    let error = bad_ranges
+        .augment_one(images.index_axis(Axis(0), 0), 0, 0, &mut scratch, output.index_axis_mut(Axis(0), 0))
+        .unwrap_err();
+    assert!(error.to_string().contains("shift range 2..2 is empty"), "{error}");
+    let error =
+        bad_ranges.augment_batch_serial(images.view(), &[0, 1, 2, 3], 0, &mut scratch, output.view_mut()).unwrap_err();
+    assert!(error.to_string().contains("shift range 2..2 is empty"), "{error}");
+    let error = augmenter.augment_batch_serial(images.view(), &[0, 1], 0, &mut scratch, output.view_mut()).unwrap_err();
+    assert_eq!(error, AugmentError::IndexCount { n_images: 4, n_indices: 2 });
 
     let error = augment::zoom(images.index_axis(Axis(0), 0), f64::NAN, Order::Cubic).unwrap_err();
     assert!(matches!(error, AugmentError::BadZoom { .. }), "{error}");

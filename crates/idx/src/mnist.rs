@@ -168,6 +168,30 @@ pub struct Mnist {
 impl Mnist {
     /// Loads the four standard files from `dir` (gzip or plain; a file may also
     /// be present without its `.gz` suffix) with the given validation size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idx::mnist::{FILE_NAMES, Mnist};
+    /// use idx::{Compression, IdxArray, write_idx};
+    /// use ndarray::{Array1, Array3};
+    ///
+    /// // A tiny data set in MNIST's format: 6 training and 2 test images.
+    /// let dir = tempfile::tempdir()?;
+    /// let images = |n| IdxArray::from_array(Array3::<u8>::from_elem((n, 28, 28), 255));
+    /// let labels = |n| IdxArray::from_array(Array1::from_shape_fn(n, |i| (i % 10) as u8));
+    /// write_idx(dir.path().join(FILE_NAMES[0]), &images(6), Compression::Gzip)?;
+    /// write_idx(dir.path().join(FILE_NAMES[1]), &labels(6), Compression::Gzip)?;
+    /// write_idx(dir.path().join(FILE_NAMES[2]), &images(2), Compression::Gzip)?;
+    /// write_idx(dir.path().join(FILE_NAMES[3]), &labels(2), Compression::Gzip)?;
+    ///
+    /// let mnist = Mnist::load(dir.path(), 2)?;
+    /// assert_eq!((mnist.train.len(), mnist.validation.len(), mnist.test.len()), (4, 2, 2));
+    /// // Pixels are scaled to [0, 1]; the validation split is the first images of the file.
+    /// assert_eq!(mnist.train.images[[0, 0, 0]], 1.0);
+    /// assert_eq!(mnist.validation.labels.to_vec(), vec![0, 1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(dir: impl AsRef<Path>, validation_size: usize) -> Result<Self, MnistError> {
         let dir = dir.as_ref();
         let [train_images, train_labels, test_images, test_labels] = FILE_NAMES.map(|name| locate(dir, name));

@@ -49,6 +49,24 @@ pub fn read_idx_with(path: impl AsRef<Path>, options: ReadOptions) -> Result<Idx
 
 /// Parses IDX data (plain or gzip-compressed) from any reader. `file_name`
 /// names the input in errors.
+///
+/// # Examples
+///
+/// ```
+/// use idx::{ReadOptions, parse_idx};
+///
+/// // Magic (two zero bytes, type 0x08 = u8, one dimension), the size 3, the values.
+/// let bytes = [0u8, 0, 0x08, 1, 0, 0, 0, 3, 7, 8, 9];
+/// let array = parse_idx(&bytes[..], "memory", ReadOptions::default())?;
+/// assert_eq!(array.shape(), [3]);
+/// assert_eq!(array.into_array::<u8>()?.into_raw_vec_and_offset().0, vec![7, 8, 9]);
+///
+/// // A header that claims more than the options allow is refused before reading on.
+/// let small = ReadOptions { max_payload_bytes: 2 };
+/// let error = parse_idx(&bytes[..], "memory", small).unwrap_err();
+/// assert!(error.to_string().contains("memory"));
+/// # Ok::<(), idx::IdxError>(())
+/// ```
 pub fn parse_idx(reader: impl Read, file_name: &str, options: ReadOptions) -> Result<IdxArray, IdxError> {
     parse(BufReader::new(reader), file_name, options, None)
 }

@@ -1,9 +1,9 @@
 //! Writing IDX files, atomically.
 
-use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
+use atomic_write_file::AtomicWriteFile;
 use flate2::write::GzEncoder;
 
 use crate::{IdxArray, IdxData, IdxError};
@@ -34,29 +34,33 @@ pub fn encode_idx(array: &IdxArray, compression: Compression, file_name: &str) -
     }
 }
 
-/// Writes an array to an IDX file. The bytes go to a temporary file in the same
-/// folder, which is flushed to disk and then renamed, so a crash never leaves a
-/// partial file under `path`.
+/// Writes an array to an IDX file, atomically and durably: the bytes go to a
+/// temporary file created in the same folder, which is synced and renamed
+/// over `path`, and the folder is synced (`atomic-write-file`), so a crash
+/// never leaves a partial file under `path`.
+///
+/// # Examples
+///
+/// ```
+/// use idx::{Compression, IdxArray, read_idx, write_idx};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("labels-idx1-ubyte.gz");
+/// let labels = IdxArray::from_array(ndarray::arr1(&[3u8, 1, 4]));
+/// write_idx(&path, &labels, Compression::Gzip)?;
+/// assert_eq!(read_idx(&path)?, labels);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn write_idx(path: impl AsRef<Path>, array: &IdxArray, compression: Compression) -> Result<(), IdxError> {
     let path = path.as_ref();
     let file_name = path.display().to_string();
     let bytes = encode_idx(array, compression, &file_name)?;
-    let io_error = |operation, error| IdxError::Io { file: file_name.clone(), operation, error };
-
-    let mut temp_name = path.as_os_str().to_owned();
-    temp_name.push(format!(".{}.part", std::process::id()));
-    let temp_path = Path::new(&temp_name);
-    let result = (|| -> io::Result<()> {
-        let mut file = fs::File::create(temp_path)?;
+    let written = (|| -> io::Result<()> {
+        let mut file = AtomicWriteFile::open(path)?;
         file.write_all(&bytes)?;
-        file.sync_all()?;
-        fs::rename(temp_path, path)
+        file.commit()
     })();
-    result.map_err(|error| {
-        // Best effort: the temporary file is useless once writing failed.
-        let _ = fs::remove_file(temp_path);
-        io_error("cannot write", error)
-    })
+    written.map_err(|error| IdxError::Io { file: file_name, operation: "cannot write", error })
 }
 
 fn encode_plain(array: &IdxArray, file_name: &str) -> Result<Vec<u8>, IdxError> {

@@ -70,11 +70,11 @@ fn writer_round_trips_every_type_and_compression_and_matches_python_bytes() {
             }
         }
     }
-    // Writing leaves no temporary files behind.
+    // Writing leaves no temporary files (atomic-write-file's `.name.XXXXXX`) behind.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".part"))
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

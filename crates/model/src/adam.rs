@@ -68,13 +68,17 @@ impl Adam {
     }
 
     /// Clears the gradients of `parameters`.
-    pub fn zero_grad(parameters: &[&Tensor]) {
+    pub fn zero_grad(parameters: &[&Tensor]) -> Result<(), ModelError> {
         for parameter in parameters {
             let mut grad = parameter.grad();
             if grad.defined() {
-                let _ = grad.detach_().zero_();
+                let _ = grad
+                    .f_detach_()
+                    .and_then(|mut grad| grad.f_zero_())
+                    .map_err(ModelError::libtorch("clearing gradients"))?;
             }
         }
+        Ok(())
     }
 
     /// One update of every parameter from its gradient (parameters without a
@@ -84,6 +88,15 @@ impl Adam {
         if parameters.len() != self.exp_avg.len() {
             return Err(ModelError::ParameterCount { expected: self.exp_avg.len(), found: parameters.len() });
         }
+        if let (Some(parameter), Some(moment)) = (parameters.first(), self.exp_avg.first())
+            && parameter.device() != moment.device()
+        {
+            return Err(ModelError::Device {
+                what: "the optimizer's moments",
+                expected: parameter.device(),
+                found: moment.device(),
+            });
+        }
         self.step += 1;
         let AdamConfig { learning_rate, beta1, beta2, epsilon } = self.config;
         let step = self.step as i32;
@@ -92,9 +105,14 @@ impl Adam {
         let step_size = learning_rate / bias_correction1;
         let bias_correction2_sqrt = bias_correction2.sqrt();
         if self.scratch.len() != self.exp_avg.len() {
-            self.scratch = self.exp_avg.iter().map(Tensor::empty_like).collect();
+            self.scratch = self
+                .exp_avg
+                .iter()
+                .map(Tensor::f_empty_like)
+                .collect::<Result<_, _>>()
+                .map_err(ModelError::libtorch("allocating the optimizer's scratch space"))?;
         }
-        tch::no_grad(|| {
+        let updated = tch::no_grad(|| -> Result<(), tch::TchError> {
             let moments = self.exp_avg.iter_mut().zip(&mut self.exp_avg_sq).zip(&mut self.scratch);
             for (parameter, ((exp_avg, exp_avg_sq), scratch)) in parameters.iter().zip(moments) {
                 let grad = parameter.grad();
@@ -102,22 +120,23 @@ impl Adam {
                     continue;
                 }
                 // exp_avg.lerp_(grad, 1 - beta1)
-                let _ = exp_avg.lerp_(&grad, 1.0 - beta1);
+                let _ = exp_avg.f_lerp_(&grad, 1.0 - beta1)?;
                 // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                let _ = exp_avg_sq.g_mul_scalar_(beta2);
-                let _ = grad.mul_scalar_out(scratch, 1.0 - beta2);
-                let _ = exp_avg_sq.addcmul_(&grad, scratch);
+                let _ = exp_avg_sq.f_mul_scalar_(beta2)?;
+                let _ = grad.f_mul_scalar_out(scratch, 1.0 - beta2)?;
+                let _ = exp_avg_sq.f_addcmul_(&grad, scratch)?;
                 // denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-                let _ = exp_avg_sq.sqrt_out(scratch);
-                let _ = scratch.g_div_scalar_(bias_correction2_sqrt);
-                let _ = scratch.g_add_scalar_(epsilon);
+                let _ = exp_avg_sq.f_sqrt_out(scratch)?;
+                let _ = scratch.f_div_scalar_(bias_correction2_sqrt)?;
+                let _ = scratch.f_add_scalar_(epsilon)?;
                 // param.addcdiv_(exp_avg, denom, value=-step_size), with the
                 // value folded into the divisor (tch's addcdiv_ takes none).
-                let _ = scratch.g_div_scalar_(-step_size);
+                let _ = scratch.f_div_scalar_(-step_size)?;
                 let mut parameter = parameter.shallow_clone();
-                let _ = parameter.addcdiv_(exp_avg, scratch);
+                let _ = parameter.f_addcdiv_(exp_avg, scratch)?;
             }
+            Ok(())
         });
-        Ok(())
+        updated.map_err(ModelError::libtorch("Adam update"))
     }
 }

@@ -15,6 +15,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
+use atomic_write_file::AtomicWriteFile;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use tch::{Device, Kind, Tensor};
 
@@ -70,16 +71,37 @@ pub struct Checkpoint {
 }
 
 fn tensor_bytes(tensor: &Tensor) -> Result<(Vec<usize>, Vec<u8>), ModelError> {
-    let cpu = tensor.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-    let shape: Vec<usize> = cpu.size().iter().map(|&dim| dim as usize).collect();
-    let values = Vec::<f32>::try_from(cpu.flatten(0, -1)).map_err(|error| ModelError::Tensor(error.to_string()))?;
+    let values = tensor
+        .detach()
+        .f_to_device(Device::Cpu)
+        .and_then(|cpu| cpu.f_to_kind(Kind::Float))
+        .and_then(|cpu| cpu.f_flatten(0, -1))
+        .and_then(Vec::<f32>::try_from)
+        .map_err(ModelError::libtorch("copying a tensor to the CPU"))?;
+    let shape: Vec<usize> = tensor.size().iter().map(|&dim| dim as usize).collect();
     Ok((shape, values.iter().flat_map(|value| value.to_le_bytes()).collect()))
 }
 
-/// Writes a checkpoint: to a temporary file in the same folder, flushed to
-/// disk, then renamed, so a crash never leaves a partial file under `path`.
+/// Writes a checkpoint atomically and durably: [`encode`], then a temporary
+/// file created in the same folder, synced, renamed over `path`, and the
+/// folder synced (`atomic-write-file`), so a crash never leaves a partial
+/// file under `path`.
 pub fn save(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointMeta) -> Result<(), ModelError> {
     let file = path.display().to_string();
+    let bytes = encode(network, optimizer, meta, &file)?;
+    let written = (|| -> std::io::Result<()> {
+        let mut temp = AtomicWriteFile::open(path)?;
+        temp.write_all(&bytes)?;
+        temp.commit()
+    })();
+    written.map_err(|error| ModelError::Io { file, operation: "cannot write", error })
+}
+
+/// The bytes of a checkpoint file (safetensors) for the network, its
+/// optimizer and `meta`; `file` names the destination in errors. For callers
+/// that write the file their own way (the trainer's run directory).
+pub fn encode(network: &Network, optimizer: &Adam, meta: &CheckpointMeta, file: &str) -> Result<Vec<u8>, ModelError> {
+    let file = file.to_owned();
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (spec, tensor) in network.named_tensors() {
         let (shape, bytes) = tensor_bytes(tensor)?;
@@ -131,27 +153,8 @@ pub fn save(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointM
         metadata.insert("best_validation_accuracy".to_owned(), format!("{accuracy:?}"));
         metadata.insert("best_epoch".to_owned(), epoch.to_string());
     }
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|error| ModelError::Checkpoint { file: file.clone(), reason: error.to_string() })?;
-
-    let mut temp_name = path.as_os_str().to_owned();
-    temp_name.push(format!(".{}.part", std::process::id()));
-    let temp_path = Path::new(&temp_name);
-    let written = (|| -> std::io::Result<()> {
-        let mut temp = fs::File::create(temp_path)?;
-        temp.write_all(&bytes)?;
-        temp.sync_all()?;
-        fs::rename(temp_path, path)?;
-        // Make the rename itself durable.
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    written.map_err(|error| {
-        let _ = fs::remove_file(temp_path);
-        ModelError::Io { file, operation: "cannot write", error }
-    })
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|error| ModelError::Checkpoint { file, reason: error.to_string() })
 }
 
 /// The metadata of a checkpoint, read and checked.
@@ -250,6 +253,30 @@ pub fn read_meta(path: &Path) -> Result<(Architecture, CheckpointMeta), ModelErr
 }
 
 /// Reads a checkpoint onto `device`, checking every name, shape and dtype.
+///
+/// # Examples
+///
+/// ```
+/// use model::{Adam, AdamConfig, Architecture, CheckpointMeta, DatasetMeta, Network, checkpoint};
+/// use tch::Device;
+///
+/// let network = Network::new(Architecture::Intended, Device::Cpu);
+/// let optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+/// let meta = CheckpointMeta {
+///     epoch: 3,
+///     step: 3300,
+///     best_validation_accuracy: Some((0.99, 2)),
+///     trainer_state: "{}".to_owned(),
+///     dataset: DatasetMeta::default(),
+/// };
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("net-2.safetensors");
+/// checkpoint::save(&path, &network, &optimizer, &meta)?;
+/// let loaded = checkpoint::load(&path, Device::Cpu)?;
+/// assert_eq!(loaded.meta, meta);
+/// assert_eq!(loaded.network.architecture(), Architecture::Intended);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
     let file = path.display().to_string();
     let bytes =

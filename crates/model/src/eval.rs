@@ -2,6 +2,7 @@
 
 use tch::{Kind, Reduction, Tensor};
 
+use crate::network::check_image_shape;
 use crate::{Adam, ModelError, Network};
 
 /// Exact counts over a set of images.
@@ -27,33 +28,50 @@ impl Evaluation {
     }
 }
 
-fn check_images(images: &Tensor) -> Result<i64, ModelError> {
-    let image_shape = images.size();
-    let per_image: i64 = image_shape.iter().skip(1).product();
-    if image_shape.is_empty() || per_image != 28 * 28 {
-        return Err(ModelError::Shape(format!(
-            "images of shape {image_shape:?}: expected [N, 28, 28] or [N, 1, 28, 28]"
-        )));
-    }
-    Ok(image_shape[0])
-}
-
 fn check_inputs(images: &Tensor, labels: &Tensor) -> Result<i64, ModelError> {
-    let n_images = check_images(images)?;
+    let n_images = check_image_shape(images)?;
     let label_shape = labels.size();
     if label_shape != [n_images] {
-        return Err(ModelError::Shape(format!(
-            "{n_images} images (shape {:?}) but labels of shape {label_shape:?}",
-            images.size()
-        )));
+        return Err(ModelError::LabelShape { n_images, found: label_shape });
     }
     Ok(n_images)
+}
+
+fn check_batch_size(what: &'static str, batch_size: usize) -> Result<i64, ModelError> {
+    match i64::try_from(batch_size) {
+        Ok(size) if size > 0 => Ok(size),
+        _ => Err(ModelError::BatchSize { what, found: batch_size }),
+    }
+}
+
+/// Images `start..start + length` of `images` on `device`, as floats.
+fn batch_on(images: &Tensor, start: i64, length: i64, device: tch::Device) -> Result<Tensor, ModelError> {
+    images
+        .f_narrow(0, start, length)
+        .and_then(|batch| batch.f_to_device(device))
+        .and_then(|batch| batch.f_to_kind(Kind::Float))
+        .map_err(ModelError::libtorch("moving a batch of images to the network's device"))
 }
 
 /// Evaluates `images` (`[N, 28, 28]`, any device) against `labels` (`[N]`,
 /// integer classes) in evaluation mode, without gradients, `batch_size`
 /// images at a time: every image is counted exactly once, and memory does not
 /// grow with `N` (only one batch is on the network's device at a time).
+///
+/// # Examples
+///
+/// ```
+/// use model::{Architecture, Network, evaluate};
+/// use tch::{Device, Kind, Tensor};
+///
+/// let network = Network::new(Architecture::Intended, Device::Cpu);
+/// let images = Tensor::rand([10, 28, 28], (Kind::Float, Device::Cpu));
+/// let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+/// let evaluation = evaluate(&network, &images, &labels, 4)?;
+/// assert_eq!(evaluation.n_images, 10);
+/// assert!((0.0..=1.0).contains(&evaluation.accuracy()));
+/// # Ok::<(), model::ModelError>(())
+/// ```
 pub fn evaluate(
     network: &Network,
     images: &Tensor,
@@ -61,27 +79,33 @@ pub fn evaluate(
     batch_size: usize,
 ) -> Result<Evaluation, ModelError> {
     let n_images = check_inputs(images, labels)?;
-    if batch_size == 0 {
-        return Err(ModelError::Shape("evaluation batch size 0".to_owned()));
-    }
+    let batch_size = check_batch_size("evaluation", batch_size)?;
     let device = network.device();
     let mut evaluation = Evaluation::default();
     tch::no_grad(|| {
         let mut start = 0;
         while start < n_images {
-            let length = (batch_size as i64).min(n_images - start);
-            let batch_images = images.narrow(0, start, length).to_device(device).to_kind(Kind::Float);
-            let batch_labels = labels.narrow(0, start, length).to_device(device).to_kind(Kind::Int64);
-            let logits = network.forward(&batch_images, false);
-            let loss_sum = logits.cross_entropy_loss::<Tensor>(&batch_labels, None, Reduction::Sum, -100, 0.0);
-            let n_correct = logits.argmax(-1, false).eq_tensor(&batch_labels).sum(Kind::Int64);
-            evaluation.loss_sum += loss_sum.double_value(&[]);
-            evaluation.n_correct += n_correct.int64_value(&[]) as u64;
+            let length = batch_size.min(n_images - start);
+            let batch_images = batch_on(images, start, length, device)?;
+            let batch_labels = labels
+                .f_narrow(0, start, length)
+                .and_then(|batch| batch.f_to_device(device))
+                .and_then(|batch| batch.f_to_kind(Kind::Int64))
+                .map_err(ModelError::libtorch("moving a batch of labels to the network's device"))?;
+            let logits = network.forward(&batch_images, false)?;
+            let counted = (|| {
+                let loss_sum = logits.f_cross_entropy_loss::<Tensor>(&batch_labels, None, Reduction::Sum, -100, 0.0)?;
+                let n_correct = logits.f_argmax(-1, false)?.f_eq_tensor(&batch_labels)?.f_sum(Kind::Int64)?;
+                Ok::<_, tch::TchError>((loss_sum.f_double_value(&[])?, n_correct.f_int64_value(&[])?))
+            })()
+            .map_err(ModelError::libtorch("counting a batch's loss and correct answers"))?;
+            evaluation.loss_sum += counted.0;
+            evaluation.n_correct += counted.1 as u64;
             evaluation.n_images += length as u64;
             start += length;
         }
-    });
-    Ok(evaluation)
+        Ok(evaluation)
+    })
 }
 
 /// Runs `images` (`[N, 28, 28]`, any device) through the network in
@@ -93,17 +117,14 @@ fn for_each_batch(
     batch_size: usize,
     mut use_logits: impl FnMut(Tensor) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
-    let n_images = check_images(images)?;
-    if batch_size == 0 {
-        return Err(ModelError::Shape("evaluation batch size 0".to_owned()));
-    }
+    let n_images = check_image_shape(images)?;
+    let batch_size = check_batch_size("prediction", batch_size)?;
     let device = network.device();
     tch::no_grad(|| {
         let mut start = 0;
         while start < n_images {
-            let length = (batch_size as i64).min(n_images - start);
-            let batch_images = images.narrow(0, start, length).to_device(device).to_kind(Kind::Float);
-            use_logits(network.forward(&batch_images, false))?;
+            let length = batch_size.min(n_images - start);
+            use_logits(network.forward(&batch_on(images, start, length, device)?, false)?)?;
             start += length;
         }
         Ok(())
@@ -115,8 +136,12 @@ fn for_each_batch(
 pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<Vec<i64>, ModelError> {
     let mut predictions = Vec::new();
     for_each_batch(network, images, batch_size, |logits| {
-        let classes = logits.argmax(-1, false).to_device(tch::Device::Cpu);
-        predictions.extend(Vec::<i64>::try_from(classes).map_err(|error| ModelError::Tensor(error.to_string()))?);
+        let classes = logits
+            .f_argmax(-1, false)
+            .and_then(|classes| classes.f_to_device(tch::Device::Cpu))
+            .and_then(Vec::<i64>::try_from)
+            .map_err(ModelError::libtorch("reading the predicted classes"))?;
+        predictions.extend(classes);
         Ok(())
     })?;
     Ok(predictions)
@@ -139,9 +164,12 @@ pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<
 pub fn probabilities(network: &Network, images: &Tensor, batch_size: usize) -> Result<Vec<Vec<f32>>, ModelError> {
     let mut rows = Vec::new();
     for_each_batch(network, images, batch_size, |logits| {
-        let batch = logits.softmax(-1, Kind::Float).to_device(tch::Device::Cpu);
-        let values =
-            Vec::<f32>::try_from(batch.flatten(0, -1)).map_err(|error| ModelError::Tensor(error.to_string()))?;
+        let values = logits
+            .f_softmax(-1, Kind::Float)
+            .and_then(|batch| batch.f_to_device(tch::Device::Cpu))
+            .and_then(|batch| batch.f_flatten(0, -1))
+            .and_then(Vec::<f32>::try_from)
+            .map_err(ModelError::libtorch("reading the class probabilities"))?;
         rows.extend(values.chunks(crate::network::N_CLASSES as usize).map(<[f32]>::to_vec));
         Ok(())
     })?;
@@ -159,6 +187,27 @@ pub struct StepResult {
 
 /// One optimizer step on a batch: a single forward pass in training mode
 /// (which also updates the batch-norm moving averages once), backward, Adam.
+///
+/// # Examples
+///
+/// ```
+/// use model::{Adam, AdamConfig, Architecture, Network, train_step};
+/// use tch::{Device, Kind, Tensor};
+///
+/// tch::manual_seed(0);
+/// let network = Network::new(Architecture::Intended, Device::Cpu);
+/// let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+/// let images = Tensor::rand([8, 28, 28], (Kind::Float, Device::Cpu));
+/// let labels = Tensor::from_slice(&[3i64; 8]);
+/// let first = train_step(&network, &mut optimizer, &images, &labels)?;
+/// for _ in 0..5 {
+///     train_step(&network, &mut optimizer, &images, &labels)?;
+/// }
+/// // Six steps on one batch fit it better.
+/// assert!(train_step(&network, &mut optimizer, &images, &labels)?.loss < first.loss);
+/// assert_eq!(optimizer.step_count(), 7);
+/// # Ok::<(), model::ModelError>(())
+/// ```
 pub fn train_step(
     network: &Network,
     optimizer: &mut Adam,
@@ -167,14 +216,25 @@ pub fn train_step(
 ) -> Result<StepResult, ModelError> {
     check_inputs(images, labels)?;
     let device = network.device();
-    let images = images.to_device(device).to_kind(Kind::Float);
-    let labels = labels.to_device(device).to_kind(Kind::Int64);
+    let moved = images
+        .f_to_device(device)
+        .and_then(|images| images.f_to_kind(Kind::Float))
+        .and_then(|images| Ok((images, labels.f_to_device(device)?.f_to_kind(Kind::Int64)?)));
+    let (images, labels) = moved.map_err(ModelError::libtorch("moving a training batch to the network's device"))?;
     let parameters = network.trainable();
-    Adam::zero_grad(&parameters);
-    let logits = network.forward(&images, true);
-    let loss = logits.cross_entropy_for_logits(&labels);
-    loss.backward();
+    Adam::zero_grad(&parameters)?;
+    let logits = network.forward(&images, true)?;
+    // log_softmax then nll_loss, as tch's `cross_entropy_for_logits` (the results the tests pin).
+    let loss = logits
+        .f_log_softmax(-1, Kind::Float)
+        .and_then(|log_probabilities| log_probabilities.f_nll_loss::<Tensor>(&labels, None, Reduction::Mean, -100))
+        .map_err(ModelError::libtorch("computing the loss"))?;
+    loss.f_backward().map_err(ModelError::libtorch("backward pass"))?;
     optimizer.step(&parameters)?;
-    let n_correct = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]));
-    Ok(StepResult { loss: loss.double_value(&[]), n_correct: n_correct as u64 })
+    let read = tch::no_grad(|| {
+        let n_correct = logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        Ok::<_, tch::TchError>((loss.f_double_value(&[])?, n_correct))
+    });
+    let (loss, n_correct) = read.map_err(ModelError::libtorch("reading the step's loss and correct answers"))?;
+    Ok(StepResult { loss, n_correct: n_correct as u64 })
 }

@@ -38,9 +38,41 @@ pub enum ModelError {
         /// What is wrong, naming the tensor or metadata key.
         reason: String,
     },
-    /// Inputs of the wrong shape.
-    #[error("{0}")]
-    Shape(String),
+    /// Images of a shape the network cannot read.
+    #[error(
+        "images of shape {found:?}: expected [N, {side}, {side}] or [N, 1, {side}, {side}] with N at least 1",
+        side = network::IMAGE_SIDE
+    )]
+    ImageShape {
+        /// The shape given.
+        found: Vec<i64>,
+    },
+    /// Labels that do not match the images.
+    #[error("{n_images} images but labels of shape {found:?}: expected [{n_images}]")]
+    LabelShape {
+        /// Images given.
+        n_images: i64,
+        /// The labels' shape.
+        found: Vec<i64>,
+    },
+    /// A batch size that cannot be used.
+    #[error("{what} batch size {found}: expected at least 1")]
+    BatchSize {
+        /// Which batch size (evaluation, prediction, ...).
+        what: &'static str,
+        /// The size given.
+        found: usize,
+    },
+    /// Tensors on another device than the ones they are used with.
+    #[error("{what} is on {found:?}, but the network is on {expected:?}")]
+    Device {
+        /// Which tensors.
+        what: &'static str,
+        /// The network's device.
+        expected: tch::Device,
+        /// Their device.
+        found: tch::Device,
+    },
     /// The optimizer was given another parameter list than it was built for.
     #[error("the optimizer holds state for {expected} parameters but was given {found}")]
     ParameterCount {
@@ -49,7 +81,19 @@ pub enum ModelError {
         /// Parameters given.
         found: usize,
     },
-    /// A libtorch error.
-    #[error("libtorch: {0}")]
-    Tensor(String),
+    /// A libtorch operation failed: out of memory on a device, for example.
+    #[error("libtorch: {operation}: {error}")]
+    Libtorch {
+        /// What was being done.
+        operation: &'static str,
+        /// libtorch's error (in the message, so not also a `source`).
+        error: tch::TchError,
+    },
+}
+
+impl ModelError {
+    /// A mapper from libtorch's error to [`ModelError::Libtorch`] for `operation`.
+    pub(crate) fn libtorch(operation: &'static str) -> impl FnOnce(tch::TchError) -> ModelError {
+        move |error| ModelError::Libtorch { operation, error }
+    }
 }

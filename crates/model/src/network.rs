@@ -1,10 +1,12 @@
 //! The seed's convolutional network, in its intended form and in the form the
-//! seed actually built (`SPEC.md`, "a defect"), as plain tensors we own.
+//! seed actually built (`docs/SEED.md`, defect 1), as plain tensors we own.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, TchError, Tensor};
+
+use crate::ModelError;
 
 /// Batch-norm decay 0.9, i.e. PyTorch's momentum 0.1.
 pub const BATCH_NORM_MOMENTUM: f64 = 0.1;
@@ -18,6 +20,10 @@ pub const LEAK: f64 = 0.2;
 pub const INIT_STDDEV: f64 = 0.01;
 /// Number of classes.
 pub const N_CLASSES: i64 = 10;
+/// The side of the square images the network reads (MNIST's 28 pixels).
+pub const IMAGE_SIDE: i64 = 28;
+/// Pixels per image.
+pub const IMAGE_PIXELS: i64 = IMAGE_SIDE * IMAGE_SIDE;
 
 /// Which network to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -235,30 +241,52 @@ impl Network {
         self.trainable().iter().map(|tensor| tensor.numel() as i64).sum()
     }
 
-    /// Logits `[N, 10]` for images `[N, 28, 28]` or `[N, 1, 28, 28]`. In
-    /// training mode batch norm uses the batch's statistics and updates its
-    /// moving averages in place, and dropout is active; in evaluation mode
-    /// batch norm uses the moving averages and dropout is off.
-    pub fn forward(&self, images: &Tensor, train: bool) -> Tensor {
+    /// Logits `[N, 10]` for images `[N, 28, 28]` or `[N, 1, 28, 28]` on the
+    /// network's device. In training mode batch norm uses the batch's
+    /// statistics and updates its moving averages in place, and dropout is
+    /// active; in evaluation mode batch norm uses the moving averages and
+    /// dropout is off. Errors (not panics) for images of another shape and
+    /// for libtorch failures such as running out of device memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use model::{Architecture, Network};
+    /// use tch::{Device, Kind, Tensor};
+    ///
+    /// let network = Network::new(Architecture::Intended, Device::Cpu);
+    /// let images = Tensor::rand([4, 28, 28], (Kind::Float, Device::Cpu));
+    /// let logits = tch::no_grad(|| network.forward(&images, false))?;
+    /// assert_eq!(logits.size(), [4, 10]);
+    /// // A 14x56 image has 784 pixels too, but it is not a digit's layout.
+    /// assert!(network.forward(&Tensor::zeros([1, 14, 56], (Kind::Float, Device::Cpu)), false).is_err());
+    /// # Ok::<(), model::ModelError>(())
+    /// ```
+    pub fn forward(&self, images: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        check_image_shape(images)?;
+        self.forward_unchecked(images, train).map_err(ModelError::libtorch("forward pass"))
+    }
+
+    fn forward_unchecked(&self, images: &Tensor, train: bool) -> Result<Tensor, TchError> {
         let t = &self.tensors;
-        let x = images.view([-1, 1, 28, 28]);
+        let x = images.f_view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])?;
         let features = match self.architecture {
             Architecture::Intended => {
                 let net =
-                    conv_bn_lrelu(&x, &t[idx::CONV1_W], &t[idx::BN1_BETA], &t[idx::BN1_MEAN], &t[idx::BN1_VAR], train);
-                let net = net.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
-                conv_bn_lrelu(&net, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)
+                    conv_bn_lrelu(&x, &t[idx::CONV1_W], &t[idx::BN1_BETA], &t[idx::BN1_MEAN], &t[idx::BN1_VAR], train)?;
+                let net = net.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
+                conv_bn_lrelu(&net, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)?
             }
             // The seed's defect: conv2 reads the input; conv1 and pool1 are never used.
             Architecture::Seed => {
-                conv_bn_lrelu(&x, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)
+                conv_bn_lrelu(&x, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)?
             }
         };
-        let net = features.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false).flatten(1, -1);
-        let net = net.linear::<Tensor>(&t[idx::FC4_W], None);
-        let net = lrelu(&batch_norm(&net, &t[idx::BN4_BETA], &t[idx::BN4_MEAN], &t[idx::BN4_VAR], train));
-        let net = net.dropout(DROPOUT_PROBABILITY, train);
-        net.linear(&t[idx::FCO_W], Some(&t[idx::FCO_B]))
+        let net = features.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?.f_flatten(1, -1)?;
+        let net = net.f_linear::<Tensor>(&t[idx::FC4_W], None)?;
+        let net = lrelu(&batch_norm(&net, &t[idx::BN4_BETA], &t[idx::BN4_MEAN], &t[idx::BN4_VAR], train)?)?;
+        let net = net.f_dropout(DROPOUT_PROBABILITY, train)?;
+        net.f_linear(&t[idx::FCO_W], Some(&t[idx::FCO_B]))
     }
 
     /// The seed's listing of its trainable variables, one line per variable,
@@ -298,15 +326,35 @@ fn tensorflow_name_and_shape(spec: &TensorSpec) -> (String, Vec<i64>) {
     }
 }
 
+/// Checks that `images` is `[N, 28, 28]` or `[N, 1, 28, 28]` with `N >= 1`;
+/// returns `N`.
+pub(crate) fn check_image_shape(images: &Tensor) -> Result<i64, ModelError> {
+    let shape = images.size();
+    let layout_ok = match shape.as_slice() {
+        [_, rows, cols] | [_, 1, rows, cols] => *rows == IMAGE_SIDE && *cols == IMAGE_SIDE,
+        _ => false,
+    };
+    if !layout_ok || shape[0] < 1 {
+        return Err(ModelError::ImageShape { found: shape });
+    }
+    Ok(shape[0])
+}
+
 /// The seed's `lrelu`: `0.6 x + 0.4 |x|`, leaky ReLU with slope 0.2.
-fn lrelu(x: &Tensor) -> Tensor {
+fn lrelu(x: &Tensor) -> Result<Tensor, TchError> {
     let (f1, f2) = (0.5 * (1.0 + LEAK), 0.5 * (1.0 - LEAK));
-    x * f1 + x.abs() * f2
+    x.f_mul_scalar(f1)?.f_add(&x.f_abs()?.f_mul_scalar(f2)?)
 }
 
 /// Batch norm without a scale (gamma fixed at 1) and with a trainable shift.
-fn batch_norm(x: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, train: bool) -> Tensor {
-    x.batch_norm(
+fn batch_norm(
+    x: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    train: bool,
+) -> Result<Tensor, TchError> {
+    x.f_batch_norm(
         None::<&Tensor>,
         Some(beta),
         Some(running_mean),
@@ -319,7 +367,14 @@ fn batch_norm(x: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Te
 }
 
 /// A 5x5 'SAME' convolution without bias, batch norm, leaky ReLU.
-fn conv_bn_lrelu(x: &Tensor, weight: &Tensor, beta: &Tensor, mean: &Tensor, var: &Tensor, train: bool) -> Tensor {
-    let conv = x.conv2d::<Tensor>(weight, None, [1, 1], [2, 2], [1, 1], 1);
-    lrelu(&batch_norm(&conv, beta, mean, var, train))
+fn conv_bn_lrelu(
+    x: &Tensor,
+    weight: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    train: bool,
+) -> Result<Tensor, TchError> {
+    let conv = x.f_conv2d::<Tensor>(weight, None, [1, 1], [2, 2], [1, 1], 1)?;
+    lrelu(&batch_norm(&conv, beta, mean, var, train)?)
 }

@@ -11,7 +11,7 @@
 //! about their forward FLOPs again. Adam adds about 12 FLOPs per parameter
 //! per step, whatever the batch.
 
-use crate::network::{Architecture, N_CLASSES};
+use crate::network::{Architecture, IMAGE_SIDE, N_CLASSES};
 
 /// FLOPs of one Adam update per trainable parameter (moments, bias
 /// correction, square root, division, update).
@@ -167,7 +167,7 @@ impl Architecture {
     /// assert_eq!(conv2.forward_flops, 20_070_400);
     /// ```
     pub fn summary(self) -> ModelSummary {
-        let mut builder = Builder { layers: Vec::new(), shape: vec![1, 28, 28], reads_image: true };
+        let mut builder = Builder { layers: Vec::new(), shape: vec![1, IMAGE_SIDE, IMAGE_SIDE], reads_image: true };
         match self {
             Architecture::Intended => {
                 builder.conv("conv1", 1, 32);

@@ -34,7 +34,7 @@ fn matches_torch_optim_adam_step_for_step() {
     let steps = fixture["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 25);
     for (step_idx, expected) in steps.iter().enumerate() {
-        Adam::zero_grad(&[&w, &b]);
+        Adam::zero_grad(&[&w, &b]).unwrap();
         let residual = x.matmul(&w.tr()) + &b - &y;
         let loss = (&residual * &residual).sum(Kind::Float) + w.pow_tensor_scalar(3).sum(Kind::Float);
         loss.backward();

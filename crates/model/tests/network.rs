@@ -19,9 +19,9 @@ fn both_networks_map_images_to_ten_logits() {
     for architecture in [Architecture::Intended, Architecture::Seed] {
         let network = Network::new(architecture, Device::Cpu);
         for train in [false, true] {
-            assert_eq!(network.forward(&random_images(7), train).size(), [7, 10], "{architecture:?}");
+            assert_eq!(network.forward(&random_images(7), train).unwrap().size(), [7, 10], "{architecture:?}");
         }
-        assert_eq!(network.forward(&random_images(3).view([3, 1, 28, 28]), false).size(), [3, 10]);
+        assert_eq!(network.forward(&random_images(3).view([3, 1, 28, 28]), false).unwrap().size(), [3, 10]);
     }
 }
 
@@ -79,8 +79,8 @@ fn batch_norm_uses_batch_statistics_in_training_and_moving_averages_in_evaluatio
     let images = random_images(8);
 
     // Evaluation: each image's logits do not depend on the rest of the batch, and nothing moves.
-    let alone = network.forward(&images.narrow(0, 0, 1), false);
-    let in_batch = network.forward(&images, false).narrow(0, 0, 1);
+    let alone = network.forward(&images.narrow(0, 0, 1), false).unwrap();
+    let in_batch = network.forward(&images, false).unwrap().narrow(0, 0, 1);
     assert!(alone.allclose(&in_batch, 1e-5, 1e-6, false));
     assert_eq!(tensor(&network, "bn1.running_mean").abs().sum(Kind::Float).double_value(&[]), 0.0);
 
@@ -91,7 +91,7 @@ fn batch_norm_uses_batch_statistics_in_training_and_moving_averages_in_evaluatio
     });
     let batch_mean = conv1.mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
     let batch_var = conv1.var_dim([0i64, 2, 3].as_slice(), true, false);
-    let _ = network.forward(&images, true);
+    let _ = network.forward(&images, true).unwrap();
     let expected_mean = &batch_mean * BATCH_NORM_MOMENTUM;
     let expected_var = &batch_var * BATCH_NORM_MOMENTUM + (1.0 - BATCH_NORM_MOMENTUM);
     assert!(tensor(&network, "bn1.running_mean").allclose(&expected_mean, 1e-4, 1e-7, false));
@@ -99,9 +99,9 @@ fn batch_norm_uses_batch_statistics_in_training_and_moving_averages_in_evaluatio
 
     // In training mode, an image's logits do depend on its batch.
     tch::manual_seed(3);
-    let alone = network.forward(&images.narrow(0, 0, 1).repeat([2, 1, 1]), true).narrow(0, 0, 1);
+    let alone = network.forward(&images.narrow(0, 0, 1).repeat([2, 1, 1]), true).unwrap().narrow(0, 0, 1);
     tch::manual_seed(3);
-    let in_batch = network.forward(&images.narrow(0, 0, 2), true).narrow(0, 0, 1);
+    let in_batch = network.forward(&images.narrow(0, 0, 2), true).unwrap().narrow(0, 0, 1);
     assert!(!alone.allclose(&in_batch, 1e-3, 1e-4, false));
 }
 
@@ -110,10 +110,10 @@ fn dropout_is_active_only_in_training() {
     tch::manual_seed(4);
     let network = Network::new(Architecture::Intended, Device::Cpu);
     let images = random_images(4);
-    let first = network.forward(&images, false);
-    assert!(first.equal(&network.forward(&images, false)));
+    let first = network.forward(&images, false).unwrap();
+    assert!(first.equal(&network.forward(&images, false).unwrap()));
     // Two training passes differ by their dropout masks (the moving averages do not enter training passes).
-    let (a, b) = (network.forward(&images, true), network.forward(&images, true));
+    let (a, b) = (network.forward(&images, true).unwrap(), network.forward(&images, true).unwrap());
     assert!(!a.allclose(&b, 1e-4, 1e-6, false));
 }
 
@@ -137,7 +137,7 @@ fn overfits_fifty_real_digits_to_full_training_accuracy() {
         assert!(last.loss < 0.01, "{architecture:?}: {last:?}");
         // The moving averages trail the weights (momentum 0.1); once the weights stop
         // moving, a few more training-mode passes bring them in, and evaluation agrees.
-        tch::no_grad(|| (0..30).for_each(|_| drop(network.forward(&images, true))));
+        tch::no_grad(|| (0..30).for_each(|_| drop(network.forward(&images, true).unwrap())));
         let evaluation = evaluate(&network, &images, &labels, 50).unwrap();
         assert_eq!(evaluation.n_correct, 50, "{architecture:?}: {evaluation:?}");
     }

@@ -31,7 +31,7 @@ fn pytorch_loads_the_checkpoint_and_computes_the_same_logits() {
         tch::manual_seed(30);
         let network = Network::new(architecture, Device::Cpu);
         // Move the moving averages away from their initial values so that they matter.
-        tch::no_grad(|| drop(network.forward(&Tensor::rand([32, 28, 28], (Kind::Float, Device::Cpu)), true)));
+        tch::no_grad(|| drop(network.forward(&Tensor::rand([32, 28, 28], (Kind::Float, Device::Cpu)), true).unwrap()));
         let adam = Adam::new(&network.trainable(), AdamConfig::default());
         let path = dir.path().join(format!("{}.safetensors", architecture.name()));
         checkpoint::save(&path, &network, &adam, &CheckpointMeta::default()).unwrap();
@@ -46,7 +46,7 @@ fn pytorch_loads_the_checkpoint_and_computes_the_same_logits() {
         let output = Command::new(&python).arg(&script).arg(&path).arg("--images").arg(&images_path).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let logits: Vec<Vec<f64>> = serde_json::from_slice(&output.stdout).unwrap();
-        let ours = network.forward(&images, false);
+        let ours = network.forward(&images, false).unwrap();
         for (image_idx, row) in logits.iter().enumerate() {
             for (class, &value) in row.iter().enumerate() {
                 let expected = ours.double_value(&[image_idx as i64, class as i64]);

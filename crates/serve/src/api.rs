@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::batcher::BatchError;
-use crate::runs::{self, BEST};
+use crate::runs;
 use crate::{AppState, MAX_BODY_BYTES, PIXELS};
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -67,28 +67,30 @@ pub fn router(state: AppState) -> Router {
 
 /// The run directory called `name`, or 404.
 fn run_dir(state: &AppState, name: &str) -> Result<PathBuf, ApiError> {
-    runs::resolve(&state.config.runs_dir, name)
+    runs::resolve(&state.config.runs_dir, &state.config.layout, name)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no run called {name:?} under --runs")))
 }
 
 /// The checkpoint a request uses: its run's best, or the server's drawing model.
 fn checkpoint_for(state: &AppState, run: Option<&str>) -> Result<(String, PathBuf), ApiError> {
     if let Some(name) = run {
-        let best = run_dir(state, name)?.join(BEST);
+        let file = state.config.layout.best_checkpoint;
+        let best = run_dir(state, name)?.join(file);
         if !best.is_file() {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("run {name:?} has no {BEST} yet")));
+            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("run {name:?} has no {file} yet")));
         }
         return Ok((name.to_owned(), best));
     }
     if let Some(checkpoint) = &state.config.checkpoint {
         return Ok((checkpoint.display().to_string(), checkpoint.clone()));
     }
-    runs::default_checkpoint(&state.config.runs_dir).ok_or_else(|| {
+    runs::default_checkpoint(&state.config.runs_dir, &state.config.layout).ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "no model: no run under {} has a {BEST}; train one or pass --checkpoint",
-                state.config.runs_dir.display()
+                "no model: no run under {} has a {}; train one or pass --checkpoint",
+                state.config.runs_dir.display(),
+                state.config.layout.best_checkpoint
             ),
         )
     })
@@ -105,14 +107,15 @@ async fn model(State(state): State<AppState>, Query(query): Query<RunQuery>) -> 
 }
 
 async fn list_runs(State(state): State<AppState>) -> Json<Value> {
-    let dir = state.config.runs_dir.clone();
-    let runs = tokio::task::spawn_blocking(move || runs::list(&dir)).await.unwrap_or_default();
+    let (dir, layout) = (state.config.runs_dir.clone(), state.config.layout);
+    let runs = tokio::task::spawn_blocking(move || runs::list(&dir, &layout)).await.unwrap_or_default();
     Json(json!({ "runs": runs }))
 }
 
 async fn metrics(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<Json<Value>, ApiError> {
     let dir = run_dir(&state, &name)?;
-    let records = tokio::task::spawn_blocking(move || runs::read_records(&dir))
+    let layout = state.config.layout;
+    let records = tokio::task::spawn_blocking(move || runs::read_records(&dir, &layout))
         .await
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
     Ok(Json(json!({ "name": name, "records": records })))

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 pub use api::router;
 pub use batcher::{Batcher, BatcherConfig};
+pub use runs::RunLayout;
 
 /// The side of the network's square input images.
 pub const SIDE: usize = preprocess::SIDE;
@@ -62,6 +63,8 @@ pub trait Backend: Send + Sync + 'static {
 pub struct ServeConfig {
     /// The folder whose subfolders are run directories.
     pub runs_dir: PathBuf,
+    /// The names of the files in a run directory.
+    pub layout: runs::RunLayout,
     /// The drawing model when given; else the newest finished run's best checkpoint.
     pub checkpoint: Option<PathBuf>,
     /// The batching worker's settings.

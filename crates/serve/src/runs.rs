@@ -7,10 +7,17 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::Value;
 
-/// The best checkpoint of a run.
-pub const BEST: &str = "best.safetensors";
-const METRICS: &str = "metrics.jsonl";
-const CONFIG: &str = "config.json";
+/// The names of the files in a run directory, as the program that writes
+/// them (the trainer) defines them; this crate only reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLayout {
+    /// The best checkpoint, the one the page draws with.
+    pub best_checkpoint: &'static str,
+    /// The records, one JSON object per line.
+    pub metrics: &'static str,
+    /// The run's settings, one JSON object.
+    pub config: &'static str,
+}
 
 /// What the runs view shows of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,8 +57,8 @@ pub struct Records {
 }
 
 /// Reads `metrics.jsonl` leniently; a missing file has no records.
-pub fn read_records(run: &Path) -> Records {
-    let text = std::fs::read_to_string(run.join(METRICS)).unwrap_or_default();
+pub fn read_records(run: &Path, layout: &RunLayout) -> Records {
+    let text = std::fs::read_to_string(run.join(layout.metrics)).unwrap_or_default();
     let mut records = Records::default();
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         match serde_json::from_str::<Value>(line) {
@@ -67,9 +74,9 @@ fn seconds(time: Option<SystemTime>) -> f64 {
     time.and_then(|time| time.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
 
-fn info(name: String, path: &Path) -> RunInfo {
-    let records = read_records(path);
-    let config: Value = std::fs::read_to_string(path.join(CONFIG))
+fn info(name: String, path: &Path, layout: &RunLayout) -> RunInfo {
+    let records = read_records(path, layout);
+    let config: Value = std::fs::read_to_string(path.join(layout.config))
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or(Value::Null);
@@ -87,7 +94,7 @@ fn info(name: String, path: &Path) -> RunInfo {
     let best_validation_accuracy = best_epoch.and_then(|best| {
         records.epochs.iter().find(|record| record["epoch"].as_u64() == Some(best))?["validation_accuracy"].as_f64()
     });
-    let updated = std::fs::metadata(path.join(METRICS)).and_then(|metadata| metadata.modified()).ok();
+    let updated = std::fs::metadata(path.join(layout.metrics)).and_then(|metadata| metadata.modified()).ok();
     RunInfo {
         name,
         epochs_done: records.epochs.len(),
@@ -96,7 +103,7 @@ fn info(name: String, path: &Path) -> RunInfo {
         best_validation_accuracy,
         test_accuracy: records.test.as_ref().and_then(|test| test["accuracy"].as_f64()),
         finished: records.test.is_some(),
-        has_checkpoint: path.join(BEST).is_file(),
+        has_checkpoint: path.join(layout.best_checkpoint).is_file(),
         settings,
         updated: seconds(updated),
     }
@@ -104,13 +111,13 @@ fn info(name: String, path: &Path) -> RunInfo {
 
 /// Every run directory under `dir` (a folder with `metrics.jsonl` or
 /// `config.json`), the most recently updated first.
-pub fn list(dir: &Path) -> Vec<RunInfo> {
+pub fn list(dir: &Path, layout: &RunLayout) -> Vec<RunInfo> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut runs: Vec<RunInfo> = entries
         .flatten()
         .filter(|entry| entry.path().is_dir())
-        .filter(|entry| entry.path().join(METRICS).exists() || entry.path().join(CONFIG).exists())
-        .filter_map(|entry| Some(info(entry.file_name().into_string().ok()?, &entry.path())))
+        .filter(|entry| entry.path().join(layout.metrics).exists() || entry.path().join(layout.config).exists())
+        .filter_map(|entry| Some(info(entry.file_name().into_string().ok()?, &entry.path(), layout)))
         .collect();
     runs.sort_by(|a, b| b.updated.total_cmp(&a.updated).then_with(|| a.name.cmp(&b.name)));
     runs
@@ -119,31 +126,34 @@ pub fn list(dir: &Path) -> Vec<RunInfo> {
 /// The folder of the run called `name`, if the listing of `dir` has one:
 /// the name is compared with the listing, never joined as given, so `..`,
 /// slashes or absolute paths can never reach outside `dir`.
-pub fn resolve(dir: &Path, name: &str) -> Option<PathBuf> {
-    list(dir).into_iter().find(|run| run.name == name).map(|run| dir.join(run.name))
+pub fn resolve(dir: &Path, layout: &RunLayout, name: &str) -> Option<PathBuf> {
+    list(dir, layout).into_iter().find(|run| run.name == name).map(|run| dir.join(run.name))
 }
 
 /// The drawing model when none is given: the best checkpoint of the most
 /// recently finished run, else of the most recently updated run that has one.
-pub fn default_checkpoint(dir: &Path) -> Option<(String, PathBuf)> {
-    let runs = list(dir);
+pub fn default_checkpoint(dir: &Path, layout: &RunLayout) -> Option<(String, PathBuf)> {
+    let runs = list(dir, layout);
     let pick = runs
         .iter()
         .find(|run| run.finished && run.has_checkpoint)
         .or_else(|| runs.iter().find(|run| run.has_checkpoint))?;
-    Some((pick.name.clone(), dir.join(&pick.name).join(BEST)))
+    Some((pick.name.clone(), dir.join(&pick.name).join(layout.best_checkpoint)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const LAYOUT: RunLayout =
+        RunLayout { best_checkpoint: "best.bin", metrics: "records.jsonl", config: "settings.json" };
+
     fn make_run(dir: &Path, name: &str, metrics: &str, checkpoint: bool) {
         let run = dir.join(name);
         std::fs::create_dir_all(&run).unwrap();
-        std::fs::write(run.join(METRICS), metrics).unwrap();
+        std::fs::write(run.join(LAYOUT.metrics), metrics).unwrap();
         if checkpoint {
-            std::fs::write(run.join(BEST), b"x").unwrap();
+            std::fs::write(run.join(LAYOUT.best_checkpoint), b"x").unwrap();
         }
     }
 
@@ -152,9 +162,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         make_run(dir.path(), "a", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.9}\n", true);
         std::fs::create_dir(dir.path().join("not-a-run")).unwrap();
-        assert_eq!(resolve(dir.path(), "a"), Some(dir.path().join("a")));
+        assert_eq!(resolve(dir.path(), &LAYOUT, "a"), Some(dir.path().join("a")));
         for name in ["..", "../a", "a/..", "/etc", "not-a-run", "", "a/"] {
-            assert_eq!(resolve(dir.path(), name), None, "{name:?}");
+            assert_eq!(resolve(dir.path(), &LAYOUT, name), None, "{name:?}");
         }
     }
 
@@ -169,12 +179,12 @@ mod tests {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
         make_run(dir.path(), "training", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.8}\n{\"epo", true);
-        let records = read_records(&dir.path().join("training"));
+        let records = read_records(&dir.path().join("training"), &LAYOUT);
         assert_eq!((records.epochs.len(), records.skipped_lines), (1, 1));
-        let runs = list(dir.path());
+        let runs = list(dir.path(), &LAYOUT);
         assert_eq!(runs[0].name, "training", "the most recently updated first");
         assert_eq!(runs[1].test_accuracy, Some(0.91));
         assert_eq!(runs[1].best_validation_accuracy, Some(0.9));
-        assert_eq!(default_checkpoint(dir.path()).unwrap().0, "done");
+        assert_eq!(default_checkpoint(dir.path(), &LAYOUT).unwrap().0, "done");
     }
 }

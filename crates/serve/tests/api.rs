@@ -9,8 +9,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use serve::{AppState, Backend, BatcherConfig, Model, PIXELS, ServeConfig, TestSet, router};
+use serve::{AppState, Backend, BatcherConfig, Model, PIXELS, RunLayout, ServeConfig, TestSet, router};
 use tower::ServiceExt;
+
+/// The trainer's run-directory layout (the trainer passes its own; these tests stand alone).
+const LAYOUT: RunLayout =
+    RunLayout { best_checkpoint: "best.safetensors", metrics: "metrics.jsonl", config: "config.json" };
 
 /// Predicts class `k` where `k` is the number of rows with ink, mod 10,
 /// taking `delay` per forward pass and recording each pass's size.
@@ -82,17 +86,21 @@ fn fixture(delay: Duration, max_batch: usize) -> Fixture {
     let runs = dir.path().join("runs");
     let run = runs.join("alpha");
     std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(run.join("best.safetensors"), b"checkpoint").unwrap();
+    std::fs::write(run.join(LAYOUT.best_checkpoint), b"checkpoint").unwrap();
     std::fs::write(
-        run.join("metrics.jsonl"),
+        run.join(LAYOUT.metrics),
         "{\"epoch\":0,\"loss\":0.5,\"validation_accuracy\":0.9,\"best_epoch\":0}\n",
     )
     .unwrap();
     std::fs::write(runs.join("secret.txt"), b"outside any run").unwrap();
     let passes = Arc::new(Mutex::new(Vec::new()));
     let backend = Arc::new(FakeBackend { passes: passes.clone(), delay });
-    let config =
-        ServeConfig { runs_dir: runs.clone(), checkpoint: None, batcher: BatcherConfig { max_batch, queue: 64 } };
+    let config = ServeConfig {
+        runs_dir: runs.clone(),
+        layout: LAYOUT,
+        checkpoint: None,
+        batcher: BatcherConfig { max_batch, queue: 64 },
+    };
     Fixture { _dir: dir, runs, state: AppState::new(config, backend), passes }
 }
 
@@ -212,7 +220,7 @@ async fn runs_records_and_mistakes_follow_the_files() {
     assert_eq!(listing["runs"].as_array().unwrap().len(), 1, "secret.txt is no run: {listing}");
     assert_eq!(listing["runs"][0]["name"], "alpha");
     // A record being appended: the torn line is skipped, then counted once complete.
-    let metrics = fixture.runs.join("alpha/metrics.jsonl");
+    let metrics = fixture.runs.join("alpha").join(LAYOUT.metrics);
     let mut text = std::fs::read_to_string(&metrics).unwrap();
     text.push_str("{\"epoch\":1,\"loss\":0.3,\"valid");
     std::fs::write(&metrics, &text).unwrap();
@@ -239,7 +247,7 @@ async fn runs_records_and_mistakes_follow_the_files() {
     assert_eq!(first["true_class"], 0);
 
     // A new best checkpoint is picked up without a restart; a broken one is a clear error.
-    std::fs::write(fixture.runs.join("alpha/best.safetensors"), b"garbage").unwrap();
+    std::fs::write(fixture.runs.join("alpha").join(LAYOUT.best_checkpoint), b"garbage").unwrap();
     let (status, answer) =
         call(&fixture.state, post("/api/predict", "application/json", json!({"pixels": pixels(2)}).to_string())).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");

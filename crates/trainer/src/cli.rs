@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::run_dir;
+
 /// Trains the seed's MNIST CNN on libtorch: the seed's recipe, its defects
 /// fixed. Without a subcommand, `trainer` trains (same flags as `trainer train`).
 #[derive(Debug, Parser)]
@@ -163,7 +165,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub keep: usize,
     /// The run directory: checkpoints, `config.json` and `metrics.jsonl`.
-    #[arg(long, default_value = "nets/cnn_mnist_modern")]
+    #[arg(long, default_value = run_dir::DEFAULT_SAVE_DIR)]
     pub save_dir: PathBuf,
     /// Where the data is.
     #[command(flatten)]
@@ -211,7 +213,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// The run directory whose best checkpoint to evaluate.
-    #[arg(long, default_value = "nets/cnn_mnist_modern")]
+    #[arg(long, default_value = run_dir::DEFAULT_SAVE_DIR)]
     pub save_dir: PathBuf,
     /// Where the data is (used unless --images and --labels are given).
     #[command(flatten)]
@@ -249,7 +251,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// The run directory whose best checkpoint to use.
-    #[arg(long, default_value = "nets/cnn_mnist_modern")]
+    #[arg(long, default_value = run_dir::DEFAULT_SAVE_DIR)]
     pub save_dir: PathBuf,
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -275,7 +277,7 @@ pub struct PredictArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The run directory (`metrics.jsonl`, `config.json`, `best.safetensors`).
-    #[arg(long, default_value = "nets/cnn_mnist_modern")]
+    #[arg(long, default_value = run_dir::DEFAULT_SAVE_DIR)]
     pub save_dir: PathBuf,
     /// Where to write the figures and `index.html` (default: `report/` in the run directory).
     #[arg(long)]
@@ -440,7 +442,7 @@ mod tests {
         assert_eq!((train.epochs, train.batch_size, train.display_step, train.save_step), (50, 50, 3, 4));
         assert_eq!(train.learning_rate, 0.001);
         assert_eq!(train.keep, 100);
-        assert_eq!(train.save_dir, PathBuf::from("nets/cnn_mnist_modern"));
+        assert_eq!(train.save_dir, PathBuf::from(run_dir::DEFAULT_SAVE_DIR));
         assert_eq!((train.network, train.augment), (NetworkChoice::Intended, AugmentChoice::Seed));
         assert_eq!(train.data.validation_size, 5000);
 

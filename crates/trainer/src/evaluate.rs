@@ -8,7 +8,8 @@ use serde_json::json;
 use tch::Device;
 
 use crate::cli::{EvaluateArgs, SplitChoice};
-use crate::data_info::split_tensors;
+use crate::data::split_tensors;
+use crate::run_dir::RunDir;
 
 /// `confusion[true_class][predicted_class]`: how many images of each class got each prediction.
 pub fn confusion_matrix(labels: &[u8], predictions: &[i64]) -> [[u64; N_CLASSES]; N_CLASSES] {
@@ -29,7 +30,7 @@ fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
         let split = load_split(images, labels)?;
         return Ok((format!("{} + {}", images.display(), labels.display()), split));
     }
-    let mnist = crate::data_info::load(&args.data)?;
+    let mnist = crate::data::load(&args.data)?;
     let name = args.data.dataset.dir_name();
     Ok(match args.split {
         SplitChoice::Train => (format!("{name} train"), mnist.train),
@@ -41,10 +42,9 @@ fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
 pub fn run(args: &EvaluateArgs) -> Result<()> {
     ensure!(args.batch_size > 0, "--batch-size must be at least 1, found 0");
     let device = args.device.resolve()?;
-    let path = args.checkpoint.clone().unwrap_or_else(|| args.save_dir.join("best.safetensors"));
+    let path = args.checkpoint.clone().unwrap_or_else(|| RunDir::new(&args.save_dir).best_checkpoint());
     let (source, split) = load_images(args)?;
-    let (rows, cols) = split.image_size();
-    ensure!((rows, cols) == (28, 28), "{source}: images are {rows}x{cols}, the network takes 28x28");
+    crate::data::check_image_size(&source, &split)?;
     let loaded = checkpoint::load(&path, device)?;
     // `predict` moves one batch at a time to the network's device.
     let (images, _) = split_tensors(&split, None, Device::Cpu)?;

@@ -12,17 +12,11 @@ use model::checkpoint;
 use tch::{CModule, Kind, Tensor};
 
 use crate::cli::{ExportArgs, ExportFormat};
+use crate::run_dir;
 
 /// The repository this binary was built from (for the venv and the script).
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The file to write through, renamed into place when complete.
-fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out.as_os_str().to_owned();
-    name.push(format!(".{}.part", std::process::id()));
-    PathBuf::from(name)
 }
 
 fn export_torchscript(args: &ExportArgs) -> Result<()> {
@@ -30,16 +24,35 @@ fn export_torchscript(args: &ExportArgs) -> Result<()> {
     let loaded = checkpoint::load(&args.checkpoint, device)?;
     // Traced on detached copies: the module holds plain constants, no autograd state.
     let network = loaded.network.detached_copy();
-    let example = Tensor::rand([2, 1, 28, 28], (Kind::Float, device));
+    let side = model::network::IMAGE_SIDE;
+    let example = Tensor::rand([2, 1, side, side], (Kind::Float, device));
+    // The tracer wants tensors back; a failed forward pass is kept here and reported instead.
+    let mut forward_error = None;
     let module = tch::no_grad(|| {
-        CModule::create_by_tracing("MnistCnn", "forward", &[example], &mut |inputs| {
-            vec![network.forward(&inputs[0], false)]
+        CModule::create_by_tracing("MnistCnn", "forward", &[example], &mut |inputs| match network
+            .forward(&inputs[0], false)
+        {
+            Ok(logits) => vec![logits],
+            Err(error) => {
+                forward_error = Some(error);
+                Vec::new()
+            }
         })
-    })
-    .context("tracing the network")?;
-    let partial = partial_path(&args.out);
-    module.save(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, &args.out).with_context(|| format!("cannot write {}", args.out.display()))
+    });
+    if let Some(error) = forward_error {
+        return Err(error).context("tracing the network");
+    }
+    let module = module.context("tracing the network")?;
+    // libtorch saves only to a path: to a scratch folder beside the output,
+    // then through the run directory's one way of writing a file.
+    let parent = args.out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let scratch = tempfile::Builder::new().prefix(".trainer-export-").tempdir_in(parent).with_context(|| {
+        format!("cannot write {}: cannot create a scratch folder in {}", args.out.display(), parent.display())
+    })?;
+    let traced = scratch.path().join("module.pt");
+    module.save(&traced).with_context(|| format!("cannot write {}", traced.display()))?;
+    let bytes = std::fs::read(&traced).with_context(|| format!("cannot read back {}", traced.display()))?;
+    run_dir::write_atomically(&args.out, &bytes)
 }
 
 /// The Python that writes ONNX: `TRAINER_PYTHON`, or the project's venv.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod console;
+mod data;
 mod data_info;
 mod evaluate;
 mod export;

@@ -1,10 +1,10 @@
 //! Augmentation off the critical path: a producer thread gathers and augments
-//! the next batches of an epoch on its own thread pool while the network
-//! trains on the current one. The queue between them is bounded, so at most
-//! `prefetch` batches wait in memory. With one augmentation thread the
-//! producer augments on its own thread, without a rayon pool: a pool's idle
-//! workers spin looking for work, and on a 2-core machine that spinning took
-//! CPU from libtorch (measured: 11% slower epochs than without augmentation).
+//! the next batches of an epoch while the network trains on the current one.
+//! The queue between them is bounded, so at most `prefetch` batches wait in
+//! memory. With more than one augmentation thread the producer hands each
+//! batch to a rayon pool; with one (the default) it augments by itself with
+//! the augment crate's serial batch call, without a pool, whose idle workers
+//! would spin and take CPU from libtorch (`docs/PERFORMANCE.md`).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -87,10 +87,12 @@ fn produce(
             Some(pool) => pool.install(|| {
                 augmenter.augment_batch(originals.view(), &image_indices, plan.epoch, augmented.view_mut())
             }),
-            None => originals.outer_iter().zip(augmented.outer_iter_mut()).zip(&image_indices).try_for_each(
-                |((image, output), &image_idx)| {
-                    augmenter.augment_one(image, plan.epoch, image_idx, &mut scratch, output)
-                },
+            None => augmenter.augment_batch_serial(
+                originals.view(),
+                &image_indices,
+                plan.epoch,
+                &mut scratch,
+                augmented.view_mut(),
             ),
         }
         .map(|()| Batch {

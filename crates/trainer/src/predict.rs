@@ -179,7 +179,7 @@ fn print_table(inputs: &[Input], results: &[Option<Vec<f32>>], class_names: &[St
 }
 
 fn load_checkpoint(args: &PredictArgs) -> Result<(PathBuf, Checkpoint)> {
-    let path = args.checkpoint.clone().unwrap_or_else(|| args.save_dir.join("best.safetensors"));
+    let path = args.checkpoint.clone().unwrap_or_else(|| crate::run_dir::RunDir::new(&args.save_dir).best_checkpoint());
     let device = args.device.resolve()?;
     let loaded = checkpoint::load(&path, device)?;
     tracing::info!(

@@ -89,7 +89,7 @@ fn settings(run: &RunDir) -> Vec<(String, String)> {
 fn test_split(data: &DataArgs, dataset_name: &str) -> Result<Split> {
     let dataset = if dataset_name == "fashion-mnist" { Dataset::FashionMnist } else { Dataset::Mnist };
     let data = DataArgs { dataset, ..data.clone() };
-    Ok(crate::data_info::load(&data)?.test)
+    Ok(crate::data::load(&data)?.test)
 }
 
 /// The test set through the best checkpoint: the confusion matrix and the
@@ -105,7 +105,7 @@ struct TestResults {
 fn test_results(args: &ReportArgs, path: &Path, device: Device) -> Result<TestResults> {
     let loaded = checkpoint::load(path, device)?;
     let test = test_split(&args.data, &loaded.meta.dataset.name)?;
-    let (images, labels) = crate::data_info::split_tensors(&test, None, Device::Cpu)?;
+    let (images, labels) = crate::data::split_tensors(&test, None, Device::Cpu)?;
     let rows = probabilities(&loaded.network, &images, 500)?;
     let labels: Vec<i64> = Vec::<i64>::try_from(labels)?;
     let n_classes = loaded.meta.dataset.class_names.len();

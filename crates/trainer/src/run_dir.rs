@@ -1,15 +1,49 @@
-//! The run directory: checkpoints (`net-{epoch}`, `best`, `last`),
-//! `config.json` and `metrics.jsonl`. Every file is written to a temporary
-//! name and renamed, so a crash never leaves a half-written one behind.
+//! The run directory: its file names (written here once), checkpoint
+//! listing and pruning, and the one way this program writes files.
+//!
+//! Whole files (`config.json`, checkpoints, figures) are replaced atomically
+//! and durably by `atomic-write-file`: a temporary file created exclusively
+//! in the same folder, synced, renamed over the old one, and the folder
+//! synced. `metrics.jsonl` is the exception: it grows by appending, one
+//! `write_all` per record followed by a sync, so a kill leaves at most one
+//! torn last line, which every reader skips.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use atomic_write_file::AtomicWriteFile;
 
+/// The default `--save-dir`.
+pub const DEFAULT_SAVE_DIR: &str = "nets/cnn_mnist_modern";
 /// Extension of checkpoint files.
 pub const CHECKPOINT_EXTENSION: &str = "safetensors";
+/// The best epoch's checkpoint.
+pub const BEST_FILE: &str = "best.safetensors";
+/// The newest state's checkpoint.
+pub const LAST_FILE: &str = "last.safetensors";
+/// The run's settings.
+pub const CONFIG_FILE: &str = "config.json";
+/// The run's records, one JSON object per line.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// The prefix of the numbered checkpoints `net-{epoch}`.
+const EPOCH_PREFIX: &str = "net-";
+
+/// The run directory's layout, for the web app (which reads run directories).
+pub const LAYOUT: serve::RunLayout =
+    serve::RunLayout { best_checkpoint: BEST_FILE, metrics: METRICS_FILE, config: CONFIG_FILE };
+
+/// One of a run's checkpoint files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointFile {
+    /// `net-{epoch}`: the state after 0-based epoch `epoch`, kept for the record.
+    Epoch(u64),
+    /// `best`: the epoch with the best validation accuracy so far.
+    Best,
+    /// `last`: the newest state, at an epoch's end or an interruption.
+    Last,
+}
 
 /// A run directory.
 #[derive(Debug, Clone)]
@@ -58,29 +92,34 @@ impl RunDir {
         fs::create_dir_all(&self.dir).with_context(|| format!("cannot create --save-dir {}", self.dir.display()))
     }
 
-    /// `net-{epoch}.safetensors` (0-based epoch, like the seed's `net-3.ckpt`).
-    pub fn epoch_checkpoint(&self, epoch: u64) -> PathBuf {
-        self.dir.join(format!("net-{epoch}.{CHECKPOINT_EXTENSION}"))
+    /// The path of a checkpoint file: `net-{epoch}.safetensors` (0-based
+    /// epoch, like the seed's `net-3.ckpt`), `best.safetensors` or `last.safetensors`.
+    pub fn checkpoint(&self, file: CheckpointFile) -> PathBuf {
+        match file {
+            CheckpointFile::Epoch(epoch) => self.dir.join(format!("{EPOCH_PREFIX}{epoch}.{CHECKPOINT_EXTENSION}")),
+            CheckpointFile::Best => self.dir.join(BEST_FILE),
+            CheckpointFile::Last => self.dir.join(LAST_FILE),
+        }
     }
 
-    /// `best.safetensors`: the epoch with the best validation accuracy so far.
+    /// `best.safetensors`.
     pub fn best_checkpoint(&self) -> PathBuf {
-        self.dir.join(format!("best.{CHECKPOINT_EXTENSION}"))
+        self.checkpoint(CheckpointFile::Best)
     }
 
-    /// `last.safetensors`: the newest state, written every epoch and on Ctrl-C.
+    /// `last.safetensors`.
     pub fn last_checkpoint(&self) -> PathBuf {
-        self.dir.join(format!("last.{CHECKPOINT_EXTENSION}"))
+        self.checkpoint(CheckpointFile::Last)
     }
 
     /// `config.json`.
     pub fn config_path(&self) -> PathBuf {
-        self.dir.join("config.json")
+        self.dir.join(CONFIG_FILE)
     }
 
     /// `metrics.jsonl`.
     pub fn metrics_path(&self) -> PathBuf {
-        self.dir.join("metrics.jsonl")
+        self.dir.join(METRICS_FILE)
     }
 
     /// Every checkpoint file in the directory (not temporary files).
@@ -93,6 +132,7 @@ impl RunDir {
             .flatten()
             .map(|entry| entry.path())
             .filter(|path| path.extension().is_some_and(|extension| extension == CHECKPOINT_EXTENSION))
+            .filter(|path| !is_hidden(path))
             .collect();
         paths.sort();
         Ok(paths)
@@ -105,7 +145,7 @@ impl RunDir {
             .into_iter()
             .filter_map(|path| {
                 let stem = path.file_stem()?.to_str()?;
-                let epoch = stem.strip_prefix("net-")?.parse().ok()?;
+                let epoch = stem.strip_prefix(EPOCH_PREFIX)?.parse().ok()?;
                 Some((epoch, path))
             })
             .collect();
@@ -125,43 +165,70 @@ impl RunDir {
         Ok(removed)
     }
 
-    /// Removes temporary files that a killed run left behind.
-    pub fn remove_temporaries(&self) -> Result<()> {
+    /// Removes the temporary files a killed run of this program left behind,
+    /// and nothing else: `atomic-write-file`'s `.NAME.XXXXXX` for one of this
+    /// directory's own file names (and older versions' `NAME.PID.part`).
+    pub fn remove_temporaries(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
         for entry in fs::read_dir(&self.dir).with_context(|| format!("cannot list {}", self.dir.display()))?.flatten() {
-            if entry.file_name().to_string_lossy().ends_with(".part") {
-                let _ = fs::remove_file(entry.path());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_own_temporary(&name) {
+                fs::remove_file(entry.path())
+                    .with_context(|| format!("cannot remove the stale temporary file {}", entry.path().display()))?;
+                removed.push(entry.path());
             }
         }
-        Ok(())
+        Ok(removed)
     }
 }
 
-/// Writes `contents` to `path` through a temporary file in the same folder
-/// and a rename: readers see the old file or the new one, never a mix.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut temp_name = path.as_os_str().to_owned();
-    temp_name.push(format!(".{}.part", std::process::id()));
-    let temp_path = PathBuf::from(temp_name);
-    let written = (|| -> std::io::Result<()> {
-        let mut temp = fs::File::create(&temp_path)?;
-        temp.write_all(contents)?;
-        temp.sync_all()?;
-        fs::rename(&temp_path, path)
-    })();
-    written.map_err(|error| {
-        let _ = fs::remove_file(&temp_path);
-        anyhow::anyhow!("cannot write {}: {error}", path.display())
-    })
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().is_some_and(|name| name.to_string_lossy().starts_with('.'))
 }
 
-/// Appends one JSON line to `path` and flushes it to disk.
+/// Whether `name` is the name of one of this program's own files in a run directory.
+fn is_own_file(name: &str) -> bool {
+    if [BEST_FILE, LAST_FILE, CONFIG_FILE, METRICS_FILE].contains(&name) {
+        return true;
+    }
+    let epoch = name.strip_prefix(EPOCH_PREFIX).and_then(|rest| rest.strip_suffix(CHECKPOINT_EXTENSION));
+    epoch.and_then(|epoch| epoch.strip_suffix('.')).is_some_and(|epoch| epoch.parse::<u64>().is_ok())
+}
+
+/// Whether `name` is a temporary file this program writes through.
+fn is_own_temporary(name: &str) -> bool {
+    // atomic-write-file: `.` + the final name + `.` + six letters or digits.
+    let atomic = name.strip_prefix('.').and_then(|rest| {
+        let (file, suffix) = rest.rsplit_once('.')?;
+        (suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) && is_own_file(file)).then_some(())
+    });
+    // Versions before it: the final name + `.` + a process id + `.part`.
+    let legacy = name.strip_suffix(".part").and_then(|rest| {
+        let (file, pid) = rest.rsplit_once('.')?;
+        (pid.parse::<u32>().is_ok() && is_own_file(file)).then_some(())
+    });
+    atomic.is_some() || legacy.is_some()
+}
+
+/// Replaces `path` with `contents`, atomically and durably (see the module's documentation).
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+    let written = (|| -> std::io::Result<()> {
+        let mut file = AtomicWriteFile::open(path)?;
+        file.write_all(contents)?;
+        file.commit()
+    })();
+    written.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Appends one JSON line to `path` with a single `write_all`, and syncs it to disk.
 pub fn append_line(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut file = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open {} to append", path.display()))?;
-    writeln!(file, "{value}")
+    let line = format!("{value}\n");
+    file.write_all(line.as_bytes())
         .and_then(|()| file.sync_data())
         .with_context(|| format!("cannot append to {}", path.display()))
 }
@@ -192,15 +259,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
         for epoch in [3, 7, 11, 15] {
-            fs::write(run.epoch_checkpoint(epoch), b"x").unwrap();
+            fs::write(run.checkpoint(CheckpointFile::Epoch(epoch)), b"x").unwrap();
         }
         fs::write(run.best_checkpoint(), b"x").unwrap();
         fs::write(run.last_checkpoint(), b"x").unwrap();
         let removed = run.prune(2).unwrap();
-        assert_eq!(removed, vec![run.epoch_checkpoint(3), run.epoch_checkpoint(7)]);
+        assert_eq!(removed, vec![run.checkpoint(CheckpointFile::Epoch(3)), run.checkpoint(CheckpointFile::Epoch(7))]);
         let left: Vec<u64> = run.epoch_checkpoints().unwrap().into_iter().map(|(epoch, _)| epoch).collect();
         assert_eq!(left, vec![11, 15]);
         assert!(run.best_checkpoint().exists() && run.last_checkpoint().exists());
+        assert_eq!(run.checkpoint(CheckpointFile::Epoch(11)).file_name().unwrap(), "net-11.safetensors");
     }
 
     #[test]
@@ -241,5 +309,52 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         let message = write_atomically(&dir.path().join("no/such/dir/x"), b"x").unwrap_err().to_string();
         assert!(message.contains("cannot write") && message.contains("no/such/dir/x"), "{message}");
+    }
+
+    #[test]
+    fn appended_lines_accumulate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        append_line(&path, &serde_json::json!({"epoch": 0})).unwrap();
+        append_line(&path, &serde_json::json!({"epoch": 1})).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"epoch\":0}\n{\"epoch\":1}\n");
+    }
+
+    #[test]
+    fn cleanup_removes_only_this_programs_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let ours = [
+            ".best.safetensors.a1B2c3",
+            ".net-12.safetensors.Zz9yX8",
+            ".metrics.jsonl.abcdef",
+            "last.safetensors.4242.part",
+        ];
+        let theirs = [
+            "notes.part",
+            "data.bin.77.part",
+            ".other.safetensors.abcdef",
+            ".best.safetensors.toolong7",
+            ".net-x.safetensors.abcdef",
+            "best.safetensors",
+        ];
+        for name in ours.iter().chain(&theirs) {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let mut removed: Vec<String> = run
+            .remove_temporaries()
+            .unwrap()
+            .iter()
+            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        removed.sort();
+        let mut expected: Vec<String> = ours.iter().map(|name| name.to_string()).collect();
+        expected.sort();
+        assert_eq!(removed, expected);
+        for name in theirs {
+            assert!(dir.path().join(name).exists(), "{name} was removed");
+        }
+        // Temporary files are not checkpoints.
+        assert_eq!(run.checkpoints().unwrap(), vec![dir.path().join("best.safetensors")]);
     }
 }

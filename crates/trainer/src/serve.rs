@@ -61,7 +61,7 @@ impl Backend for TchBackend {
         }
         let chosen = if dataset == "fashion-mnist" { Dataset::FashionMnist } else { Dataset::Mnist };
         let data = DataArgs { dataset: chosen, ..self.data.clone() };
-        let test = crate::data_info::load(&data).map_err(|error| format!("{error:#}"))?.test;
+        let test = crate::data::load(&data).map_err(|error| format!("{error:#}"))?.test;
         let set = TestSet { pixels: test.images.iter().copied().collect(), labels: test.labels.to_vec() };
         cache.insert(dataset.to_owned(), set.clone());
         Ok(set)
@@ -82,6 +82,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let backend = Arc::new(TchBackend { device, data: args.data.clone(), test_sets: Mutex::default() });
     let config = ServeConfig {
         runs_dir: args.runs.clone(),
+        layout: crate::run_dir::LAYOUT,
         checkpoint: args.checkpoint.clone(),
         batcher: BatcherConfig { max_batch: args.max_batch, queue: args.queue },
     };

@@ -41,7 +41,7 @@ fn trained_checkpoint(dir: &Path, architecture: Architecture) -> (PathBuf, Netwo
     tch::manual_seed(7);
     let network = Network::new(architecture, Device::Cpu);
     // Move the moving averages away from their initial values so that they matter.
-    tch::no_grad(|| drop(network.forward(&Tensor::rand([32, 28, 28], (Kind::Float, Device::Cpu)), true)));
+    tch::no_grad(|| drop(network.forward(&Tensor::rand([32, 28, 28], (Kind::Float, Device::Cpu)), true).unwrap()));
     let adam = Adam::new(&network.trainable(), AdamConfig::default());
     let path = dir.join(format!("{}.safetensors", architecture.name()));
     checkpoint::save(&path, &network, &adam, &CheckpointMeta::default()).unwrap();
@@ -85,7 +85,7 @@ fn exports_load_in_python_and_give_the_same_logits() {
             .unwrap();
         assert!(output.status.success(), "{}", text(&output));
         let logits: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        let ours = tch::no_grad(|| network.forward(&images, false));
+        let ours = tch::no_grad(|| network.forward(&images, false).unwrap());
         for format in ["torchscript", "onnx"] {
             let rows = logits[format].as_array().unwrap();
             assert_eq!(rows.len(), n as usize, "{format}: batch size");

@@ -1,0 +1,439 @@
+//! `trainer train`: the seed's loop with its defects fixed (`docs/SEED.md`),
+//! as a run with named phases over a small state:
+//!
+//! - [`Run::open`]: settings checked, data loaded, the state fresh or resumed,
+//!   `config.json` written and the records of redone epochs dropped;
+//! - [`Run::train_epoch`]: the steps of one epoch, on batches augmented ahead
+//!   on another thread, stopping after a step when asked to;
+//! - [`Run::end_epoch`]: train-sample and validation accuracy, the epoch's
+//!   record, and the checkpoints the [`policy`] says;
+//! - [`Run::finish`]: the best checkpoint restored and tested.
+
+mod policy;
+mod recipe;
+mod state;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use augment::Augmenter;
+use idx::mnist::{Mnist, Split};
+use model::{Evaluation, checkpoint, evaluate, train_step};
+use serde_json::{Value, json};
+use tch::{Device, Tensor};
+
+use self::policy::CheckpointPolicy;
+pub use self::recipe::TCH_VERSION;
+use self::recipe::{Places, check_resumed_recipe, validate};
+use self::state::{RunState, TrainerState};
+use crate::cli::TrainArgs;
+use crate::console::{self, EpochProgress, report};
+use crate::data;
+use crate::pipeline::{Batch, EpochBatches, EpochPlan};
+use crate::run_dir::{self, CheckpointFile, RunDir};
+use crate::streams::{self, Purpose};
+
+/// Trains as `args` say; `stop` is raised by Ctrl-C.
+pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
+    let mut run = Run::open(args)?;
+    while run.state.epoch < args.epochs {
+        match run.train_epoch(stop)? {
+            EpochEnd::Completed => run.end_epoch()?,
+            EpochEnd::Interrupted => return run.save_interrupted(),
+            EpochEnd::NotStarted => {
+                report(&format!("interrupted; resume with: {}", resume_command()));
+                return Ok(());
+            }
+        }
+    }
+    run.finish()
+}
+
+/// How [`Run::train_epoch`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EpochEnd {
+    /// Every step was taken.
+    Completed,
+    /// Asked to stop after a step, mid-epoch.
+    Interrupted,
+    /// Asked to stop before the epoch began (the last epoch's files are complete).
+    NotStarted,
+}
+
+/// The data of a run, loaded once.
+struct RunData {
+    /// The training images (`--train-images` applied).
+    train: Arc<Split>,
+    /// The validation images and labels, on the device.
+    validation: (Tensor, Tensor),
+    /// The test images, tested once at the end.
+    test: Split,
+    /// Steps per epoch (full batches only, as the seed).
+    n_steps: u64,
+}
+
+impl RunData {
+    fn load(args: &TrainArgs, device: Device) -> Result<Self> {
+        let started = Instant::now();
+        let Mnist { train, validation, test } = data::load(&args.data)?;
+        let name = args.data.dataset.dir_name();
+        data::check_image_size(&format!("{name} train"), &train)?;
+        let train = data::first_training_images(train, args.train_images)?;
+        ensure!(
+            args.batch_size <= train.len(),
+            "--batch-size {} is larger than the {} training images: not one full batch",
+            args.batch_size,
+            train.len()
+        );
+        tracing::info!(
+            "data: {} training, {} validation, {} test images ({:.2} s)",
+            train.len(),
+            validation.len(),
+            test.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Self {
+            n_steps: (train.len() / args.batch_size) as u64,
+            validation: data::split_tensors(&validation, None, device)?,
+            train: Arc::new(train),
+            test,
+        })
+    }
+}
+
+/// A training run: its settings, directory, data and changing state.
+struct Run<'a> {
+    args: &'a TrainArgs,
+    dir: RunDir,
+    device: Device,
+    data: RunData,
+    state: RunState,
+    policy: CheckpointPolicy,
+    augmenter: Augmenter,
+    /// The augmentation pool when `--augment-threads` is above 1.
+    pool: Option<Arc<rayon::ThreadPool>>,
+    /// When the seed's periodic report was last printed.
+    display_timer: Instant,
+}
+
+impl<'a> Run<'a> {
+    /// Checks the settings and the directory, loads the data, starts fresh
+    /// or resumes, and writes `config.json`: nothing is written before every
+    /// check has passed.
+    fn open(args: &'a TrainArgs) -> Result<Self> {
+        validate(args)?;
+        let dir = RunDir::new(&args.save_dir);
+        dir.check(args.resume)?;
+        let (device, threads) = configure_device(args)?;
+        let data = RunData::load(args, device)?;
+        let state = if args.resume {
+            check_resumed_recipe(args, &dir)?;
+            RunState::resumed(args, &dir, device)?
+        } else {
+            RunState::fresh(args, device)
+        };
+        tracing::debug!("trainable variables:\n{}", state.network.variable_listing());
+        dir.create()?;
+        for removed in dir.remove_temporaries()? {
+            tracing::info!("removed {}, left by a killed run", removed.display());
+        }
+        write_config(args, &dir, (device, threads), &data, &state)?;
+        restart_records(&dir, state.epoch)?;
+        Ok(Self {
+            args,
+            dir,
+            device,
+            data,
+            state,
+            policy: CheckpointPolicy::new(args),
+            augmenter: Augmenter::new(args.augment.into(), args.seed),
+            pool: augmentation_pool(args.augment_threads)?,
+            display_timer: Instant::now(),
+        })
+    }
+
+    /// Trains the current epoch from where its state says, until its last
+    /// step or until `stop` is raised (checked after every step).
+    fn train_epoch(&mut self, stop: &AtomicBool) -> Result<EpochEnd> {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(EpochEnd::NotStarted);
+        }
+        let (epoch, n_steps) = (self.state.epoch, self.data.n_steps);
+        let first_step = self.state.trainer.step_in_epoch;
+        let plan = EpochPlan {
+            epoch,
+            order: Arc::new(streams::epoch_order(self.args.seed, epoch, self.data.train.len())),
+            batch_size: self.args.batch_size,
+            first_step,
+            n_steps,
+        };
+        let batches = EpochBatches::spawn(
+            self.data.train.clone(),
+            self.augmenter.clone(),
+            self.pool.clone(),
+            plan,
+            self.args.prefetch,
+        );
+        let label = format!("epoch {}/{}", epoch + 1, self.args.epochs);
+        let mut progress = EpochProgress::start(label, n_steps, first_step);
+        let seconds_before = self.state.trainer.epoch_seconds;
+        for batch in batches {
+            let batch = batch.with_context(|| format!("augmenting a batch of epoch {epoch}"))?;
+            self.step(&batch)?;
+            let trainer = &mut self.state.trainer;
+            let elapsed = progress.elapsed().as_secs_f64();
+            trainer.epoch_seconds = seconds_before + elapsed;
+            let images_per_second =
+                ((trainer.step_in_epoch - first_step) * self.args.batch_size as u64) as f64 / elapsed;
+            let mean_loss = trainer.epoch_loss_sum / trainer.step_in_epoch as f64;
+            progress.update(trainer.step_in_epoch, images_per_second, mean_loss);
+            if stop.load(Ordering::SeqCst) {
+                return Ok(EpochEnd::Interrupted);
+            }
+        }
+        ensure!(
+            self.state.trainer.step_in_epoch == n_steps,
+            "epoch {epoch} ended after {} of {n_steps} steps: the augmentation thread stopped",
+            self.state.trainer.step_in_epoch
+        );
+        Ok(EpochEnd::Completed)
+    }
+
+    /// One optimizer step on `batch`; a non-finite loss stops the run.
+    fn step(&mut self, batch: &Batch) -> Result<()> {
+        let side = model::network::IMAGE_SIDE;
+        let images = Tensor::from_slice(&batch.images).view([self.args.batch_size as i64, side, side]);
+        let labels = Tensor::from_slice(&batch.labels);
+        // Dropout's randomness depends on the step alone: resumable without libtorch's generator state.
+        tch::manual_seed(streams::torch_seed(self.args.seed, Purpose::Dropout, self.state.step));
+        let result = train_step(&self.state.network, &mut self.state.optimizer, &images, &labels)?;
+        if !result.loss.is_finite() {
+            bail!(
+                "the loss became {} at epoch {}, step {} of the epoch's {} (step {} of the run; all 0-based): \
+                 training diverged; try a lower --learning-rate",
+                result.loss,
+                self.state.epoch,
+                batch.step_in_epoch,
+                self.data.n_steps,
+                self.state.step
+            );
+        }
+        self.state.step += 1;
+        let trainer = &mut self.state.trainer;
+        trainer.step_in_epoch += 1;
+        trainer.epoch_loss_sum += result.loss;
+        trainer.epoch_n_correct += result.n_correct;
+        Ok(())
+    }
+
+    /// Saves the mid-epoch state to `last` and says how to resume.
+    fn save_interrupted(&self) -> Result<()> {
+        let meta = self.state.checkpoint_meta(self.args, self.state.epoch)?;
+        let path = self.dir.checkpoint(self.policy.on_interrupt());
+        checkpoint::save(&path, &self.state.network, &self.state.optimizer, &meta)?;
+        report(&format!(
+            "interrupted at epoch {} (0-based), step {} of {}: state saved to {}",
+            self.state.epoch,
+            self.state.trainer.step_in_epoch,
+            self.data.n_steps,
+            path.display()
+        ));
+        report(&format!("resume with: {}", resume_command()));
+        Ok(())
+    }
+
+    /// Evaluates the finished epoch, records it, and writes its checkpoints.
+    fn end_epoch(&mut self) -> Result<()> {
+        let epoch = self.state.epoch;
+        let evaluated = Instant::now();
+        let (train_evaluation, validation_evaluation) = self.evaluate_epoch()?;
+        let validation_accuracy = validation_evaluation.accuracy();
+        let improved = self.state.best.is_none_or(|(best, _)| validation_accuracy > best);
+        if improved {
+            self.state.best = Some((validation_accuracy, epoch));
+        }
+        let record = self.epoch_record(&train_evaluation, &validation_evaluation, evaluated);
+        run_dir::append_line(&self.dir.metrics_path(), &record)?;
+        self.print_epoch(&record);
+        self.state.trainer = TrainerState::epoch_start(self.args.seed);
+        self.state.epoch += 1;
+        self.save_epoch_checkpoints(epoch, improved)
+    }
+
+    /// Accuracy on this epoch's random sample of training images, and on the validation images.
+    fn evaluate_epoch(&self) -> Result<(Evaluation, Evaluation)> {
+        let args = self.args;
+        let sample =
+            streams::train_sample(args.seed, self.state.epoch, self.data.train.len(), args.train_accuracy_images);
+        let (sample_images, sample_labels) = data::split_tensors(&self.data.train, Some(&sample), self.device)?;
+        let network = &self.state.network;
+        let train = evaluate(network, &sample_images, &sample_labels, args.eval_batch_size)?;
+        let (validation_images, validation_labels) = &self.data.validation;
+        let validation = evaluate(network, validation_images, validation_labels, args.eval_batch_size)?;
+        Ok((train, validation))
+    }
+
+    /// The epoch's line of `metrics.jsonl`.
+    fn epoch_record(&self, train: &Evaluation, validation: &Evaluation, evaluated: Instant) -> Value {
+        let trainer = &self.state.trainer;
+        let n_steps = self.data.n_steps;
+        let n_images_trained = n_steps * self.args.batch_size as u64;
+        json!({
+            "epoch": self.state.epoch,
+            "loss": trainer.epoch_loss_sum / n_steps as f64,
+            "train_batch_accuracy": trainer.epoch_n_correct as f64 / n_images_trained as f64,
+            "train_accuracy": train.accuracy(),
+            "validation_accuracy": validation.accuracy(),
+            "validation_loss": validation.mean_loss(),
+            "validation_n_correct": validation.n_correct,
+            "best_epoch": self.state.best.map(|(_, best_epoch)| best_epoch),
+            "step": self.state.step,
+            "seconds": trainer.epoch_seconds + evaluated.elapsed().as_secs_f64(),
+            "train_seconds": trainer.epoch_seconds,
+            "images_per_second": n_images_trained as f64 / trainer.epoch_seconds,
+        })
+    }
+
+    /// The epoch in the log, and the seed's report every `--display-step` epochs.
+    fn print_epoch(&mut self, record: &Value) {
+        let number = |key: &str| record[key].as_f64().unwrap_or(f64::NAN);
+        let (epoch, epochs) = (self.state.epoch + 1, self.args.epochs);
+        let (loss, train_accuracy, validation_accuracy) =
+            (number("loss"), number("train_accuracy"), number("validation_accuracy"));
+        tracing::info!(
+            "epoch {epoch}/{epochs}: cost {loss:.6}, train accuracy {train_accuracy:.5}, validation accuracy \
+             {validation_accuracy:.5}, {:.1} s training, {:.0} images/s",
+            number("train_seconds"),
+            number("images_per_second")
+        );
+        if epoch % self.args.display_step == 0 {
+            report(&format!("time spent is {:.1} s", self.display_timer.elapsed().as_secs_f64()));
+            self.display_timer = Instant::now();
+            report(&format!("Epoch: {epoch:03}/{epochs:03} cost: {loss:.9}"));
+            report(&format!(" TRAIN ACCURACY: {train_accuracy:.5}"));
+            report(&format!(" VALIDATION ACCURACY: {validation_accuracy:.5}"));
+        }
+    }
+
+    /// Writes the checkpoints the policy names for the end of 0-based `epoch`.
+    fn save_epoch_checkpoints(&self, epoch: u64, improved: bool) -> Result<()> {
+        let meta = self.state.checkpoint_meta(self.args, self.state.epoch)?;
+        for file in self.policy.at_epoch_end(epoch, improved) {
+            let path = self.dir.checkpoint(file);
+            checkpoint::save(&path, &self.state.network, &self.state.optimizer, &meta)?;
+            match file {
+                CheckpointFile::Epoch(_) => {
+                    report(&format!(" [{}] SAVED.", path.display()));
+                    for removed in self.dir.prune(self.policy.keep)? {
+                        tracing::info!("removed {} (--keep {})", removed.display(), self.policy.keep);
+                    }
+                }
+                CheckpointFile::Best => {
+                    report(&console::red(&format!(" BEST EPOCH UPDATED!! [{epoch}] "), console::use_color()));
+                }
+                CheckpointFile::Last => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores the best checkpoint, tests it, and records the result.
+    fn finish(self) -> Result<()> {
+        report("OPTIMIZATION FINISHED");
+        let best_path = self.dir.best_checkpoint();
+        report(&format!("LOADING [{}]", best_path.display()));
+        let best = checkpoint::load(&best_path, self.device)?;
+        let (test_images, test_labels) = data::split_tensors(&self.data.test, None, self.device)?;
+        let test = evaluate(&best.network, &test_images, &test_labels, self.args.eval_batch_size)?;
+        report(&format!("TEST ACCURACY: {:.5}", test.accuracy()));
+        let record = json!({
+            "accuracy": test.accuracy(),
+            "n_correct": test.n_correct,
+            "n_images": test.n_images,
+            "loss": test.mean_loss(),
+            "checkpoint": run_dir::BEST_FILE,
+            "best_epoch": best.meta.best_validation_accuracy.map(|(_, epoch)| epoch),
+            "best_validation_accuracy": best.meta.best_validation_accuracy.map(|(accuracy, _)| accuracy),
+        });
+        run_dir::append_line(&self.dir.metrics_path(), &json!({ "test": record }))
+    }
+}
+
+/// Sets libtorch's threads and resolves the device; returns both.
+fn configure_device(args: &TrainArgs) -> Result<(Device, usize)> {
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    tch::set_num_threads(threads as i32);
+    let device = args.device.resolve()?;
+    tracing::info!("device: {}", model::device::describe(device));
+    Ok((device, threads))
+}
+
+/// A rayon pool for more than one augmentation thread; with one, the
+/// producer thread augments by itself (see `pipeline`).
+fn augmentation_pool(augment_threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>> {
+    if augment_threads <= 1 {
+        return Ok(None);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(augment_threads)
+        .thread_name(|index| format!("augment-{index}"))
+        .build()
+        .context("cannot start the augmentation threads")?;
+    Ok(Some(Arc::new(pool)))
+}
+
+/// Writes `config.json`: the program, the machine, the recipe, the settings
+/// (paths relative to the run or the repository) and the model's size.
+fn write_config(
+    args: &TrainArgs,
+    dir: &RunDir,
+    (device, threads): (Device, usize),
+    data: &RunData,
+    state: &RunState,
+) -> Result<()> {
+    let model_summary = model::Architecture::from(args.network).summary();
+    tracing::info!("{}", crate::summary::totals_line(&model_summary, args.batch_size as u64));
+    let places = Places { run: dir, command: std::env::args().collect() };
+    let config = json!({
+        "program": "trainer",
+        "version": env!("CARGO_PKG_VERSION"),
+        "tch": TCH_VERSION,
+        "libtorch": env!("LIBTORCH_VERSION"),
+        "device": model::device::describe(device),
+        "threads": threads,
+        "recipe": recipe::recipe(args),
+        "settings": recipe::portable_settings(args, &places)?,
+        "data": {
+            "dir": recipe::portable_path(&args.data.data_dir.join(args.data.dataset.dir_name()), dir.path()),
+            "n_train": data.train.len(),
+            "n_validation": data.validation.1.size()[0],
+            "n_test": data.test.len(),
+        },
+        "steps_per_epoch": data.n_steps,
+        "network_trainable_values": state.network.n_trainable_values(),
+        "model": crate::summary::totals_json(&model_summary, args.batch_size as u64),
+        "command": recipe::portable_command(&places),
+    });
+    run_dir::write_atomically(&dir.config_path(), serde_json::to_string_pretty(&config)?.as_bytes())
+}
+
+/// Keeps the records of the epochs a resumed run does not redo (all of
+/// them for a fresh run: none).
+fn restart_records(dir: &RunDir, first_epoch: u64) -> Result<()> {
+    let kept = run_dir::read_metrics_before(&dir.metrics_path(), first_epoch)?;
+    let text: String = kept.iter().map(|record| format!("{record}\n")).collect();
+    run_dir::write_atomically(&dir.metrics_path(), text.as_bytes())
+}
+
+/// The command that resumes this run: this one with `--resume`.
+fn resume_command() -> String {
+    let mut words: Vec<String> = std::env::args()
+        .map(|word| if word.contains(char::is_whitespace) { format!("'{word}'") } else { word })
+        .collect();
+    if !words.iter().any(|word| word == "--resume") {
+        words.push("--resume".to_owned());
+    }
+    words.join(" ")
+}
