@@ -6,8 +6,8 @@ SciPy rejects the 1-element array) on one core, and `cargo bench -p augment`
 (seed mode one image at a time on one thread, and the batch API on every
 core). Prints both rates and their ratio.
 
-    python3 -m venv /tmp/golden && /tmp/golden/bin/pip install scipy numpy
-    /tmp/golden/bin/python scripts/augment_vs_scipy.py [--n-images 2000]
+    python3 -m venv target/venv-golden && target/venv-golden/bin/pip install scipy numpy
+    target/venv-golden/bin/python scripts/augment_vs_scipy.py [--n-images 2000]
 """
 import argparse
 import gzip

@@ -8,8 +8,8 @@ training images each epoch, Adam (lr 0.001), batch norm without scale
 prints one JSON line per epoch (seconds, average cost, augmentation seconds)
 and, at the end, the validation accuracy over all 5,000 validation images.
 
-    python3 -m venv /tmp/baseline && /tmp/baseline/bin/pip install torch==2.11.0 scipy numpy
-    /tmp/baseline/bin/python scripts/seed_pytorch_baseline.py --epochs 1 [--limit-train 5000] [--threads 2]
+    python3 -m venv target/venv-baseline && target/venv-baseline/bin/pip install torch==2.11.0 scipy numpy
+    target/venv-baseline/bin/python scripts/seed_pytorch_baseline.py --epochs 1 [--limit-train 5000] [--threads 2]
 
 The trainer issue compares its seconds per epoch against this script's.
 """

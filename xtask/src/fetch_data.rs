@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 /// No MNIST-class file comes near this; a server sending more is not serving one.
 const MAX_DOWNLOAD_BYTES: u64 = 256 << 20;
 
+/// Arguments of `cargo xtask fetch-data`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Which data set to verify and fetch.
@@ -214,6 +215,7 @@ fn restore(agent: &ureq::Agent, mirrors: &[Mirror], expected: &Expected, dest: &
     bail!("every mirror failed:\n    {}", failures.join("\n    "))
 }
 
+/// Verifies the data set's files against `SHA256SUMS` and fetches the missing or bad ones.
 pub fn run(root: &Path, args: &Args) -> Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(|| root.join("data")).join(args.dataset.dir_name());
     let expected_files = parse_sha256sums(args.dataset.sha256sums())?;

@@ -26,6 +26,7 @@ spec = u.find_spec('torch')\n\
 print(m.version('torch') if spec else '')\n\
 print(spec.submodule_search_locations[0] if spec else '')";
 
+/// Arguments of `cargo xtask setup`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Install the CPU-only libtorch (1.3 GB instead of 4.6 GB): torch without its CUDA libraries.
@@ -47,6 +48,7 @@ fn flavour(cpu_only: bool) -> &'static str {
     if cpu_only { "cpu-only" } else { "cuda" }
 }
 
+/// Installs libtorch (and the Python tools, and Chromium with `--browser`) and links it for the build.
 pub fn run(root: &Path, args: &Args) -> Result<()> {
     if args.browser {
         install_browser()?;

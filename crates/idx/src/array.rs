@@ -130,6 +130,7 @@ pub trait IdxElement: Copy + sealed::Sealed + 'static {
 }
 
 mod sealed {
+    /// Keeps [`super::IdxElement`] implemented by this crate's six types only.
     pub trait Sealed {}
 }
 

@@ -139,20 +139,20 @@ pub struct Network {
 
 /// Index of each tensor in [`Architecture::tensor_specs`] order.
 mod idx {
-    pub const CONV1_W: usize = 0;
-    pub const BN1_BETA: usize = 1;
-    pub const CONV2_W: usize = 2;
-    pub const BN2_BETA: usize = 3;
-    pub const FC4_W: usize = 4;
-    pub const BN4_BETA: usize = 5;
-    pub const FCO_W: usize = 6;
-    pub const FCO_B: usize = 7;
-    pub const BN1_MEAN: usize = 8;
-    pub const BN1_VAR: usize = 9;
-    pub const BN2_MEAN: usize = 10;
-    pub const BN2_VAR: usize = 11;
-    pub const BN4_MEAN: usize = 12;
-    pub const BN4_VAR: usize = 13;
+    pub(super) const CONV1_W: usize = 0;
+    pub(super) const BN1_BETA: usize = 1;
+    pub(super) const CONV2_W: usize = 2;
+    pub(super) const BN2_BETA: usize = 3;
+    pub(super) const FC4_W: usize = 4;
+    pub(super) const BN4_BETA: usize = 5;
+    pub(super) const FCO_W: usize = 6;
+    pub(super) const FCO_B: usize = 7;
+    pub(super) const BN1_MEAN: usize = 8;
+    pub(super) const BN1_VAR: usize = 9;
+    pub(super) const BN2_MEAN: usize = 10;
+    pub(super) const BN2_VAR: usize = 11;
+    pub(super) const BN4_MEAN: usize = 12;
+    pub(super) const BN4_VAR: usize = 13;
 }
 
 /// Samples a truncated normal: values beyond two standard deviations are

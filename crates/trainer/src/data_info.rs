@@ -18,6 +18,7 @@ fn split_json(split: &Split) -> serde_json::Value {
     })
 }
 
+/// Prints what the data set holds, split by split (as a table, or JSON with `--json`).
 pub fn run(args: &DataInfoArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let start = std::time::Instant::now();

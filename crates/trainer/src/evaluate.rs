@@ -39,6 +39,7 @@ fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
     })
 }
 
+/// Evaluates a checkpoint on a split or on IDX files and prints the accuracy, per class too.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
     ensure!(args.batch_size > 0, "--batch-size must be at least 1, found 0");
     let device = args.device.resolve()?;

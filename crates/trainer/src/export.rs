@@ -89,6 +89,7 @@ fn export_onnx(args: &ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Writes a checkpoint's network as TorchScript or ONNX.
 pub fn run(args: &ExportArgs) -> Result<()> {
     match args.format {
         ExportFormat::Torchscript => export_torchscript(args)?,

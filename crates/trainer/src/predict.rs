@@ -192,6 +192,7 @@ fn load_checkpoint(args: &PredictArgs) -> Result<(PathBuf, Checkpoint)> {
     Ok((path, loaded))
 }
 
+/// Classifies the given images and prints the answers (a table or JSON lines).
 pub fn run(args: &PredictArgs) -> Result<()> {
     ensure!(args.batch_size > 0, "--batch-size must be at least 1, found 0");
     let (_, loaded) = load_checkpoint(args)?;

@@ -211,6 +211,7 @@ fn checkpoint_figures(args: &ReportArgs, best: &Path, out: &Path, page: &mut Pag
     Ok(written)
 }
 
+/// Draws a run directory's figures and page.
 pub fn run(args: &ReportArgs) -> Result<()> {
     let run = RunDir::new(&args.save_dir);
     let records = load_records(&run, &args.save_dir)?;

@@ -68,6 +68,7 @@ impl Backend for TchBackend {
     }
 }
 
+/// Serves the web app until the process is stopped.
 pub fn run(args: &ServeArgs) -> Result<()> {
     ensure!(args.max_batch > 0, "--max-batch must be at least 1, found 0");
     ensure!(args.queue > 0, "--queue must be at least 1, found 0");

@@ -94,6 +94,7 @@ fn table(summary: &ModelSummary, batch_size: u64) -> String {
     lines.join("\n")
 }
 
+/// Prints the layer table of a network (of a checkpoint, or as `--network` builds it).
 pub fn run(args: &SummaryArgs) -> Result<()> {
     let summary = Architecture::from(args.network).summary();
     if args.json {

@@ -2,8 +2,8 @@
 
 Generated with Python 3.11, SciPy 1.17.1 and NumPy 2.4.6:
 
-    python3 -m venv /tmp/golden && /tmp/golden/bin/pip install scipy==1.17.1 numpy==2.4.6
-    cd crates/augment/tests/data && /tmp/golden/bin/python make_golden.py
+    python3 -m venv target/venv-golden && target/venv-golden/bin/pip install scipy==1.17.1 numpy==2.4.6
+    cd crates/augment/tests/data && ../../../../target/venv-golden/bin/python make_golden.py
 
 The Rust tests only read the files written here (gzip IDX); Python is needed
 to regenerate them, never to run the tests. Every case is one input image, its

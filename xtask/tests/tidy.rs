@@ -1,0 +1,298 @@
+//! The repository's conventions, checked so they cannot drift (in the
+//! manner of rust-analyzer's `tidy`): the crate dependency rules of
+//! `docs/ARCHITECTURE.md`, one declaration per third-party crate, the libtorch
+//! pairing, documented public items, no machine's absolute paths in committed
+//! files, and the README's test line equal to CI's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
+/// `cargo metadata` of the workspace (without resolving: offline and fast).
+fn metadata() -> Value {
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(repository())
+        .output()
+        .expect("cannot run cargo metadata");
+    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("cargo metadata printed no JSON")
+}
+
+/// Each workspace package's normal (not dev, not build) dependencies.
+fn normal_dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let metadata = metadata();
+    let mut packages = BTreeMap::new();
+    for package in metadata["packages"].as_array().unwrap() {
+        let dependencies = package["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|dependency| dependency["kind"].is_null())
+            .map(|dependency| dependency["name"].as_str().unwrap().to_owned())
+            .collect();
+        packages.insert(package["name"].as_str().unwrap().to_owned(), dependencies);
+    }
+    packages
+}
+
+#[test]
+fn crates_depend_only_as_the_architecture_allows() {
+    let packages = normal_dependencies();
+    let workspace: BTreeSet<String> = packages.keys().cloned().collect();
+    let ours = |name: &str| -> BTreeSet<String> {
+        packages[name].iter().filter(|dependency| workspace.contains(*dependency)).cloned().collect()
+    };
+    let set = |names: &[&str]| -> BTreeSet<String> { names.iter().map(|name| name.to_string()).collect() };
+    // The layers of docs/ARCHITECTURE.md: each crate's workspace dependencies, exactly.
+    let allowed: &[(&str, &[&str])] = &[
+        ("idx", &[]),
+        ("augment", &[]),
+        ("libtorch-link", &[]),
+        ("model", &[]),
+        ("preprocess", &["augment"]),
+        ("report", &[]),
+        ("serve", &["preprocess"]),
+        ("xtask", &[]),
+        ("trainer", &["augment", "idx", "model", "preprocess", "report", "serve"]),
+    ];
+    for (name, expected) in allowed {
+        assert_eq!(ours(name), set(expected), "{name}'s workspace dependencies differ from docs/ARCHITECTURE.md");
+    }
+    assert_eq!(
+        workspace,
+        allowed.iter().map(|(name, _)| name.to_string()).collect(),
+        "a crate is missing from the dependency rules (add it here and to docs/ARCHITECTURE.md)"
+    );
+    // Only model and the binaries touch libtorch; libraries report typed errors, binaries use anyhow.
+    for (name, dependencies) in &packages {
+        let binary = ["trainer", "xtask"].contains(&name.as_str());
+        if !["model", "trainer"].contains(&name.as_str()) {
+            assert!(!dependencies.contains("tch") && !dependencies.contains("torch-sys"), "{name} depends on libtorch");
+        }
+        assert!(
+            binary || !dependencies.contains("anyhow"),
+            "{name}: a library's errors are typed (thiserror); anyhow is for binaries"
+        );
+    }
+}
+
+#[test]
+fn every_dependency_is_declared_once_in_the_workspace() {
+    for manifest in manifests() {
+        let text = read(&manifest);
+        let mut section = String::new();
+        for line in text.lines() {
+            if line.starts_with('[') {
+                section = line.to_owned();
+                continue;
+            }
+            let is_dependency_section = section.ends_with("dependencies]");
+            let line = line.trim();
+            if !is_dependency_section || line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            assert!(
+                line.ends_with(".workspace = true") || line.contains("workspace = true"),
+                "{}: `{line}` in {section} must be `name.workspace = true`, declared once in the root Cargo.toml",
+                manifest.display()
+            );
+        }
+    }
+}
+
+fn manifests() -> Vec<PathBuf> {
+    let mut manifests = vec![repository().join("xtask/Cargo.toml")];
+    for entry in std::fs::read_dir(repository().join("crates")).unwrap().flatten() {
+        let manifest = entry.path().join("Cargo.toml");
+        if manifest.exists() {
+            manifests.push(manifest);
+        }
+    }
+    manifests
+}
+
+/// The value of `const NAME: &str = "...";` in `text`.
+fn string_constant(text: &str, name: &str) -> Option<String> {
+    let line = text.lines().find(|line| line.contains(&format!("const {name}: &str = ")))?;
+    Some(line.split('"').nth(1)?.to_owned())
+}
+
+#[test]
+fn the_tch_pin_and_the_installed_libtorch_agree() {
+    let root = read(&repository().join("Cargo.toml"));
+    let pin = |name: &str| {
+        let line = root.lines().find(|line| line.starts_with(&format!("{name} = \"="))).unwrap_or_else(|| {
+            panic!("the root Cargo.toml must pin {name} exactly (`{name} = \"=x.y.z\"`): the libtorch pairing depends on it")
+        });
+        line.split('"').nth(1).unwrap().trim_start_matches('=').to_owned()
+    };
+    let (tch, torch_sys) = (pin("tch"), pin("torch-sys"));
+    assert_eq!(tch, torch_sys, "tch and torch-sys must be pinned to one version");
+    let recorded = string_constant(&read(&repository().join("crates/trainer/src/train/recipe.rs")), "TCH_VERSION");
+    assert_eq!(
+        recorded.as_deref(),
+        Some(tch.as_str()),
+        "the trainer records another tch version than it is built with"
+    );
+
+    // The libtorch torch-sys expects (its build script states it) is the one `cargo xtask setup` installs.
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(repository())
+        .output()
+        .expect("cannot run cargo metadata");
+    let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo metadata printed no JSON");
+    let torch_sys_manifest = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|package| package["name"] == "torch-sys" && package["version"] == torch_sys.as_str())
+        .and_then(|package| package["manifest_path"].as_str())
+        .expect("torch-sys is not in the dependency graph");
+    let build_script = Path::new(torch_sys_manifest).with_file_name("build.rs");
+    let expected = string_constant(&read(&build_script), "TORCH_VERSION").expect("torch-sys states no TORCH_VERSION");
+    let installed = string_constant(&read(&repository().join("xtask/src/setup.rs")), "TORCH_VERSION");
+    assert_eq!(installed, Some(expected), "`cargo xtask setup` installs another torch than tch {tch} was made for");
+}
+
+/// Every `.rs` file of the crates' and xtask's `src/`.
+fn sources() -> Vec<PathBuf> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repository().join("xtask/src"), &mut files);
+    for entry in std::fs::read_dir(repository().join("crates")).unwrap().flatten() {
+        if entry.path().join("src").is_dir() {
+            walk(&entry.path().join("src"), &mut files);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The undocumented `pub` items of one source file, as `file:line: text`.
+fn undocumented_public_items(path: &Path) -> Vec<String> {
+    let text = read(path);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut missing = Vec::new();
+    let mut in_tests = false;
+    for (index, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]") {
+            in_tests = true;
+        }
+        if in_tests {
+            continue;
+        }
+        let is_item =
+            ["fn ", "struct ", "enum ", "trait ", "const ", "static ", "type ", "mod ", "async fn ", "unsafe fn "]
+                .iter()
+                .any(|kind| trimmed.starts_with(&format!("pub {kind}")));
+        let is_field = trimmed.starts_with("pub ") && !is_item && trimmed.contains(": ") && trimmed.ends_with(',');
+        if !is_item && !is_field {
+            continue;
+        }
+        // A `pub mod name;` is documented by the `//!` at the top of its own file.
+        if trimmed.starts_with("pub mod ") && trimmed.ends_with(';') {
+            continue;
+        }
+        let mut above = index;
+        let documented = loop {
+            if above == 0 {
+                break false;
+            }
+            above -= 1;
+            let previous = lines[above].trim_start();
+            if previous.starts_with("#[") || previous.starts_with("#![") || previous.ends_with(")]") {
+                continue;
+            }
+            break previous.starts_with("///");
+        };
+        if !documented {
+            missing.push(format!("{}:{}: {}", path.display(), index + 1, trimmed));
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_public_item_is_documented() {
+    let missing: Vec<String> = sources().iter().flat_map(|path| undocumented_public_items(path)).collect();
+    assert!(missing.is_empty(), "public items without a doc comment:\n{}", missing.join("\n"));
+}
+
+/// Committed files, as git lists them.
+fn committed_files() -> Vec<PathBuf> {
+    let output = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(repository())
+        .output()
+        .expect("the tidy test needs git (to list the committed files)");
+    assert!(output.status.success(), "git ls-files failed: {}", String::from_utf8_lossy(&output.stderr));
+    output
+        .stdout
+        .split(|&byte| byte == 0)
+        .filter(|name| !name.is_empty())
+        .map(|name| repository().join(String::from_utf8_lossy(name).as_ref()))
+        .collect()
+}
+
+#[test]
+fn committed_files_hold_no_absolute_path_of_a_machine() {
+    // Where checkouts, homes and scratch runs live on the machines this project is built on.
+    let machine_roots = ["/work/", "/home/", "/root/", "/Users/", "/tmp/"];
+    let this_file = repository().join("xtask/tests/tidy.rs");
+    let mut found = Vec::new();
+    for path in committed_files() {
+        if path == this_file || path.extension().is_some_and(|extension| extension == "lock") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        for (index, line) in text.lines().enumerate() {
+            for root in machine_roots {
+                // A root after a quote or a space or at the start of a line is a path, not part of a URL.
+                let as_path = [format!("\"{root}"), format!(" {root}"), format!("'{root}"), format!("={root}")];
+                if line.starts_with(root) || as_path.iter().any(|pattern| line.contains(pattern.as_str())) {
+                    let shown: String = line.trim().chars().take(160).collect();
+                    found.push(format!("{}:{}: {shown}", path.display(), index + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "absolute paths of a machine in committed files:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_readme_test_line_is_what_ci_runs() {
+    let ci = read(&repository().join(".ci/run"));
+    let test_line = ci
+        .lines()
+        .find_map(|line| line.strip_prefix("TEST_LINE='").and_then(|rest| rest.strip_suffix('\'')))
+        .expect(".ci/run states its TEST_LINE");
+    let last_command = ci.lines().rev().find(|line| !line.trim().is_empty() && !line.starts_with('#')).unwrap();
+    assert_eq!(last_command.trim(), test_line, ".ci/run must run its TEST_LINE, nothing else");
+    let readme = read(&repository().join("README.md"));
+    assert!(
+        readme.lines().any(|line| line.trim() == test_line),
+        "README.md must show the test line CI runs, on a line of its own: {test_line}"
+    );
+}
