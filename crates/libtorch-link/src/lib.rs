@@ -25,8 +25,11 @@ pub struct LinkPlan {
     pub lib_dir: PathBuf,
     /// Whether to force-link `torch_cuda`.
     pub link_cuda: bool,
-    /// Why `link_cuda` has its value, for the build log.
+    /// Why `link_cuda` has its value.
     pub reason: String,
+    /// Whether the choice would surprise someone reading the build: set by
+    /// hand, or a libtorch that ships `libtorch_cuda.so` left unlinked.
+    pub surprising: bool,
     /// libtorch's version as its files state it (`2.11.0+cu130`), if they do.
     pub version: Option<String>,
 }
@@ -35,12 +38,15 @@ impl LinkPlan {
     /// Decides how to link against the libtorch in `lib_dir`. `cuda_override`
     /// is the value of [`LINK_CUDA_VARIABLE`], if set.
     pub fn new(lib_dir: &Path, cuda_override: Option<&str>) -> Self {
-        let (link_cuda, reason) = match cuda_override.map(str::trim) {
-            Some("1") => (true, format!("{LINK_CUDA_VARIABLE}=1")),
-            Some("0") => (false, format!("{LINK_CUDA_VARIABLE}=0")),
-            _ => detect_cuda(lib_dir),
+        let (link_cuda, reason, surprising) = match cuda_override.map(str::trim) {
+            Some("1") => (true, format!("{LINK_CUDA_VARIABLE}=1"), true),
+            Some("0") => (false, format!("{LINK_CUDA_VARIABLE}=0"), true),
+            _ => {
+                let (link_cuda, reason) = detect_cuda(lib_dir);
+                (link_cuda, reason, !link_cuda && lib_dir.join("libtorch_cuda.so").exists())
+            }
         };
-        Self { lib_dir: lib_dir.to_path_buf(), link_cuda, reason, version: libtorch_version(lib_dir) }
+        Self { lib_dir: lib_dir.to_path_buf(), link_cuda, reason, surprising, version: libtorch_version(lib_dir) }
     }
 
     /// The `cargo:` lines for a build script.
@@ -53,6 +59,11 @@ impl LinkPlan {
             // Programs record the libtorch they were built against (`env!("LIBTORCH_VERSION")`).
             format!("cargo:rustc-env=LIBTORCH_VERSION={}", self.version.as_deref().unwrap_or("unknown")),
         ];
+        // Only a surprising choice is worth a warning in every build's output.
+        if self.surprising {
+            let linked = if self.link_cuda { "linking" } else { "not linking" };
+            lines.push(format!("cargo:warning=libtorch-link: {linked} CUDA: {}", self.reason));
+        }
         if self.link_cuda {
             lines.extend(
                 ["-Wl,--no-as-needed", "-ltorch_cuda", "-ltorch", "-Wl,--as-needed"]
@@ -156,12 +167,17 @@ mod tests {
         let lib_dir = root.path().join("site-packages/torch/lib");
         touch(&lib_dir.join("libtorch_cuda.so"));
         touch(&root.path().join("site-packages/nvidia/cu13/lib/libcudart.so.13"));
-        assert!(!LinkPlan::new(&lib_dir, None).link_cuda);
+        let cpu_only = LinkPlan::new(&lib_dir, None);
+        assert!(!cpu_only.link_cuda);
+        // libtorch_cuda.so present but left out: said in the build output.
+        let warning = cpu_only.cargo_lines().into_iter().find(|line| line.starts_with("cargo:warning=")).unwrap();
+        assert!(warning.contains("not linking CUDA") && warning.contains("without cuBLAS"), "{warning}");
 
         touch(&root.path().join("site-packages/nvidia/cu13/lib/libcublas.so.13"));
         let plan = LinkPlan::new(&lib_dir, None);
         assert!(plan.link_cuda, "{}", plan.reason);
         let lines = plan.cargo_lines();
+        assert!(!lines.iter().any(|line| line.starts_with("cargo:warning=")), "{lines:?}");
         let no_as_needed = lines.iter().position(|line| line.ends_with("-Wl,--no-as-needed")).unwrap();
         let torch_cuda = lines.iter().position(|line| line.ends_with("-ltorch_cuda")).unwrap();
         assert!(no_as_needed < torch_cuda, "{lines:?}");
@@ -174,6 +190,8 @@ mod tests {
         touch(&lib_dir.join("libtorch_cuda.so"));
         assert!(LinkPlan::new(&lib_dir, None).link_cuda);
         assert!(!LinkPlan::new(&lib_dir, Some("0")).link_cuda);
+        let forced = LinkPlan::new(&lib_dir, Some("0")).cargo_lines();
+        assert!(forced.contains(&"cargo:warning=libtorch-link: not linking CUDA: LIBTORCH_LINK_CUDA=0".to_owned()));
         assert!(LinkPlan::new(&root.path().join("empty"), Some("1")).link_cuda);
     }
 

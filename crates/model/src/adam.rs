@@ -1,9 +1,8 @@
 //! Adam written over tensors, so that its whole state is ours to save and
 //! restore (tch's built-in optimizers cannot save theirs: tch-rs #360). The
-//! update is `torch.optim.Adam`'s formula, computed in place: the temporaries
-//! of a naive version (six per parameter per step, 13 MB each for `fc4`)
-//! doubled its cost; measured on 2 cores, 13 ms per step like PyTorch's own
-//! single-tensor Adam instead of 30 ms.
+//! update is `torch.optim.Adam`'s formula, computed in place with one scratch
+//! buffer per parameter, so a step allocates nothing (what that saved is in
+//! `docs/PERFORMANCE.md`).
 
 use tch::Tensor;
 
