@@ -80,3 +80,22 @@ fn a_diverging_loss_stops_the_run_naming_epoch_and_step() {
     assert!(stderr.contains("the loss became NaN at epoch 0, step "), "{stderr}");
     assert!(stderr.contains("try a lower --learning-rate"), "{stderr}");
 }
+
+#[test]
+fn training_refuses_images_that_are_not_28x28_as_evaluate_does() {
+    use idx::mnist::FILE_NAMES;
+    use idx::{Compression, IdxArray, write_idx};
+    // 14x56 has 784 pixels, as 28x28 does: it once trained silently, scrambled.
+    let data = tempfile::tempdir().unwrap();
+    let mnist = data.path().join("mnist");
+    std::fs::create_dir(&mnist).unwrap();
+    let images = |n: usize| IdxArray::from_array(ndarray::Array3::<u8>::from_elem((n, 14, 56), 200));
+    let labels = |n: usize| IdxArray::from_array(ndarray::Array1::from_shape_fn(n, |i| (i % 10) as u8));
+    write_idx(mnist.join(FILE_NAMES[0]), &images(120), Compression::Gzip).unwrap();
+    write_idx(mnist.join(FILE_NAMES[1]), &labels(120), Compression::Gzip).unwrap();
+    write_idx(mnist.join(FILE_NAMES[2]), &images(20), Compression::Gzip).unwrap();
+    write_idx(mnist.join(FILE_NAMES[3]), &labels(20), Compression::Gzip).unwrap();
+    let data_dir = data.path().display().to_string();
+    let stderr = refused(&["--data-dir", &data_dir, "--validation-size", "20"]);
+    assert!(stderr.contains("mnist train: images are 14x56, the network takes 28x28"), "{stderr}");
+}

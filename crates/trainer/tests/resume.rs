@@ -122,7 +122,8 @@ fn kill_9_at_any_moment_leaves_every_checkpoint_loadable_and_the_run_resumable()
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".part"))
+        // atomic-write-file's temporary files are `.NAME.XXXXXX`.
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
