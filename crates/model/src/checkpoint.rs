@@ -97,10 +97,52 @@ pub fn save(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointM
     written.map_err(|error| ModelError::Io { file, operation: "cannot write", error })
 }
 
+/// Every tensor of a checkpoint with its name: the network's, then the
+/// optimizer's moments of each trainable tensor.
+fn named_state<'a>(network: &'a Network, optimizer: &'a Adam) -> Vec<(String, &'a Tensor)> {
+    let mut state: Vec<(String, &Tensor)> =
+        network.named_tensors().into_iter().map(|(spec, tensor)| (spec.name.to_owned(), tensor)).collect();
+    let trainable = network.named_tensors().into_iter().filter(|(spec, _)| spec.role.is_trainable());
+    for (((spec, _), exp_avg), exp_avg_sq) in trainable.zip(optimizer.exp_avg()).zip(optimizer.exp_avg_sq()) {
+        state.push((format!("optimizer.exp_avg.{}", spec.name), exp_avg));
+        state.push((format!("optimizer.exp_avg_sq.{}", spec.name), exp_avg_sq));
+    }
+    state
+}
+
+/// Checks that every weight, moving average and optimizer moment is finite,
+/// with one reduction on the device and one read by the host (a second only
+/// to name the culprit); [`ModelError::NonFinite`] names the first tensor that is not.
+pub fn check_finite(network: &Network, optimizer: &Adam) -> Result<(), ModelError> {
+    let state = named_state(network, optimizer);
+    let all_finite = tch::no_grad(|| {
+        let flags: Vec<Tensor> = state
+            .iter()
+            .map(|(_, tensor)| tensor.f_isfinite().and_then(|finite| finite.f_all()))
+            .collect::<Result<_, _>>()?;
+        Tensor::f_stack(&flags, 0)?.f_all()?.f_int64_value(&[])
+    })
+    .map_err(ModelError::libtorch("checking the state is finite"))?;
+    if all_finite == 1 {
+        return Ok(());
+    }
+    for (name, tensor) in &state {
+        let finite = tch::no_grad(|| tensor.f_isfinite()?.f_all()?.f_int64_value(&[]))
+            .map_err(ModelError::libtorch("checking the state is finite"))?;
+        if finite == 0 {
+            return Err(ModelError::NonFinite { tensor: name.clone() });
+        }
+    }
+    Ok(())
+}
+
 /// The bytes of a checkpoint file (safetensors) for the network, its
 /// optimizer and `meta`; `file` names the destination in errors. For callers
-/// that write the file their own way (the trainer's run directory).
+/// that write the file their own way (the trainer's run directory). Refuses
+/// a state that is not finite ([`check_finite`]): such a file could only
+/// spread the damage.
 pub fn encode(network: &Network, optimizer: &Adam, meta: &CheckpointMeta, file: &str) -> Result<Vec<u8>, ModelError> {
+    check_finite(network, optimizer)?;
     let file = file.to_owned();
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (spec, tensor) in network.named_tensors() {
@@ -182,7 +224,11 @@ fn parse_header(file: &str, metadata: &HashMap<String, String>) -> Result<Header
         field(key)?.parse().map_err(|_| bad(format!("metadata `{key}` is not a whole number")))
     };
     let parse_f64 = |key: &str| -> Result<f64, ModelError> {
-        field(key)?.parse().map_err(|_| bad(format!("metadata `{key}` is not a number")))
+        let value: f64 = field(key)?.parse().map_err(|_| bad(format!("metadata `{key}` is not a number")))?;
+        if !value.is_finite() {
+            return Err(bad(format!("metadata `{key}` is {value}, expected a finite number")));
+        }
+        Ok(value)
     };
     let architecture: Architecture = field("architecture")?.parse().map_err(bad)?;
     let adam = AdamConfig {
@@ -202,7 +248,20 @@ fn parse_header(file: &str, metadata: &HashMap<String, String>) -> Result<Header
         trainer_state: field("trainer_state")?.clone(),
         dataset: parse_dataset(metadata).map_err(bad)?,
     };
-    Ok(Header { architecture, adam, optimizer_step: parse_u64("optimizer.step")?, meta })
+    let optimizer_step = parse_u64("optimizer.step")?;
+    // Adam raises its betas to the step count as an `i32`.
+    if optimizer_step > i32::MAX as u64 {
+        return Err(bad(format!(
+            "metadata `optimizer.step` is {optimizer_step}, more than Adam counts ({})",
+            i32::MAX
+        )));
+    }
+    if let Some((accuracy, _)) = meta.best_validation_accuracy
+        && !(0.0..=1.0).contains(&accuracy)
+    {
+        return Err(bad(format!("metadata `best_validation_accuracy` is {accuracy}, expected a value in [0, 1]")));
+    }
+    Ok(Header { architecture, adam, optimizer_step, meta })
 }
 
 /// The `dataset` and `class_names` metadata; both absent means MNIST.

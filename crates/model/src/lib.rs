@@ -81,6 +81,12 @@ pub enum ModelError {
         /// Parameters given.
         found: usize,
     },
+    /// A tensor holds NaN or infinity where the state must be finite.
+    #[error("tensor `{tensor}` holds NaN or infinite values")]
+    NonFinite {
+        /// The tensor's name (`fc4.weight`, `optimizer.exp_avg_sq.fc4.weight`, ...).
+        tensor: String,
+    },
     /// A libtorch operation failed: out of memory on a device, for example.
     #[error("libtorch: {operation}: {error}")]
     Libtorch {

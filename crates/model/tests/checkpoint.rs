@@ -244,3 +244,55 @@ fn the_data_set_is_recorded_and_older_files_read_as_mnist() {
     let message = checkpoint::load(&short, Device::Cpu).unwrap_err().to_string();
     assert!(message.contains("short.safetensors") && message.contains("`class_names` has 2 names"), "{message}");
 }
+
+#[test]
+fn metadata_numbers_must_be_finite_and_counters_in_range() {
+    let _rng = rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (network, adam) = trained(Architecture::Intended, 0);
+    let path = dir.path().join("good.safetensors");
+    checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+    let cases: [(&str, &str, &str); 5] = [
+        ("optimizer.learning_rate", "NaN", "metadata `optimizer.learning_rate` is NaN, expected a finite number"),
+        ("optimizer.beta2", "inf", "metadata `optimizer.beta2` is inf, expected a finite number"),
+        ("best_validation_accuracy", "-inf", "metadata `best_validation_accuracy` is -inf"),
+        ("best_validation_accuracy", "1.5", "`best_validation_accuracy` is 1.5, expected a value in [0, 1]"),
+        ("optimizer.step", "4294967296", "metadata `optimizer.step` is 4294967296, more than Adam counts"),
+    ];
+    for (key, value, expected) in cases {
+        let bad = dir.path().join(format!("bad-{key}-{value}.safetensors"));
+        with_metadata(&path, &bad, |metadata| {
+            metadata.insert(key.into(), value.into());
+            metadata.entry("best_epoch".into()).or_insert_with(|| "0".into());
+        });
+        for message in [
+            checkpoint::read_meta(&bad).unwrap_err().to_string(),
+            checkpoint::load(&bad, Device::Cpu).unwrap_err().to_string(),
+        ] {
+            assert!(message.contains(&bad.display().to_string()) && message.contains(expected), "{message}");
+        }
+    }
+}
+
+#[test]
+fn a_state_that_is_not_finite_is_never_saved() {
+    let _rng = rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (network, adam) = trained(Architecture::Intended, 2);
+    checkpoint::check_finite(&network, &adam).unwrap();
+    let fc4 = network.named_tensors().into_iter().find(|(spec, _)| spec.name == "fc4.weight").unwrap().1;
+    tch::no_grad(|| {
+        let _ = fc4.shallow_clone().narrow(0, 3, 1).fill_(f64::NAN);
+    });
+    let path = dir.path().join("never.safetensors");
+    let error = checkpoint::save(&path, &network, &adam, &meta()).unwrap_err();
+    assert!(matches!(&error, model::ModelError::NonFinite { tensor } if tensor == "fc4.weight"), "{error}");
+    assert!(!path.exists(), "a non-finite state was written");
+
+    let (network, adam) = trained(Architecture::Intended, 2);
+    tch::no_grad(|| {
+        let _ = adam.exp_avg_sq()[2].shallow_clone().narrow(0, 0, 1).fill_(f64::INFINITY);
+    });
+    let error = checkpoint::check_finite(&network, &adam).unwrap_err();
+    assert_eq!(error.to_string(), "tensor `optimizer.exp_avg_sq.conv2.weight` holds NaN or infinite values");
+}
