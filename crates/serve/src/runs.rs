@@ -63,6 +63,8 @@ pub fn read_records(run: &Path, layout: &RunLayout) -> Records {
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         match serde_json::from_str::<Value>(line) {
             Ok(record) if record.get("test").is_some() => records.test = record.get("test").cloned(),
+            // A learning-rate change made on resume: a record, not an epoch.
+            Ok(record) if record.get("recipe_change").is_some() => {}
             Ok(record) if record.get("epoch").and_then(Value::as_u64).is_some() => records.epochs.push(record),
             _ => records.skipped_lines += 1,
         }

@@ -198,12 +198,29 @@ pub struct TrainArgs {
     /// Random un-augmented training images whose accuracy is reported each epoch.
     #[arg(long, default_value_t = 500)]
     pub train_accuracy_images: usize,
-    /// Continue the run in --save-dir from its newest checkpoint.
+    /// Continue the run in --save-dir from its newest checkpoint that loads
+    /// (from the start if it has none yet).
     #[arg(long)]
     pub resume: bool,
+    /// Continue the run in --save-dir from this checkpoint (implies --resume).
+    #[arg(long, value_name = "FILE")]
+    pub resume_from: Option<PathBuf>,
+    /// On resume, train on with this learning rate (recorded in config.json and metrics.jsonl).
+    #[arg(long, value_name = "RATE")]
+    pub override_learning_rate: Option<f64>,
+    /// Resume even though the run's config.json is missing (its recipe cannot be checked).
+    #[arg(long)]
+    pub force: bool,
     /// Train on the first N training images only (quick runs).
     #[arg(long)]
     pub train_images: Option<usize>,
+}
+
+impl TrainArgs {
+    /// Whether this command continues a run (`--resume` or `--resume-from`).
+    pub fn resuming(&self) -> bool {
+        self.resume || self.resume_from.is_some()
+    }
 }
 
 /// Arguments of `evaluate`.

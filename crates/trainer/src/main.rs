@@ -7,6 +7,7 @@ mod data;
 mod data_info;
 mod evaluate;
 mod export;
+mod fault;
 mod pipeline;
 mod predict;
 mod report;
@@ -22,20 +23,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 
-/// Raised by the first Ctrl-C: training finishes its step, saves and exits 0.
-/// A second Ctrl-C exits at once (the checkpoints on disk stay loadable).
+/// Raised by the first Ctrl-C, SIGTERM or SIGHUP (how Slurm, Kubernetes,
+/// `docker stop` and a closed terminal end a job): training finishes its
+/// step, saves and exits 0. A second one exits at once (the checkpoints on
+/// disk stay loadable).
 fn install_interrupt_handler() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let installed = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("interrupted twice: exiting without saving");
+            eprintln!("asked to stop twice: exiting without saving");
             std::process::exit(130);
         }
-        eprintln!("interrupt: finishing the current step, then saving (Ctrl-C again to quit at once)");
+        eprintln!(
+            "asked to stop (Ctrl-C, SIGTERM or SIGHUP): finishing the current step, then saving (again to quit at once)"
+        );
     });
     if let Err(error) = installed {
-        tracing::warn!("cannot catch Ctrl-C ({error}): an interrupt will stop training without saving");
+        tracing::warn!("cannot catch Ctrl-C, SIGTERM and SIGHUP ({error}): a stop will lose the epoch's progress");
     }
     stop
 }

@@ -42,6 +42,10 @@ pub fn read_records(path: &Path) -> Result<Records> {
             records.test = Some(test.clone());
             continue;
         }
+        // A learning-rate change made on resume: a record, not an epoch.
+        if record.get("recipe_change").is_some() {
+            continue;
+        }
         let number = |key: &str| record.get(key).and_then(Value::as_f64);
         match (record.get("epoch").and_then(Value::as_u64), number("loss"), number("validation_accuracy")) {
             (Some(epoch), Some(train_loss), Some(validation_accuracy)) => {

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use atomic_write_file::AtomicWriteFile;
+use model::{Adam, CheckpointMeta, Network};
+
+use crate::fault;
 
 /// The default `--save-dir`.
 pub const DEFAULT_SAVE_DIR: &str = "nets/cnn_mnist_modern";
@@ -27,6 +30,9 @@ pub const LAST_FILE: &str = "last.safetensors";
 pub const CONFIG_FILE: &str = "config.json";
 /// The run's records, one JSON object per line.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// The writer's lock: held by the one `trainer train` writing the run, it
+/// records that process's id.
+pub const LOCK_FILE: &str = "train.lock";
 /// The prefix of the numbered checkpoints `net-{epoch}`.
 const EPOCH_PREFIX: &str = "net-";
 
@@ -43,6 +49,12 @@ pub enum CheckpointFile {
     Best,
     /// `last`: the newest state, at an epoch's end or an interruption.
     Last,
+}
+
+/// The writer lock of a run directory, held while this value lives.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: fs::File,
 }
 
 /// A run directory.
@@ -63,28 +75,56 @@ impl RunDir {
     }
 
     /// Checks that the directory can hold a run, before any work is done: it
-    /// must not be a file; a new run must not overwrite the checkpoints of an
-    /// existing one, and a resumed run needs one. (Records without any
-    /// checkpoint, left by a run stopped in its first epoch, are replaced.)
+    /// must not be a file, and a new run must not overwrite the checkpoints
+    /// of an existing one. (Records without any checkpoint, left by a run
+    /// stopped in its first epoch, are replaced; a resumed run without any
+    /// checkpoint starts from the beginning.)
     pub fn check(&self, resume: bool) -> Result<()> {
         if self.dir.exists() && !self.dir.is_dir() {
             bail!("--save-dir {} is a file, not a directory", self.dir.display());
         }
-        let has_checkpoints = !self.checkpoints()?.is_empty();
-        if has_checkpoints && !resume {
+        if !resume && !self.checkpoints()?.is_empty() {
             bail!(
                 "{} already holds a run: pass --resume to continue it, or choose another --save-dir",
                 self.dir.display()
             );
         }
-        if resume && !has_checkpoints {
-            bail!(
-                "--resume: {} holds no checkpoint to resume from (a run stopped before its first epoch ended \
-                 saves none): start it again without --resume",
-                self.dir.display()
-            );
-        }
         Ok(())
+    }
+
+    /// Takes the run's writer lock (an advisory `flock` on `train.lock`, which
+    /// then records this process's id), or says which process holds it. The
+    /// kernel releases the lock when its holder dies, however it dies, so a
+    /// killed run's lock is simply taken over. Readers take no lock.
+    pub fn lock(&self) -> Result<RunLock> {
+        let path = self.dir.join(LOCK_FILE);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the run's lock {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                bail!(
+                    "{} is in use by pid {}: another `trainer train` is writing this run; wait for it to end \
+                     or choose another --save-dir",
+                    self.dir.display(),
+                    if holder.is_empty() { "unknown" } else { holder }
+                );
+            }
+            Err(fs::TryLockError::Error(error)) => {
+                return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(RunLock { _file: file })
     }
 
     /// Creates the directory.
@@ -220,6 +260,24 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
     written.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Writes a checkpoint of `network`, `optimizer` and `meta` to `path`, the
+/// run directory's way: atomically and durably, and never a state that is
+/// not finite (`model::checkpoint::encode` refuses it).
+pub fn write_checkpoint(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointMeta) -> Result<()> {
+    let bytes = model::checkpoint::encode(network, optimizer, meta, &path.display().to_string())?;
+    let written = (|| -> std::io::Result<()> {
+        let mut file = AtomicWriteFile::open(path)?;
+        let (first, second) = bytes.split_at(bytes.len() / 2);
+        file.write_all(first)?;
+        fault::reach(fault::Point::CheckpointHalfWritten);
+        file.write_all(second)?;
+        file.commit()
+    })();
+    written.with_context(|| format!("cannot write {}", path.display()))?;
+    fault::reach(fault::Point::CheckpointCommitted);
+    Ok(())
+}
+
 /// Appends one JSON line to `path` with a single `write_all`, and syncs it to disk.
 pub fn append_line(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut file = fs::OpenOptions::new()
@@ -228,24 +286,38 @@ pub fn append_line(path: &Path, value: &serde_json::Value) -> Result<()> {
         .open(path)
         .with_context(|| format!("cannot open {} to append", path.display()))?;
     let line = format!("{value}\n");
-    file.write_all(line.as_bytes())
-        .and_then(|()| file.sync_data())
-        .with_context(|| format!("cannot append to {}", path.display()))
+    let appended = if fault::armed_at(fault::Point::MetricsHalfAppended) {
+        // Only under fault injection: the line in two writes, to stop between them.
+        let (first, second) = line.as_bytes().split_at(line.len() / 2);
+        file.write_all(first)
+            .and_then(|()| file.sync_data())
+            .map(|()| {
+                fault::reach(fault::Point::MetricsHalfAppended);
+            })
+            .and_then(|()| file.write_all(second))
+    } else {
+        file.write_all(line.as_bytes())
+    };
+    appended.and_then(|()| file.sync_data()).with_context(|| format!("cannot append to {}", path.display()))
 }
 
-/// The epoch records of `metrics.jsonl` with `epoch < first_epoch` (the ones
-/// a resumed run keeps); lines a killed run left half-written are dropped.
-pub fn read_metrics_before(path: &Path, first_epoch: u64) -> Result<Vec<serde_json::Value>> {
+/// The lines of `metrics.jsonl` a run resumed at `(epoch, step)` keeps: the
+/// records of earlier epochs and the recipe changes made before `step` (a
+/// change made at the checkpoint it resumes from came after that file was
+/// written). Lines a killed run left half-written are dropped.
+pub fn read_metrics_before(path: &Path, epoch: u64, step: u64) -> Result<Vec<serde_json::Value>> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
     };
+    let number = |value: &serde_json::Value, key: &str| value.get(key).and_then(serde_json::Value::as_u64);
     Ok(text
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|record| {
-            record.get("epoch").and_then(serde_json::Value::as_u64).is_some_and(|epoch| epoch < first_epoch)
+        .filter(|record| match record.get("recipe_change") {
+            Some(change) => number(change, "step").is_some_and(|changed| changed < step),
+            None => number(record, "epoch").is_some_and(|recorded| recorded < epoch),
         })
         .collect())
 }
@@ -272,11 +344,11 @@ mod tests {
     }
 
     #[test]
-    fn a_new_run_refuses_an_existing_one_and_a_resume_needs_one() {
+    fn a_new_run_refuses_an_existing_one() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(&dir.path().join("run"));
         run.check(false).unwrap();
-        assert!(run.check(true).unwrap_err().to_string().contains("holds no checkpoint"));
+        run.check(true).unwrap();
         run.create().unwrap();
         fs::write(run.metrics_path(), b"").unwrap();
         run.check(false).unwrap();
@@ -294,9 +366,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
         fs::write(&path, "{\"epoch\":0}\n{\"epoch\":1}\n{\"epoch\":2}\n{\"epo").unwrap();
-        let kept = read_metrics_before(&path, 2).unwrap();
+        let kept = read_metrics_before(&path, 2, 100).unwrap();
         assert_eq!(kept, vec![serde_json::json!({"epoch": 0}), serde_json::json!({"epoch": 1})]);
-        assert!(read_metrics_before(&dir.path().join("none"), 5).unwrap().is_empty());
+        assert!(read_metrics_before(&dir.path().join("none"), 5, 100).unwrap().is_empty());
+        // Recipe changes are kept when made before the resumed step.
+        let change = |step: u64| serde_json::json!({"recipe_change": {"step": step, "learning_rate": {"to": 1e-4}}});
+        fs::write(&path, format!("{{\"epoch\":0}}\n{}\n{{\"epoch\":1}}\n{}\n", change(30), change(60))).unwrap();
+        let kept = read_metrics_before(&path, 2, 60).unwrap();
+        assert_eq!(kept, vec![serde_json::json!({"epoch": 0}), change(30), serde_json::json!({"epoch": 1})]);
     }
 
     #[test]
@@ -318,6 +395,21 @@ mod tests {
         append_line(&path, &serde_json::json!({"epoch": 0})).unwrap();
         append_line(&path, &serde_json::json!({"epoch": 1})).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "{\"epoch\":0}\n{\"epoch\":1}\n");
+    }
+
+    #[test]
+    fn one_writer_at_a_time_and_a_released_lock_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let held = run.lock().unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(), std::process::id().to_string());
+        let message = run.lock().unwrap_err().to_string();
+        assert!(message.contains(&format!("is in use by pid {}", std::process::id())), "{message}");
+        drop(held);
+        // A lock file whose holder is gone (a dead process's id, no flock) is taken over.
+        fs::write(dir.path().join(LOCK_FILE), b"999999999").unwrap();
+        let _again = run.lock().unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(), std::process::id().to_string());
     }
 
     #[test]

@@ -20,19 +20,20 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use augment::Augmenter;
 use idx::mnist::{Mnist, Split};
-use model::{Evaluation, checkpoint, evaluate, train_step};
+use model::{Evaluation, ModelError, checkpoint, evaluate, train_step};
 use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
 use self::policy::CheckpointPolicy;
 pub use self::recipe::TCH_VERSION;
-use self::recipe::{Places, check_resumed_recipe, validate};
+use self::recipe::{Places, Recorded, check_resumed_recipe, validate};
 use self::state::{RunState, TrainerState};
 use crate::cli::TrainArgs;
 use crate::console::{self, EpochProgress, report};
 use crate::data;
+use crate::fault;
 use crate::pipeline::{Batch, EpochBatches, EpochPlan};
-use crate::run_dir::{self, CheckpointFile, RunDir};
+use crate::run_dir::{self, CheckpointFile, RunDir, RunLock};
 use crate::streams::{self, Purpose};
 
 /// Trains as `args` say; `stop` is raised by Ctrl-C.
@@ -107,6 +108,8 @@ impl RunData {
 struct Run<'a> {
     args: &'a TrainArgs,
     dir: RunDir,
+    /// The run directory's writer lock, held for the whole run.
+    _lock: RunLock,
     device: Device,
     data: RunData,
     state: RunState,
@@ -125,25 +128,32 @@ impl<'a> Run<'a> {
     fn open(args: &'a TrainArgs) -> Result<Self> {
         validate(args)?;
         let dir = RunDir::new(&args.save_dir);
-        dir.check(args.resume)?;
+        // A second writer on an existing run stops here, before touching anything.
+        let early_lock = if dir.path().is_dir() { Some(dir.lock()?) } else { None };
+        dir.check(args.resuming())?;
         let (device, threads) = configure_device(args)?;
         let data = RunData::load(args, device)?;
-        let state = if args.resume {
-            check_resumed_recipe(args, &dir)?;
-            RunState::resumed(args, &dir, device)?
-        } else {
-            RunState::fresh(args, device)
-        };
+        let (mut state, recorded) = open_state(args, &dir, device, data.n_steps)?;
         tracing::debug!("trainable variables:\n{}", state.network.variable_listing());
         dir.create()?;
+        let lock = match early_lock {
+            Some(lock) => lock,
+            None => dir.lock()?,
+        };
         for removed in dir.remove_temporaries()? {
             tracing::info!("removed {}, left by a killed run", removed.display());
         }
-        write_config(args, &dir, (device, threads), &data, &state)?;
-        restart_records(&dir, state.epoch)?;
+        let change = override_learning_rate(args, &mut state);
+        if args.resuming() {
+            reconcile_best(args, &dir, &mut state)?;
+            reconcile_last(args, &dir, &state)?;
+        }
+        write_config(args, &dir, (device, threads), &data, &state, &recorded, change.as_ref())?;
+        restart_records(&dir, &state, change.as_ref())?;
         Ok(Self {
             args,
             dir,
+            _lock: lock,
             device,
             data,
             state,
@@ -198,6 +208,10 @@ impl<'a> Run<'a> {
             "epoch {epoch} ended after {} of {n_steps} steps: the augmentation thread stopped",
             self.state.trainer.step_in_epoch
         );
+        if fault::reach(fault::Point::AfterEpoch) == Some(fault::Action::Nan) {
+            fault::poison(&self.state.network);
+        }
+        self.check_finite()?;
         Ok(EpochEnd::Completed)
     }
 
@@ -228,11 +242,33 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// Stops the run if any weight, moving average or optimizer moment is
+    /// not finite: no checkpoint is written, so the last good ones stay.
+    fn check_finite(&self) -> Result<()> {
+        match checkpoint::check_finite(&self.state.network, &self.state.optimizer) {
+            Ok(()) => Ok(()),
+            Err(ModelError::NonFinite { tensor }) => {
+                let rate = self.state.optimizer.config.learning_rate;
+                bail!(
+                    "after epoch {} (0-based), step {} of the run, tensor `{tensor}` holds NaN or infinite values: \
+                     training diverged. No checkpoint was written, so the last good ones are untouched; resume \
+                     from the newest with a lower learning rate: {} --override-learning-rate {}",
+                    self.state.epoch,
+                    self.state.step,
+                    resume_command(),
+                    rate / 10.0
+                )
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Saves the mid-epoch state to `last` and says how to resume.
     fn save_interrupted(&self) -> Result<()> {
+        self.check_finite()?;
         let meta = self.state.checkpoint_meta(self.args, self.state.epoch)?;
         let path = self.dir.checkpoint(self.policy.on_interrupt());
-        checkpoint::save(&path, &self.state.network, &self.state.optimizer, &meta)?;
+        run_dir::write_checkpoint(&path, &self.state.network, &self.state.optimizer, &meta)?;
         report(&format!(
             "interrupted at epoch {} (0-based), step {} of {}: state saved to {}",
             self.state.epoch,
@@ -322,13 +358,14 @@ impl<'a> Run<'a> {
         let meta = self.state.checkpoint_meta(self.args, self.state.epoch)?;
         for file in self.policy.at_epoch_end(epoch, improved) {
             let path = self.dir.checkpoint(file);
-            checkpoint::save(&path, &self.state.network, &self.state.optimizer, &meta)?;
+            run_dir::write_checkpoint(&path, &self.state.network, &self.state.optimizer, &meta)?;
             match file {
                 CheckpointFile::Epoch(_) => {
                     report(&format!(" [{}] SAVED.", path.display()));
                     for removed in self.dir.prune(self.policy.keep)? {
                         tracing::info!("removed {} (--keep {})", removed.display(), self.policy.keep);
                     }
+                    fault::reach(fault::Point::AfterEpochCheckpoint);
                 }
                 CheckpointFile::Best => {
                     report(&console::red(&format!(" BEST EPOCH UPDATED!! [{epoch}] "), console::use_color()));
@@ -345,6 +382,14 @@ impl<'a> Run<'a> {
         let best_path = self.dir.best_checkpoint();
         report(&format!("LOADING [{}]", best_path.display()));
         let best = checkpoint::load(&best_path, self.device)?;
+        let named = best.meta.best_validation_accuracy.map(|(_, epoch)| epoch);
+        let recorded = self.state.best.map(|(_, epoch)| epoch);
+        ensure!(
+            named == recorded,
+            "{} holds best epoch {named:?}, but the run's records say {recorded:?}: not testing another network \
+             than the records name",
+            best_path.display()
+        );
         let (test_images, test_labels) = data::split_tensors(&self.data.test, None, self.device)?;
         let test = evaluate(&best.network, &test_images, &test_labels, self.args.eval_batch_size)?;
         report(&format!("TEST ACCURACY: {:.5}", test.accuracy()));
@@ -384,18 +429,125 @@ fn augmentation_pool(augment_threads: usize) -> Result<Option<Arc<rayon::ThreadP
     Ok(Some(Arc::new(pool)))
 }
 
-/// Writes `config.json`: the program, the machine, the recipe, the settings
-/// (paths relative to the run or the repository) and the model's size.
+/// The state a run starts from, and what its `config.json` recorded: fresh,
+/// or resumed (from the beginning, and said so, when the run has no
+/// checkpoint yet, so a scheduler's job script can always pass `--resume`).
+fn open_state(args: &TrainArgs, dir: &RunDir, device: Device, n_steps: u64) -> Result<(RunState, Recorded)> {
+    if !args.resuming() {
+        return Ok((RunState::fresh(args, device), Recorded::default()));
+    }
+    if args.resume_from.is_none() && dir.checkpoints()?.is_empty() {
+        // Nothing to continue yet (a first attempt that ended before its first epoch did, or no attempt).
+        report(&format!(
+            "--resume: {} holds no checkpoint yet: starting the run from the beginning",
+            dir.path().display()
+        ));
+        return Ok((RunState::fresh(args, device), Recorded::default()));
+    }
+    let recorded = check_resumed_recipe(args, dir)?;
+    Ok((RunState::resumed(args, dir, device, n_steps)?, recorded))
+}
+
+/// Applies `--override-learning-rate` to a resumed state; returns the change
+/// to record (`recipe_change`), with where in the run it was made.
+fn override_learning_rate(args: &TrainArgs, state: &mut RunState) -> Option<Value> {
+    let rate = args.override_learning_rate?;
+    let before = state.optimizer.config.learning_rate;
+    state.optimizer.config.learning_rate = rate;
+    report(&format!(
+        "learning rate {before} -> {rate} from epoch {} (0-based), step {} of the run",
+        state.epoch, state.step
+    ));
+    Some(json!({
+        "epoch": state.epoch,
+        "step": state.step,
+        "learning_rate": { "from": before, "to": rate },
+    }))
+}
+
+/// Makes `best.safetensors` agree with the best epoch the resumed state
+/// carries (they disagree when a run was killed after writing `net-{epoch}`
+/// but before `best`): the state itself when it is that epoch's end, else
+/// that epoch's numbered checkpoint; when neither exists any more, the best
+/// file's own epoch becomes the truth. Either way it is said.
+fn reconcile_best(args: &TrainArgs, dir: &RunDir, state: &mut RunState) -> Result<()> {
+    let best_path = dir.best_checkpoint();
+    let in_file = checkpoint::read_meta(&best_path).ok().and_then(|(_, meta)| meta.best_validation_accuracy);
+    let (Some((_, best_epoch)), file_epoch) = (state.best, in_file.map(|(_, epoch)| epoch)) else {
+        return Ok(());
+    };
+    if file_epoch == Some(best_epoch) {
+        return Ok(());
+    }
+    tracing::warn!(
+        "{} holds best epoch {file_epoch:?}, but the resumed state's best epoch is {best_epoch}: re-establishing one truth",
+        best_path.display()
+    );
+    if state.trainer.step_in_epoch == 0 && state.epoch == best_epoch + 1 {
+        let meta = state.checkpoint_meta(args, state.epoch)?;
+        run_dir::write_checkpoint(&best_path, &state.network, &state.optimizer, &meta)?;
+        tracing::warn!("rewrote {} from the resumed state (the end of epoch {best_epoch})", best_path.display());
+        return Ok(());
+    }
+    let numbered = dir.checkpoint(CheckpointFile::Epoch(best_epoch));
+    let numbered_holds_it = checkpoint::read_meta(&numbered).is_ok_and(|(_, meta)| meta.epoch == best_epoch + 1);
+    if numbered_holds_it {
+        let bytes = std::fs::read(&numbered).with_context(|| format!("cannot read {}", numbered.display()))?;
+        run_dir::write_atomically(&best_path, &bytes)?;
+        tracing::warn!("copied {} to {}", numbered.display(), best_path.display());
+        return Ok(());
+    }
+    state.best = in_file;
+    tracing::warn!(
+        "no checkpoint of epoch {best_epoch} is left: the best is now what {} holds ({file_epoch:?})",
+        best_path.display()
+    );
+    Ok(())
+}
+
+/// Makes `last.safetensors` the resumed state when it is not (the run
+/// resumed from a numbered checkpoint, after a kill before `last` was written
+/// or by `--resume-from`): `last` is always the run's newest state.
+fn reconcile_last(args: &TrainArgs, dir: &RunDir, state: &RunState) -> Result<()> {
+    let last = dir.last_checkpoint();
+    let current =
+        checkpoint::read_meta(&last).is_ok_and(|(_, meta)| meta.step == state.step && meta.epoch == state.epoch);
+    if !current && state.step > 0 {
+        let meta = state.checkpoint_meta(args, state.epoch)?;
+        run_dir::write_checkpoint(&last, &state.network, &state.optimizer, &meta)?;
+        tracing::info!(
+            "rewrote {} from the resumed state (epoch {}, step {})",
+            last.display(),
+            state.epoch,
+            state.step
+        );
+    }
+    Ok(())
+}
+
+/// Writes `config.json`: the program, the machine, the recipe the run was
+/// started with and its explicit changes, the settings (paths relative to
+/// the run or the repository) and the model's size.
 fn write_config(
     args: &TrainArgs,
     dir: &RunDir,
     (device, threads): (Device, usize),
     data: &RunData,
     state: &RunState,
+    recorded: &Recorded,
+    change: Option<&Value>,
 ) -> Result<()> {
     let model_summary = model::Architecture::from(args.network).summary();
     tracing::info!("{}", crate::summary::totals_line(&model_summary, args.batch_size as u64));
     let places = Places { run: dir, command: std::env::args().collect() };
+    // Changes made after the state resumed from are gone with the steps they came after.
+    let mut changes: Vec<Value> = recorded
+        .changes
+        .iter()
+        .filter(|old| old["step"].as_u64().is_some_and(|step| step < state.step))
+        .cloned()
+        .collect();
+    changes.extend(change.cloned());
     let config = json!({
         "program": "trainer",
         "version": env!("CARGO_PKG_VERSION"),
@@ -403,7 +555,8 @@ fn write_config(
         "libtorch": env!("LIBTORCH_VERSION"),
         "device": model::device::describe(device),
         "threads": threads,
-        "recipe": recipe::recipe(args),
+        "recipe": recorded.recipe.clone().unwrap_or_else(|| recipe::recipe(args)),
+        "recipe_changes": changes,
         "settings": recipe::portable_settings(args, &places)?,
         "data": {
             "dir": recipe::portable_path(&args.data.data_dir.join(args.data.dataset.dir_name()), dir.path()),
@@ -419,12 +572,16 @@ fn write_config(
     run_dir::write_atomically(&dir.config_path(), serde_json::to_string_pretty(&config)?.as_bytes())
 }
 
-/// Keeps the records of the epochs a resumed run does not redo (all of
-/// them for a fresh run: none).
-fn restart_records(dir: &RunDir, first_epoch: u64) -> Result<()> {
-    let kept = run_dir::read_metrics_before(&dir.metrics_path(), first_epoch)?;
+/// Keeps the records of the epochs a resumed run does not redo (none for a
+/// fresh run), then records this start's recipe change, if any.
+fn restart_records(dir: &RunDir, state: &RunState, change: Option<&Value>) -> Result<()> {
+    let kept = run_dir::read_metrics_before(&dir.metrics_path(), state.epoch, state.step)?;
     let text: String = kept.iter().map(|record| format!("{record}\n")).collect();
-    run_dir::write_atomically(&dir.metrics_path(), text.as_bytes())
+    run_dir::write_atomically(&dir.metrics_path(), text.as_bytes())?;
+    match change {
+        Some(change) => run_dir::append_line(&dir.metrics_path(), &json!({ "recipe_change": change })),
+        None => Ok(()),
+    }
 }
 
 /// The command that resumes this run: this one with `--resume`.

@@ -36,6 +36,13 @@ pub fn validate(args: &TrainArgs) -> Result<()> {
         "--learning-rate must be a positive number, found {}",
         args.learning_rate
     );
+    if let Some(rate) = args.override_learning_rate {
+        ensure!(
+            args.resuming(),
+            "--override-learning-rate changes a resumed run (with --resume); a new run takes --learning-rate"
+        );
+        ensure!(rate.is_finite() && rate > 0.0, "--override-learning-rate must be a positive number, found {rate}");
+    }
     Ok(())
 }
 
@@ -55,29 +62,61 @@ pub fn recipe(args: &TrainArgs) -> Value {
     })
 }
 
-/// Refuses to resume with another recipe than the run was started with
-/// (`config.json` unreadable: warned, not checked).
-pub fn check_resumed_recipe(args: &TrainArgs, run: &RunDir) -> Result<()> {
-    let text = match std::fs::read_to_string(run.config_path()) {
+/// The recipe of a command with every flag at its default: what a recipe
+/// key missing from an older run's `config.json` stands for.
+fn default_recipe() -> Value {
+    use clap::Parser;
+    let defaults = crate::cli::Cli::try_parse_from(["trainer"]).expect("the defaults parse");
+    recipe(&defaults.train)
+}
+
+/// What a resumed run inherits from its `config.json`: the recipe it was
+/// started with and the history of explicit changes.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// The recipe the run was started with (`None` without a `config.json`).
+    pub recipe: Option<Value>,
+    /// `recipe_changes`: one object per explicit change, oldest first.
+    pub changes: Vec<Value>,
+}
+
+/// Refuses to resume with another recipe than the run was started with.
+/// Keys a newer version added read as their defaults; a missing
+/// `config.json` is an error unless `--force`.
+pub fn check_resumed_recipe(args: &TrainArgs, run: &RunDir) -> Result<Recorded> {
+    let path = run.config_path();
+    let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(error) => {
-            tracing::warn!("{}: {error}; cannot check the settings match", run.config_path().display());
-            return Ok(());
+        Err(_) if args.force => {
+            tracing::warn!("{} is missing: resuming without checking the recipe (--force)", path.display());
+            return Ok(Recorded::default());
         }
+        Err(error) => bail!(
+            "--resume: cannot read {} ({error}), so the recipe cannot be checked; pass --force to resume anyway",
+            path.display()
+        ),
     };
-    let config: Value = serde_json::from_str(&text)
-        .map_err(|error| anyhow::anyhow!("{}: not valid JSON ({error})", run.config_path().display()))?;
+    let config: Value =
+        serde_json::from_str(&text).map_err(|error| anyhow::anyhow!("{}: not valid JSON ({error})", path.display()))?;
+    let defaults = default_recipe();
+    let mut started_with = serde_json::Map::new();
     for (key, value) in recipe(args).as_object().into_iter().flatten() {
-        let recorded = &config["recipe"][key];
+        let recorded = config["recipe"].get(key).unwrap_or(&defaults[key]);
         if recorded != value {
+            let hint = if key == "learning_rate" {
+                "pass the run's value; to train on with another, add --override-learning-rate"
+            } else {
+                "pass the run's value (or start a new run with another --save-dir)"
+            };
             bail!(
-                "--resume: the run in {} was started with {key} = {recorded}, but this command gives {value}; \
-                 pass the run's value (or start a new run with another --save-dir)",
+                "--resume: the run in {} was started with {key} = {recorded}, but this command gives {value}; {hint}",
                 run.path().display()
             );
         }
+        started_with.insert(key.clone(), recorded.clone());
     }
-    Ok(())
+    let changes = config["recipe_changes"].as_array().cloned().unwrap_or_default();
+    Ok(Recorded { recipe: Some(Value::Object(started_with)), changes })
 }
 
 /// The repository this binary was built from: paths inside it are recorded relative to it.
@@ -152,7 +191,58 @@ mod tests {
         }
         let message = validate(&parse(&["--learning-rate", "nan"])).unwrap_err().to_string();
         assert!(message.contains("--learning-rate"), "{message}");
+        let message = validate(&parse(&["--override-learning-rate", "0.0001"])).unwrap_err().to_string();
+        assert!(message.contains("changes a resumed run"), "{message}");
+        let message = validate(&parse(&["--resume", "--override-learning-rate=-1"])).unwrap_err().to_string();
+        assert!(message.contains("--override-learning-rate must be a positive number"), "{message}");
+        validate(&parse(&["--resume-from", "x.safetensors", "--override-learning-rate", "1e-4"])).unwrap();
         validate(&parse(&[])).unwrap();
+    }
+
+    /// A run directory holding a copy of the committed 50-epoch run's
+    /// `config.json`, with `edit` applied to it.
+    fn committed_run(edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
+        let committed = repository().join("docs/results/mnist-50-epochs-cpu/config.json");
+        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(committed).unwrap()).unwrap();
+        edit(&mut config);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(crate::run_dir::CONFIG_FILE), config.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_committed_run_resumes_and_keys_it_lacks_read_as_their_defaults() {
+        let resume = parse(&["--resume"]);
+        let dir = committed_run(|_| {});
+        let recorded = check_resumed_recipe(&resume, &RunDir::new(dir.path())).unwrap();
+        assert_eq!(recorded.recipe.unwrap()["learning_rate"], 0.001);
+        assert!(recorded.changes.is_empty());
+
+        // A run directory from before `train_accuracy_images` was recorded.
+        let older = committed_run(|config| {
+            config["recipe"].as_object_mut().unwrap().remove("train_accuracy_images");
+        });
+        let recorded = check_resumed_recipe(&resume, &RunDir::new(older.path())).unwrap();
+        assert_eq!(recorded.recipe.unwrap()["train_accuracy_images"], 500);
+        let other = parse(&["--resume", "--train-accuracy-images", "100"]);
+        let message = check_resumed_recipe(&other, &RunDir::new(older.path())).unwrap_err().to_string();
+        assert!(message.contains("train_accuracy_images = 500, but this command gives 100"), "{message}");
+
+        // Another learning rate is refused, pointing at the explicit override.
+        let message = check_resumed_recipe(&parse(&["--resume", "--learning-rate", "0.01"]), &RunDir::new(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("add --override-learning-rate"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_config_is_refused_on_resume_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let message = check_resumed_recipe(&parse(&["--resume"]), &run).unwrap_err().to_string();
+        assert!(message.contains("config.json") && message.contains("pass --force"), "{message}");
+        let recorded = check_resumed_recipe(&parse(&["--resume", "--force"]), &run).unwrap();
+        assert!(recorded.recipe.is_none());
     }
 
     #[test]

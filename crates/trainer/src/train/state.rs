@@ -1,9 +1,9 @@
 //! What changes as a run trains: the network, its optimizer, the position in
 //! the run and the epoch's sums so far. Starts fresh or from a checkpoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use model::{Adam, AdamConfig, CheckpointMeta, Network, checkpoint};
 use serde::{Deserialize, Serialize};
 use tch::Device;
@@ -62,10 +62,30 @@ impl RunState {
         Self { network, optimizer, epoch: 0, step: 0, best: None, trainer: TrainerState::epoch_start(args.seed) }
     }
 
-    /// The state of the run's newest checkpoint, checked against `args`.
-    pub fn resumed(args: &TrainArgs, run: &RunDir, device: Device) -> Result<Self> {
-        let path = newest_checkpoint(run)?;
-        let loaded = checkpoint::load(&path, device)?;
+    /// The state to resume from: the `--resume-from` file, else the run's
+    /// newest checkpoint that loads and belongs to this run (files that do
+    /// not are reported and skipped; none usable is an error listing why).
+    pub fn resumed(args: &TrainArgs, run: &RunDir, device: Device, n_steps: u64) -> Result<Self> {
+        if let Some(path) = &args.resume_from {
+            return Self::from_checkpoint(args, path, device, n_steps);
+        }
+        let files = run.checkpoints()?;
+        let mut skipped = Vec::new();
+        for path in newest_first(run, files, &mut skipped) {
+            match Self::from_checkpoint(args, &path, device, n_steps) {
+                Ok(state) => return Ok(state),
+                Err(error) => {
+                    tracing::warn!("cannot resume from {}: {error:#}; trying the next newest", path.display());
+                    skipped.push(format!("{error:#}"));
+                }
+            }
+        }
+        bail!("--resume: no checkpoint in {} can be resumed from:\n  {}", run.path().display(), skipped.join("\n  "))
+    }
+
+    /// The state in one checkpoint file, checked against `args` and the epoch's length.
+    fn from_checkpoint(args: &TrainArgs, path: &Path, device: Device, n_steps: u64) -> Result<Self> {
+        let loaded = checkpoint::load(path, device)?;
         let bad = |reason: String| anyhow!("{}: {reason}", path.display());
         let wanted = model::Architecture::from(args.network);
         if loaded.network.architecture() != wanted {
@@ -79,6 +99,16 @@ impl RunState {
             .map_err(|error| bad(format!("metadata `trainer_state` is not the trainer's ({error})")))?;
         if trainer.seed != args.seed {
             return Err(bad(format!("was trained with --seed {}, not {}", trainer.seed, args.seed)));
+        }
+        if trainer.step_in_epoch >= n_steps {
+            return Err(bad(format!(
+                "metadata `trainer_state.step_in_epoch` is {}, but an epoch has {n_steps} steps (0 to {})",
+                trainer.step_in_epoch,
+                n_steps - 1
+            )));
+        }
+        if !(trainer.epoch_loss_sum.is_finite() && trainer.epoch_seconds.is_finite()) {
+            return Err(bad("metadata `trainer_state` holds a number that is not finite".to_owned()));
         }
         tracing::info!(
             "resuming from {} (epoch {}, step {} of the run)",
@@ -108,22 +138,48 @@ impl RunState {
     }
 }
 
-/// The newest checkpoint of the run (most optimizer steps; `last` on a tie).
-fn newest_checkpoint(run: &RunDir) -> Result<PathBuf> {
-    let mut newest: Option<(u64, bool, PathBuf)> = None;
-    for path in run.checkpoints()? {
-        let (_, meta) = checkpoint::read_meta(&path)?;
-        let key = (meta.step, path == run.last_checkpoint());
-        if newest.as_ref().is_none_or(|(step, is_last, _)| key > (*step, *is_last)) {
-            newest = Some((key.0, key.1, path));
+/// The run's checkpoint files whose headers read, newest first (most
+/// optimizer steps; `last` first on a tie). Files whose headers do not read
+/// (stray, foreign or corrupt) are reported and left out.
+fn newest_first(run: &RunDir, files: Vec<PathBuf>, skipped: &mut Vec<String>) -> Vec<PathBuf> {
+    let mut readable: Vec<(u64, bool, PathBuf)> = Vec::new();
+    for path in files {
+        match checkpoint::read_meta(&path) {
+            Ok((_, meta)) => readable.push((meta.step, path == run.last_checkpoint(), path)),
+            Err(error) => {
+                tracing::warn!("skipping {}: {error}", path.display());
+                skipped.push(error.to_string());
+            }
         }
     }
-    newest.map(|(_, _, path)| path).context("no checkpoint to resume from")
+    readable.sort_by_key(|(step, is_last, _)| std::cmp::Reverse((*step, *is_last)));
+    readable.into_iter().map(|(_, _, path)| path).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_beyond_the_epoch_is_refused_naming_the_field() {
+        use clap::Parser;
+        let args = crate::cli::Cli::try_parse_from(["trainer", "--resume"]).unwrap().train;
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let state = RunState::fresh(&args, Device::Cpu);
+        let trainer = TrainerState { step_in_epoch: 5000, ..TrainerState::epoch_start(args.seed) };
+        let meta = model::CheckpointMeta {
+            epoch: 1,
+            step: 6100,
+            best_validation_accuracy: None,
+            trainer_state: serde_json::to_string(&trainer).unwrap(),
+            dataset: model::DatasetMeta::default(),
+        };
+        checkpoint::save(&run.last_checkpoint(), &state.network, &state.optimizer, &meta).unwrap();
+        let message = format!("{:#}", RunState::resumed(&args, &run, Device::Cpu, 1100).unwrap_err());
+        assert!(message.contains("`trainer_state.step_in_epoch` is 5000, but an epoch has 1100 steps"), "{message}");
+        assert!(message.contains("last.safetensors"), "{message}");
+    }
 
     #[test]
     fn trainer_state_round_trips_exactly_through_json() {
