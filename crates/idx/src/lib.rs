@@ -19,5 +19,5 @@ mod write;
 
 pub use array::{ElementType, IdxArray, IdxData, IdxElement};
 pub use error::IdxError;
-pub use read::{DEFAULT_MAX_PAYLOAD_BYTES, ReadOptions, parse_idx, read_idx, read_idx_with};
+pub use read::{DEFAULT_MAX_PAYLOAD_BYTES, IdxHeader, ReadOptions, parse_idx, read_header, read_idx, read_idx_with};
 pub use write::{Compression, encode_idx, write_idx};

@@ -10,13 +10,30 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array3, Axis, s};
 
-use crate::{IdxArray, IdxError, read_idx};
+use crate::{IdxArray, IdxError, ReadOptions, read_header, read_idx, read_idx_with};
 
 /// The number of classes of MNIST-format label files.
 pub const N_CLASSES: usize = 10;
 
 /// The seed's validation size (TensorFlow's `read_data_sets` default).
 pub const DEFAULT_VALIDATION_SIZE: usize = 5_000;
+
+/// The default bound on the pixels one load may produce: 2^28 pixels, which
+/// become 1 GiB of `f32` (MNIST's 70,000 images are 55 million pixels).
+pub const DEFAULT_MAX_PIXELS: u64 = 1 << 28;
+
+/// Bounds on what loading a data set may produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The most pixels one image file may hold (each becomes a 4-byte `f32`).
+    pub max_pixels: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { max_pixels: DEFAULT_MAX_PIXELS }
+    }
+}
 
 /// The four files of an MNIST-format data set, by their standard names.
 pub const FILE_NAMES: [&str; 4] = [
@@ -66,6 +83,21 @@ pub enum MnistError {
         label_idx: usize,
         /// The value found.
         label: u8,
+    },
+    /// An image file holds more pixels than a load may produce.
+    #[error(
+        "{file}: shape {shape:?} holds {n_pixels} pixels, more than the {max_pixels} one load may turn into floats \
+         (raise LoadOptions::max_pixels, or the trainer's --max-pixels, if the data really is that large)"
+    )]
+    TooManyPixels {
+        /// The file.
+        file: String,
+        /// The shape its header declares.
+        shape: Vec<usize>,
+        /// Pixels it declares.
+        n_pixels: u64,
+        /// The bound in force.
+        max_pixels: u64,
     },
     /// Image and label counts differ.
     #[error("{images_file} holds {n_images} images but {labels_file} holds {n_labels} labels")]
@@ -193,10 +225,15 @@ impl Mnist {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load(dir: impl AsRef<Path>, validation_size: usize) -> Result<Self, MnistError> {
+        Self::load_with(dir, validation_size, LoadOptions::default())
+    }
+
+    /// [`Mnist::load`] within `options`' bounds.
+    pub fn load_with(dir: impl AsRef<Path>, validation_size: usize, options: LoadOptions) -> Result<Self, MnistError> {
         let dir = dir.as_ref();
         let [train_images, train_labels, test_images, test_labels] = FILE_NAMES.map(|name| locate(dir, name));
-        let train_file = load_split(&train_images, &train_labels)?;
-        let test = load_split(&test_images, &test_labels)?;
+        let train_file = load_split_with(&train_images, &train_labels, options)?;
+        let test = load_split_with(&test_images, &test_labels, options)?;
         let (train_rows, train_cols) = train_file.image_size();
         let (test_rows, test_cols) = test.image_size();
         if (train_rows, train_cols) != (test_rows, test_cols) {
@@ -229,15 +266,57 @@ fn split_off(split: Split, validation_size: usize) -> Result<(Split, Split), Mni
     Ok((take(0..validation_size), take(validation_size..n_train_file)))
 }
 
-/// Loads and checks one image file and its label file.
+/// Loads and checks one image file and its label file, with the default bounds.
 pub fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split, MnistError> {
-    let images = load_images(images_path)?;
-    let labels = load_labels(labels_path)?;
-    let n_images = images.len_of(Axis(0));
-    if n_images != labels.len() {
+    load_split_with(images_path, labels_path, LoadOptions::default())
+}
+
+/// Loads and checks one image file and its label file. Both headers are
+/// read first: shapes, the two counts and the pixel bound are checked before
+/// any payload is decompressed, so a small gzip file that claims billions of
+/// pixels is refused at once.
+pub fn load_split_with(images_path: &Path, labels_path: &Path, options: LoadOptions) -> Result<Split, MnistError> {
+    let image_header = read_header(images_path)?;
+    let not_images = || MnistError::NotImages {
+        file: images_path.display().to_string(),
+        element_type: image_header.element_type,
+        shape: image_header.shape.clone(),
+    };
+    let &[n_images, _, _] = image_header.shape.as_slice() else { return Err(not_images()) };
+    if image_header.element_type != crate::ElementType::U8 {
+        return Err(not_images());
+    }
+    let label_header = read_header(labels_path)?;
+    let &[n_labels] = label_header.shape.as_slice() else {
+        return Err(MnistError::NotLabels {
+            file: labels_path.display().to_string(),
+            element_type: label_header.element_type,
+            shape: label_header.shape,
+        });
+    };
+    if n_images != n_labels {
         return Err(MnistError::CountMismatch {
             images_file: images_path.display().to_string(),
             n_images,
+            labels_file: labels_path.display().to_string(),
+            n_labels,
+        });
+    }
+    let n_pixels = image_header.n_elements().unwrap_or(u64::MAX);
+    if n_pixels > options.max_pixels {
+        return Err(MnistError::TooManyPixels {
+            file: images_path.display().to_string(),
+            shape: image_header.shape,
+            n_pixels,
+            max_pixels: options.max_pixels,
+        });
+    }
+    let labels = load_labels(labels_path)?;
+    let images = load_images_bounded(images_path, n_pixels)?;
+    if images.len_of(Axis(0)) != labels.len() {
+        return Err(MnistError::CountMismatch {
+            images_file: images_path.display().to_string(),
+            n_images: images.len_of(Axis(0)),
             labels_file: labels_path.display().to_string(),
             n_labels: labels.len(),
         });
@@ -247,7 +326,12 @@ pub fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split, Mnist
 
 /// Loads an image file as `f32` in `[0, 1]`, `[n_images, rows, cols]`.
 pub fn load_images(path: &Path) -> Result<Array3<f32>, MnistError> {
-    let array = read_idx(path)?;
+    load_images_bounded(path, LoadOptions::default().max_pixels)
+}
+
+/// [`load_images`], reading at most `max_pixels` bytes of payload.
+fn load_images_bounded(path: &Path, max_pixels: u64) -> Result<Array3<f32>, MnistError> {
+    let array = read_idx_with(path, ReadOptions { max_payload_bytes: max_pixels })?;
     let not_images = |array: &IdxArray| MnistError::NotImages {
         file: path.display().to_string(),
         element_type: array.element_type(),

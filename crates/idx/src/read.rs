@@ -131,14 +131,57 @@ impl<R: Read> Source<'_, R> {
     }
 }
 
-fn parse_plain<R: Read>(
-    source: &mut Source<'_, R>,
-    options: ReadOptions,
-    input_len: Option<u64>,
-) -> Result<IdxArray, IdxError> {
+/// The header of an IDX file: its element type and shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdxHeader {
+    /// The element type.
+    pub element_type: ElementType,
+    /// The shape, outermost dimension first.
+    pub shape: Vec<usize>,
+}
+
+impl IdxHeader {
+    /// The number of elements the payload holds (`None` if it overflows `u64`).
+    pub fn n_elements(&self) -> Option<u64> {
+        self.shape.iter().try_fold(1u64, |acc, &dim| acc.checked_mul(dim as u64))
+    }
+}
+
+/// Reads only the header of an IDX file (plain or gzip; a few bytes are
+/// decompressed, never the payload), so a caller can refuse a file by its
+/// declared shape before reading it.
+///
+/// # Examples
+///
+/// ```
+/// use idx::{Compression, ElementType, IdxArray, read_header, write_idx};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("images.gz");
+/// write_idx(&path, &IdxArray::from_array(ndarray::Array3::<u8>::zeros((3, 28, 28))), Compression::Gzip)?;
+/// let header = read_header(&path)?;
+/// assert_eq!((header.element_type, header.shape.as_slice()), (ElementType::U8, &[3, 28, 28][..]));
+/// assert_eq!(header.n_elements(), Some(3 * 28 * 28));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_header(path: impl AsRef<Path>) -> Result<IdxHeader, IdxError> {
+    let path = path.as_ref();
+    let file_name = path.display().to_string();
+    let file =
+        File::open(path).map_err(|error| IdxError::Io { file: file_name.clone(), operation: "cannot open", error })?;
+    let mut reader = BufReader::with_capacity(1 << 12, file);
+    let (element_type, dims) = if starts_with_gzip_magic(&mut reader, &file_name)? {
+        parse_header(&mut Source { reader: MultiGzDecoder::new(reader), file_name: &file_name, is_gzip: true })?
+    } else {
+        parse_header(&mut Source { reader, file_name: &file_name, is_gzip: false })?
+    };
+    Ok(IdxHeader { element_type, shape: dims.iter().map(|&dim| dim as usize).collect() })
+}
+
+/// Parses the magic and the dimensions.
+fn parse_header<R: Read>(source: &mut Source<'_, R>) -> Result<(ElementType, Vec<u32>), IdxError> {
     let file_name = source.file_name;
     let file = || file_name.to_owned();
-
     let mut magic = [0u8; 4];
     let n_read = source.read_up_to(&mut magic)?;
     if n_read < 4 {
@@ -167,6 +210,19 @@ fn parse_plain<R: Read>(
     }
     let dims: Vec<u32> =
         dims_bytes.chunks_exact(4).map(|chunk| u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect();
+
+    Ok((element_type, dims))
+}
+
+fn parse_plain<R: Read>(
+    source: &mut Source<'_, R>,
+    options: ReadOptions,
+    input_len: Option<u64>,
+) -> Result<IdxArray, IdxError> {
+    let file_name = source.file_name;
+    let file = || file_name.to_owned();
+    let (element_type, dims) = parse_header(source)?;
+    let n_dims = dims.len() as u8;
 
     let n_bytes = dims
         .iter()

@@ -119,3 +119,46 @@ fn a_missing_file_is_named() {
     let message = Mnist::load(dir.path(), 1).unwrap_err().to_string();
     assert!(message.contains("train-images-idx3-ubyte.gz: cannot open"), "{message}");
 }
+
+/// A gzip file holding only an IDX header that claims `shape` of u8 (no payload).
+fn write_header_only(path: &Path, shape: &[u32]) {
+    use std::io::Write;
+    let mut header = vec![0u8, 0, 0x08, shape.len() as u8];
+    for dim in shape {
+        header.extend_from_slice(&dim.to_be_bytes());
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&header).unwrap();
+    std::fs::write(path, encoder.finish().unwrap()).unwrap();
+}
+
+#[test]
+fn a_header_claiming_too_many_pixels_is_refused_before_any_payload_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // 5,000,000 images of 28x28: 3.9 billion pixels, 15.7 GB of floats, in a file of a few dozen bytes.
+    let (images, labels) = (dir.path().join("bomb-images.gz"), dir.path().join("bomb-labels.gz"));
+    write_header_only(&images, &[5_000_000, 28, 28]);
+    write_header_only(&labels, &[5_000_000]);
+    let error = idx::mnist::load_split(&images, &labels).unwrap_err();
+    // Had the payload been read, the error would be a truncated payload.
+    assert!(matches!(error, MnistError::TooManyPixels { n_pixels: 3_920_000_000, .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("bomb-images.gz") && message.contains("more than the 268435456"), "{message}");
+
+    // The bound is the caller's to raise (or lower).
+    let small = idx::mnist::LoadOptions { max_pixels: 100 };
+    write_small(dir.path(), 12, 12, None);
+    let error = Mnist::load_with(dir.path(), 2, small).unwrap_err();
+    assert!(matches!(error, MnistError::TooManyPixels { max_pixels: 100, .. }), "{error}");
+    Mnist::load_with(dir.path(), 2, idx::mnist::LoadOptions { max_pixels: 12 * 16 }).unwrap();
+}
+
+#[test]
+fn the_label_count_is_checked_before_the_image_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, labels) = (dir.path().join("images.gz"), dir.path().join("labels.gz"));
+    write_header_only(&images, &[12, 28, 28]);
+    write_idx(&labels, &IdxArray::new(vec![10], IdxData::U8(vec![1; 10])).unwrap(), Compression::Gzip).unwrap();
+    let error = idx::mnist::load_split(&images, &labels).unwrap_err();
+    assert!(matches!(error, MnistError::CountMismatch { n_images: 12, n_labels: 10, .. }), "{error}");
+}

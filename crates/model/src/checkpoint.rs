@@ -311,6 +311,24 @@ pub fn read_meta(path: &Path) -> Result<(Architecture, CheckpointMeta), ModelErr
     Ok((parsed.architecture, parsed.meta))
 }
 
+/// The largest file a checkpoint of this project can be: every tensor of
+/// the largest architecture and the Adam moments of its trainable ones, as
+/// `f32`, plus 1 MiB for the header.
+pub fn max_file_bytes() -> u64 {
+    let tensor_bytes = |architecture: Architecture| -> u64 {
+        architecture
+            .tensor_specs()
+            .iter()
+            .map(|spec| {
+                let values: i64 = spec.shape.iter().product();
+                let copies = if spec.role.is_trainable() { 3 } else { 1 };
+                values as u64 * 4 * copies
+            })
+            .sum()
+    };
+    tensor_bytes(Architecture::Intended).max(tensor_bytes(Architecture::Seed)) + (1 << 20)
+}
+
 /// Reads a checkpoint onto `device`, checking every name, shape and dtype.
 ///
 /// # Examples
@@ -338,9 +356,19 @@ pub fn read_meta(path: &Path) -> Result<(Architecture, CheckpointMeta), ModelErr
 /// ```
 pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
     let file = path.display().to_string();
+    let bad = |reason: String| ModelError::Checkpoint { file: file.clone(), reason };
+    // Refused by its size before it is read whole: no checkpoint of this project is larger.
+    let length = fs::metadata(path)
+        .map_err(|error| ModelError::Io { file: file.clone(), operation: "cannot read", error })?
+        .len();
+    if length > max_file_bytes() {
+        return Err(bad(format!(
+            "is {length} bytes, more than any checkpoint of this program can be ({} bytes): not reading it",
+            max_file_bytes()
+        )));
+    }
     let bytes =
         fs::read(path).map_err(|error| ModelError::Io { file: file.clone(), operation: "cannot read", error })?;
-    let bad = |reason: String| ModelError::Checkpoint { file: file.clone(), reason };
     let (_, header) = SafeTensors::read_metadata(&bytes)
         .map_err(|error| bad(format!("not a safetensors file, or a truncated one ({error})")))?;
     let metadata = header.metadata().clone().unwrap_or_default();

@@ -296,3 +296,16 @@ fn a_state_that_is_not_finite_is_never_saved() {
     let error = checkpoint::check_finite(&network, &adam).unwrap_err();
     assert_eq!(error.to_string(), "tensor `optimizer.exp_avg_sq.conv2.weight` holds NaN or infinite values");
 }
+
+#[test]
+fn a_file_larger_than_any_checkpoint_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.safetensors");
+    // Sparse: 8 GB claimed, nothing on disk; reading it whole would take 8 GB of memory.
+    std::fs::File::create(&path).unwrap().set_len(8 << 30).unwrap();
+    let message = checkpoint::load(&path, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("huge.safetensors: is 8589934592 bytes, more than any checkpoint"), "{message}");
+    // The bound holds the largest network: the seed's, with its 12,544-input fc4.
+    assert!(checkpoint::max_file_bytes() > 3 * 12_544 * 1024 * 4);
+    assert!(checkpoint::max_file_bytes() < 200 << 20);
+}

@@ -141,6 +141,16 @@ pub struct DataArgs {
     /// How many of the first training images form the validation split.
     #[arg(long, default_value_t = idx::mnist::DEFAULT_VALIDATION_SIZE)]
     pub validation_size: usize,
+    /// The most pixels one image file may hold (each becomes a 4-byte float); refused from its header.
+    #[arg(long, default_value_t = idx::mnist::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
+}
+
+impl DataArgs {
+    /// The bounds of loading this data.
+    pub fn load_options(&self) -> idx::mnist::LoadOptions {
+        idx::mnist::LoadOptions { max_pixels: self.max_pixels }
+    }
 }
 
 /// Arguments of `train`. The defaults are the seed's.
@@ -216,6 +226,21 @@ pub struct TrainArgs {
     pub train_images: Option<usize>,
 }
 
+/// The most libtorch or augmentation threads a flag accepts.
+pub const MAX_THREADS: usize = 1024;
+/// The most batches a queue (`--prefetch`, `--queue`) may hold.
+pub const MAX_QUEUE: usize = 65_536;
+/// The largest batch of images a flag accepts (65,536 images of 28x28 floats are 205 MB).
+pub const MAX_BATCH: usize = 65_536;
+/// The most epochs a run may have.
+pub const MAX_EPOCHS: u64 = 1_000_000;
+
+/// Refuses `value` for `flag` outside `min..=max`, naming the flag and the range.
+pub fn check_range<T: PartialOrd + std::fmt::Display>(flag: &str, value: T, min: T, max: T) -> anyhow::Result<()> {
+    anyhow::ensure!(min <= value && value <= max, "{flag} must be between {min} and {max}, found {value}");
+    Ok(())
+}
+
 impl TrainArgs {
     /// Whether this command continues a run (`--resume` or `--resume-from`).
     pub fn resuming(&self) -> bool {
@@ -253,6 +278,9 @@ pub struct EvaluateArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Use a checkpoint whose weights hold NaN or infinity (with a warning) instead of refusing it.
+    #[arg(long)]
+    pub allow_nonfinite: bool,
 }
 
 /// Arguments of `predict`.
@@ -276,6 +304,9 @@ pub struct PredictArgs {
     /// Whether images are dark ink on light paper (inverted to MNIST's white on black): auto detects it.
     #[arg(long, value_enum, default_value_t = InvertChoice::Auto)]
     pub invert: InvertChoice,
+    /// Use a checkpoint whose weights hold NaN or infinity (with a warning) instead of refusing it.
+    #[arg(long)]
+    pub allow_nonfinite: bool,
     /// Print one JSON object per input instead of a table.
     #[arg(long)]
     pub json: bool,

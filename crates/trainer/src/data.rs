@@ -15,7 +15,7 @@ use crate::cli::DataArgs;
 /// split larger than the data) speak for themselves.
 pub fn load(data: &DataArgs) -> Result<Mnist> {
     let dir = data.data_dir.join(data.dataset.dir_name());
-    Mnist::load(&dir, data.validation_size).map_err(|error| {
+    Mnist::load_with(&dir, data.validation_size, data.load_options()).map_err(|error| {
         let name = data.dataset.dir_name();
         match error {
             MnistError::Idx(_) => anyhow::Error::new(error).context(format!(

@@ -1,9 +1,11 @@
 //! `trainer evaluate`: a checkpoint on a split of the data set or on any IDX
 //! pair: accuracy, per-class accuracy and the confusion matrix.
 
-use anyhow::{Context, Result, ensure};
-use idx::mnist::{N_CLASSES, Split, load_split};
-use model::{checkpoint, predict};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use idx::mnist::{N_CLASSES, Split, load_split_with};
+use model::{Checkpoint, checkpoint, predict};
 use serde_json::json;
 use tch::Device;
 
@@ -27,7 +29,7 @@ pub fn confusion_matrix(labels: &[u8], predictions: &[i64]) -> [[u64; N_CLASSES]
 
 fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
     if let (Some(images), Some(labels)) = (&args.images, &args.labels) {
-        let split = load_split(images, labels)?;
+        let split = load_split_with(images, labels, args.data.load_options())?;
         return Ok((format!("{} + {}", images.display(), labels.display()), split));
     }
     let mnist = crate::data::load(&args.data)?;
@@ -39,14 +41,31 @@ fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
     })
 }
 
+/// Loads a checkpoint to run the network: one whose weights, moving averages
+/// or optimizer moments hold NaN or infinity is refused, naming the tensor,
+/// unless `allow_nonfinite` (then it is used with a warning).
+pub fn load_for_inference(path: &Path, device: Device, allow_nonfinite: bool) -> Result<Checkpoint> {
+    let loaded = checkpoint::load(path, device)?;
+    if let Err(error) = checkpoint::check_finite(&loaded.network, &loaded.optimizer) {
+        if !allow_nonfinite {
+            bail!("{}: {error}: not using it (pass --allow-nonfinite to use it anyway)", path.display());
+        }
+        tracing::warn!(
+            "{}: {error}: using it anyway (--allow-nonfinite); its answers may be meaningless",
+            path.display()
+        );
+    }
+    Ok(loaded)
+}
+
 /// Evaluates a checkpoint on a split or on IDX files and prints the accuracy, per class too.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
-    ensure!(args.batch_size > 0, "--batch-size must be at least 1, found 0");
+    crate::cli::check_range("--batch-size", args.batch_size, 1, crate::cli::MAX_BATCH)?;
     let device = args.device.resolve()?;
     let path = args.checkpoint.clone().unwrap_or_else(|| RunDir::new(&args.save_dir).best_checkpoint());
     let (source, split) = load_images(args)?;
     crate::data::check_image_size(&source, &split)?;
-    let loaded = checkpoint::load(&path, device)?;
+    let loaded = load_for_inference(&path, device, args.allow_nonfinite)?;
     // `predict` moves one batch at a time to the network's device.
     let (images, _) = split_tensors(&split, None, Device::Cpu)?;
     let predictions = predict(&loaded.network, &images, args.batch_size)?;

@@ -21,7 +21,7 @@ fn repository() -> PathBuf {
 
 fn export_torchscript(args: &ExportArgs) -> Result<()> {
     let device = args.device.resolve()?;
-    let loaded = checkpoint::load(&args.checkpoint, device)?;
+    let loaded = crate::evaluate::load_for_inference(&args.checkpoint, device, false)?;
     // Traced on detached copies: the module holds plain constants, no autograd state.
     let network = loaded.network.detached_copy();
     let side = model::network::IMAGE_SIDE;

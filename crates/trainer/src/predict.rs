@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use model::{Checkpoint, checkpoint, probabilities};
+use model::{Checkpoint, probabilities};
 use preprocess::{Layout, Limits, Options, PrepError, SIDE};
 use rayon::prelude::*;
 use serde_json::{Value, json};
@@ -181,7 +181,7 @@ fn print_table(inputs: &[Input], results: &[Option<Vec<f32>>], class_names: &[St
 fn load_checkpoint(args: &PredictArgs) -> Result<(PathBuf, Checkpoint)> {
     let path = args.checkpoint.clone().unwrap_or_else(|| crate::run_dir::RunDir::new(&args.save_dir).best_checkpoint());
     let device = args.device.resolve()?;
-    let loaded = checkpoint::load(&path, device)?;
+    let loaded = crate::evaluate::load_for_inference(&path, device, args.allow_nonfinite)?;
     tracing::info!(
         "checkpoint: {} ({} network, {}, {} epochs)",
         path.display(),
@@ -194,7 +194,7 @@ fn load_checkpoint(args: &PredictArgs) -> Result<(PathBuf, Checkpoint)> {
 
 /// Classifies the given images and prints the answers (a table or JSON lines).
 pub fn run(args: &PredictArgs) -> Result<()> {
-    ensure!(args.batch_size > 0, "--batch-size must be at least 1, found 0");
+    crate::cli::check_range("--batch-size", args.batch_size, 1, crate::cli::MAX_BATCH)?;
     let (_, loaded) = load_checkpoint(args)?;
     let options = Options { invert: args.invert.into(), layout: layout_for(&loaded.meta.dataset.name) };
     let mut inputs = image_inputs(&args.files, &options)?;

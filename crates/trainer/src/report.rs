@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use idx::mnist::Split;
-use model::{checkpoint, probabilities};
+use model::probabilities;
 use report::{Curves, EpochPoint, Figure, Mistake, Page};
 use serde_json::Value;
 use tch::Device;
@@ -107,7 +107,7 @@ struct TestResults {
 }
 
 fn test_results(args: &ReportArgs, path: &Path, device: Device) -> Result<TestResults> {
-    let loaded = checkpoint::load(path, device)?;
+    let loaded = crate::evaluate::load_for_inference(path, device, false)?;
     let test = test_split(&args.data, &loaded.meta.dataset.name)?;
     let (images, labels) = crate::data::split_tensors(&test, None, Device::Cpu)?;
     let rows = probabilities(&loaded.network, &images, 500)?;

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use model::{Network, checkpoint, probabilities};
 use serve::{AppState, Backend, BatcherConfig, Model, ServeConfig, TestSet};
 use tch::{Device, Tensor};
 
-use crate::cli::{DataArgs, Dataset, ServeArgs};
+use crate::cli::{DataArgs, Dataset, MAX_BATCH, MAX_QUEUE, MAX_THREADS, ServeArgs, check_range};
 
 struct TchModel {
     network: Network,
@@ -42,7 +42,8 @@ struct TchBackend {
 
 impl Backend for TchBackend {
     fn load(&self, path: &Path) -> Result<Box<dyn Model>, String> {
-        let loaded = checkpoint::load(path, self.device).map_err(|error| error.to_string())?;
+        let loaded =
+            crate::evaluate::load_for_inference(path, self.device, false).map_err(|error| format!("{error:#}"))?;
         Ok(Box::new(TchModel {
             network: loaded.network,
             class_names: loaded.meta.dataset.class_names,
@@ -70,10 +71,10 @@ impl Backend for TchBackend {
 
 /// Serves the web app until the process is stopped.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    ensure!(args.max_batch > 0, "--max-batch must be at least 1, found 0");
-    ensure!(args.queue > 0, "--queue must be at least 1, found 0");
+    check_range("--max-batch", args.max_batch, 1, MAX_BATCH)?;
+    check_range("--queue", args.queue, 1, MAX_QUEUE)?;
     if let Some(threads) = args.threads {
-        ensure!(threads > 0, "--threads must be at least 1, found 0");
+        check_range("--threads", threads, 1, MAX_THREADS)?;
         tch::set_num_threads(threads as i32);
     }
     if let Some(path) = &args.checkpoint {

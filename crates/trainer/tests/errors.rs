@@ -23,14 +23,17 @@ fn refused(extra: &[&str]) -> String {
 #[test]
 fn impossible_settings_are_rejected_before_any_work() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--batch-size", "0"], "--batch-size must be at least 1, found 0"),
-        (&["--eval-batch-size", "0"], "--eval-batch-size must be at least 1"),
+        (&["--batch-size", "0"], "--batch-size must be between 1 and 65536, found 0"),
+        (&["--eval-batch-size", "0"], "--eval-batch-size must be between 1 and 65536, found 0"),
+        (&["--threads", "3000000000"], "--threads must be between 1 and 1024, found 3000000000"),
+        (&["--prefetch", "1000000000"], "--prefetch must be between 1 and 65536, found 1000000000"),
         (&["--display-step", "0"], "--display-step must be at least 1"),
         (&["--batch-size", "1001"], "--batch-size 1001 is larger than the 1000 training images"),
         (&["--train-images", "60000"], "--train-images 60000 is more than the 59000 training images"),
         (&["--validation-size", "60000"], "validation size 60000 leaves no training images"),
         (&["--validation-size", "70000"], "validation size 70000 leaves no training images"),
         (&["--learning-rate=-1"], "--learning-rate must be a positive number"),
+        (&["--max-pixels", "1000"], "holds 47040000 pixels, more than the 1000 one load may turn into floats"),
     ];
     for (extra, expected) in cases {
         let stderr = refused(extra);
@@ -98,4 +101,37 @@ fn training_refuses_images_that_are_not_28x28_as_evaluate_does() {
     let data_dir = data.path().display().to_string();
     let stderr = refused(&["--data-dir", &data_dir, "--validation-size", "20"]);
     assert!(stderr.contains("mnist train: images are 14x56, the network takes 28x28"), "{stderr}");
+}
+
+/// A copy of `source` with one value of `tensor` set to NaN, written byte by
+/// byte (the program itself never saves such a state).
+fn poisoned_copy(source: &std::path::Path, tensor: &str, out: &std::path::Path) {
+    let mut bytes = std::fs::read(source).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let start = header[tensor]["data_offsets"][0].as_u64().unwrap() as usize + 8 + header_len;
+    bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(out, bytes).unwrap();
+}
+
+#[test]
+fn checkpoints_whose_weights_are_not_finite_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let poisoned = dir.path().join("poisoned.safetensors");
+    poisoned_copy(&common::trained_checkpoint(), "fc4.weight", &poisoned);
+    let checkpoint = poisoned.display().to_string();
+    let evaluate = ["evaluate", "--checkpoint", &checkpoint, "--split", "validation", "--validation-size", "500"];
+    let output = common::run(&evaluate);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let expected = "poisoned.safetensors: tensor `fc4.weight` holds NaN or infinite values: not using it \
+                    (pass --allow-nonfinite to use it anyway)";
+    assert!(text(&output).contains(expected), "{}", text(&output));
+    let output = common::run(&[&evaluate[..], &["--allow-nonfinite"]].concat());
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("using it anyway (--allow-nonfinite)"), "{}", text(&output));
+
+    let images = common::data_dir().join("mnist/t10k-images-idx3-ubyte.gz").display().to_string();
+    let output = common::run(&["predict", "--checkpoint", &checkpoint, "--images", &images]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("not using it (pass --allow-nonfinite"), "{}", text(&output));
 }

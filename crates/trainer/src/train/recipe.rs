@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::cli::TrainArgs;
+use crate::cli::{MAX_BATCH, MAX_EPOCHS, MAX_QUEUE, MAX_THREADS, TrainArgs, check_range};
 use crate::run_dir::RunDir;
 
 /// The `tch` this program is built with (checked against Cargo.toml by the tidy test).
@@ -15,22 +15,23 @@ pub const TCH_VERSION: &str = "0.24.0";
 /// Rejects impossible settings before any work is done.
 pub fn validate(args: &TrainArgs) -> Result<()> {
     let positive = [
-        ("--epochs", args.epochs as usize),
-        ("--batch-size", args.batch_size),
-        ("--display-step", args.display_step as usize),
-        ("--save-step", args.save_step as usize),
-        ("--keep", args.keep),
-        ("--eval-batch-size", args.eval_batch_size),
-        ("--augment-threads", args.augment_threads),
-        ("--prefetch", args.prefetch),
-        ("--train-accuracy-images", args.train_accuracy_images),
-        ("--validation-size", args.data.validation_size),
-        ("--threads", args.threads.unwrap_or(1)),
-        ("--train-images", args.train_images.unwrap_or(1)),
+        ("--display-step", args.display_step),
+        ("--save-step", args.save_step),
+        ("--keep", args.keep as u64),
+        ("--train-accuracy-images", args.train_accuracy_images as u64),
+        ("--validation-size", args.data.validation_size as u64),
+        ("--train-images", args.train_images.unwrap_or(1) as u64),
     ];
     for (flag, value) in positive {
         ensure!(value > 0, "{flag} must be at least 1, found 0");
     }
+    // Bounded, so no value wraps around in a conversion or asks for a huge allocation.
+    check_range("--epochs", args.epochs, 1, MAX_EPOCHS)?;
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)?;
+    check_range("--eval-batch-size", args.eval_batch_size, 1, MAX_BATCH)?;
+    check_range("--threads", args.threads.unwrap_or(1), 1, MAX_THREADS)?;
+    check_range("--augment-threads", args.augment_threads, 1, MAX_THREADS)?;
+    check_range("--prefetch", args.prefetch, 1, MAX_QUEUE)?;
     ensure!(
         args.learning_rate.is_finite() && args.learning_rate > 0.0,
         "--learning-rate must be a positive number, found {}",
@@ -185,7 +186,7 @@ mod tests {
 
     #[test]
     fn impossible_settings_name_the_flag() {
-        for (flag, value) in [("--batch-size", "0"), ("--display-step", "0"), ("--keep", "0"), ("--epochs", "0")] {
+        for (flag, value) in [("--display-step", "0"), ("--keep", "0"), ("--save-step", "0")] {
             let message = validate(&parse(&[flag, value])).unwrap_err().to_string();
             assert!(message.contains(flag) && message.contains("at least 1"), "{message}");
         }
@@ -196,6 +197,17 @@ mod tests {
         let message = validate(&parse(&["--resume", "--override-learning-rate=-1"])).unwrap_err().to_string();
         assert!(message.contains("--override-learning-rate must be a positive number"), "{message}");
         validate(&parse(&["--resume-from", "x.safetensors", "--override-learning-rate", "1e-4"])).unwrap();
+        for (flag, value, range) in [
+            ("--threads", "3000000000", "between 1 and 1024, found 3000000000"),
+            ("--prefetch", "1000000000", "between 1 and 65536, found 1000000000"),
+            ("--eval-batch-size", "10000000", "between 1 and 65536"),
+            ("--batch-size", "1000000", "between 1 and 65536"),
+            ("--augment-threads", "0", "between 1 and 1024, found 0"),
+            ("--epochs", "99999999999", "between 1 and 1000000"),
+        ] {
+            let message = validate(&parse(&[flag, value])).unwrap_err().to_string();
+            assert!(message.starts_with(flag) && message.contains(range), "{message}");
+        }
         validate(&parse(&[])).unwrap();
     }
 
