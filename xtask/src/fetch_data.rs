@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+use url::{Host, Url};
 
 /// No MNIST-class file comes near this; a server sending more is not serving one.
 const MAX_DOWNLOAD_BYTES: u64 = 256 << 20;
@@ -71,37 +72,68 @@ impl Dataset {
     }
 }
 
+/// The most redirects one download follows.
+const MAX_REDIRECTS: usize = 5;
+
 /// Where a file can be fetched from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Mirror {
     /// A base URL ending in `/`.
-    Url(String),
+    Url(Url),
     /// A local folder.
     Dir(PathBuf),
 }
 
+/// Whether the URL's host is this machine: `localhost` or a loopback address.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(address)) => address.is_loopback(),
+        Some(Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    }
+}
+
+/// Refuses what a mirror or a redirect may not be: a user name or password
+/// (sent in clear, or logged), a scheme other than https, or plain http to
+/// another host than this machine.
+fn check_url(url: &Url, what: &str) -> Result<()> {
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!("{what} {url}: a user name or password in the URL is refused");
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => bail!("{what} {url}: plain http is refused (HTTPS only, except on a loopback host)"),
+        other => bail!("{what} {url}: unsupported scheme {other} (expected https://, or a local folder)"),
+    }
+}
+
+/// Refuses a redirect that lowers security: from https to http, or to plain
+/// http on another host than this machine (and whatever `check_url` refuses).
+fn check_redirect(from: &Url, to: &Url) -> Result<()> {
+    if from.scheme() == "https" && to.scheme() != "https" {
+        bail!("redirect from {from} to {to} refused: it leaves HTTPS");
+    }
+    check_url(to, "redirect to")
+}
+
 impl Mirror {
     fn parse(text: &str) -> Result<Self> {
-        if let Some(rest) = text.strip_prefix("http://") {
-            let host = rest.split(['/', ':']).next().unwrap_or_default();
-            let is_loopback = host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]");
-            if !is_loopback {
-                bail!("mirror {text}: plain http is refused (HTTPS only, except on a loopback host)");
-            }
+        if !text.contains("://") {
+            return Ok(Mirror::Dir(PathBuf::from(text)));
         }
-        if text.starts_with("https://") || text.starts_with("http://") {
-            let base = if text.ends_with('/') { text.to_owned() } else { format!("{text}/") };
-            return Ok(Mirror::Url(base));
+        let mut url = Url::parse(text).with_context(|| format!("mirror {text}: not a valid URL"))?;
+        check_url(&url, "mirror")?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
         }
-        if text.contains("://") {
-            bail!("mirror {text}: unsupported scheme (expected https://, or a local folder)");
-        }
-        Ok(Mirror::Dir(PathBuf::from(text)))
+        Ok(Mirror::Url(url))
     }
 
     fn describe(&self, file_name: &str) -> String {
         match self {
-            Mirror::Url(base) => format!("{base}{file_name}"),
+            Mirror::Url(base) => base.join(file_name).map_or_else(|_| format!("{base}{file_name}"), String::from),
             Mirror::Dir(dir) => dir.join(file_name).display().to_string(),
         }
     }
@@ -178,8 +210,22 @@ fn fetch_from(agent: &ureq::Agent, mirror: &Mirror, file_name: &str, temp_path: 
             copy_hashing(file, temp_path)
         }
         Mirror::Url(base) => {
-            let response = agent.get(&format!("{base}{file_name}")).call()?;
-            copy_hashing(response.into_body().into_reader(), temp_path)
+            let mut url = base.join(file_name).with_context(|| format!("{base}: cannot name {file_name} in it"))?;
+            // Redirects are followed here, one by one, so each is checked (the agent follows none).
+            for _ in 0..=MAX_REDIRECTS {
+                let response = agent.get(url.as_str()).call()?;
+                if !response.status().is_redirection() {
+                    return copy_hashing(response.into_body().into_reader(), temp_path);
+                }
+                let location =
+                    response.headers().get("location").and_then(|value| value.to_str().ok()).with_context(|| {
+                        format!("{url}: a redirect ({}) without a usable Location", response.status())
+                    })?;
+                let next = url.join(location).with_context(|| format!("{url}: bad redirect Location {location:?}"))?;
+                check_redirect(&url, &next)?;
+                url = next;
+            }
+            bail!("more than {MAX_REDIRECTS} redirects")
         }
     }
 }
@@ -187,7 +233,7 @@ fn fetch_from(agent: &ureq::Agent, mirror: &Mirror, file_name: &str, temp_path: 
 /// Tries each mirror in turn; on the first whose copy hashes right, renames it into place.
 fn restore(agent: &ureq::Agent, mirrors: &[Mirror], expected: &Expected, dest: &Path) -> Result<String> {
     let dir = dest.parent().unwrap_or(Path::new("."));
-    let temp_path = dir.join(format!(".{}.{}.part", expected.file_name, std::process::id()));
+    let temp_path = dir.join(temp_name(&expected.file_name, std::process::id()));
     let mut failures = Vec::new();
     for mirror in mirrors {
         let source = mirror.describe(&expected.file_name);
@@ -215,6 +261,29 @@ fn restore(agent: &ureq::Agent, mirrors: &[Mirror], expected: &Expected, dest: &
     bail!("every mirror failed:\n    {}", failures.join("\n    "))
 }
 
+/// The temporary name a download by process `pid` streams into.
+fn temp_name(file_name: &str, pid: u32) -> String {
+    format!(".{file_name}.{pid}.part")
+}
+
+/// Removes the partial downloads a killed run of this task left in `dir`
+/// (`.FILE.PID.part` for one of the data set's own files), and nothing else.
+fn remove_stale_downloads(dir: &Path, expected: &[Expected]) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = expected.iter().any(|file| {
+            name.strip_prefix(&format!(".{}.", file.file_name))
+                .and_then(|rest| rest.strip_suffix(".part"))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|byte| byte.is_ascii_digit()))
+        });
+        if ours {
+            fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
+            println!("removed  {} (a download that did not finish)", entry.path().display());
+        }
+    }
+    Ok(())
+}
+
 /// Verifies the data set's files against `SHA256SUMS` and fetches the missing or bad ones.
 pub fn run(root: &Path, args: &Args) -> Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(|| root.join("data")).join(args.dataset.dir_name());
@@ -225,7 +294,9 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         args.mirrors.iter().map(|text| Mirror::parse(text)).collect::<Result<_>>()?
     };
     fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    remove_stale_downloads(&data_dir, &expected_files)?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .max_redirects(0)
         .timeout_connect(Some(Duration::from_secs(15)))
         .timeout_global(Some(Duration::from_secs(600)))
         .build()
@@ -269,14 +340,56 @@ mod tests {
     fn mirrors_are_https_or_loopback_http_or_folders() {
         assert_eq!(
             Mirror::parse("https://example.org/mnist").unwrap(),
-            Mirror::Url("https://example.org/mnist/".into())
+            Mirror::Url(Url::parse("https://example.org/mnist/").unwrap())
         );
-        assert!(matches!(Mirror::parse("http://127.0.0.1:8000/").unwrap(), Mirror::Url(_)));
-        assert!(matches!(Mirror::parse("http://localhost/x/").unwrap(), Mirror::Url(_)));
-        let error = Mirror::parse("http://example.org/mnist/").unwrap_err().to_string();
-        assert!(error.contains("HTTPS only"), "{error}");
-        assert!(Mirror::parse("ftp://example.org/").unwrap_err().to_string().contains("unsupported scheme"));
+        for loopback in ["http://127.0.0.1:8000/", "http://localhost/x/", "http://[::1]:9/", "http://127.8.9.10/"] {
+            assert!(matches!(Mirror::parse(loopback).unwrap(), Mirror::Url(_)), "{loopback}");
+        }
+        for (text, expected) in [
+            ("http://example.org/mnist/", "HTTPS only"),
+            // The host is example.org; `127.0.0.1` is a user name.
+            ("http://127.0.0.1@example.org/", "a user name or password in the URL is refused"),
+            ("https://user:secret@example.org/", "a user name or password in the URL is refused"),
+            ("http://127.0.0.1.example.org/", "HTTPS only"),
+            ("http://localhost.example.org/", "HTTPS only"),
+            ("ftp://example.org/", "unsupported scheme ftp"),
+            ("https://exa mple.org/", "not a valid URL"),
+        ] {
+            let error = format!("{:#}", Mirror::parse(text).unwrap_err());
+            assert!(error.contains(expected), "{text}: {error}");
+        }
         assert_eq!(Mirror::parse("/srv/mnist").unwrap(), Mirror::Dir("/srv/mnist".into()));
+    }
+
+    #[test]
+    fn redirects_never_leave_https_nor_reach_remote_plain_http() {
+        let url = |text: &str| Url::parse(text).unwrap();
+        check_redirect(&url("https://a.org/x"), &url("https://b.org/y")).unwrap();
+        check_redirect(&url("http://127.0.0.1:1/x"), &url("http://localhost:2/y")).unwrap();
+        let error = check_redirect(&url("https://a.org/x"), &url("http://127.0.0.1/y")).unwrap_err().to_string();
+        assert!(error.contains("it leaves HTTPS"), "{error}");
+        let error = check_redirect(&url("http://127.0.0.1/x"), &url("http://example.org/y")).unwrap_err().to_string();
+        assert!(error.contains("plain http is refused"), "{error}");
+        let error = check_redirect(&url("https://a.org/x"), &url("https://u:p@b.org/")).unwrap_err().to_string();
+        assert!(error.contains("user name or password"), "{error}");
+    }
+
+    #[test]
+    fn stale_downloads_of_the_data_sets_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = parse_sha256sums(Dataset::Mnist.sha256sums()).unwrap();
+        let ours = [temp_name("train-images-idx3-ubyte.gz", 4242), temp_name("t10k-labels-idx1-ubyte.gz", 7)];
+        let theirs = [".notes.part", "train-images-idx3-ubyte.gz.part", ".train-images-idx3-ubyte.gz.x1.part", "keep"];
+        for name in ours.iter().map(String::as_str).chain(theirs) {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_stale_downloads(dir.path(), &expected).unwrap();
+        for name in &ours {
+            assert!(!dir.path().join(name).exists(), "{name} was left");
+        }
+        for name in theirs {
+            assert!(dir.path().join(name).exists(), "{name} was removed");
+        }
     }
 
     #[test]

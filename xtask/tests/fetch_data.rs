@@ -124,6 +124,20 @@ fn serve(mut stream: TcpStream) {
             let _ = stream.write_all(header(body.len()).as_bytes());
             let _ = stream.write_all(&body);
         }
+        "redirect-good" => {
+            // A relative Location on this same loopback server: followed.
+            let response = format!(
+                "HTTP/1.1 302 Found\r\nLocation: /good/{name}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+        "redirect-remote" => {
+            // To plain http on another host: refused, never requested.
+            let response = format!(
+                "HTTP/1.1 302 Found\r\nLocation: http://example.invalid/{name}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
         "truncated" => {
             // Promise the whole file, send half, hang up.
             let _ = stream.write_all(header(body.len()).as_bytes());
@@ -194,4 +208,38 @@ fn plain_http_to_another_host_is_refused() {
     let output = fetch_data(data_dir.path(), &["http://example.org/mnist/"]);
     assert!(!output.status.success());
     assert!(text(&output).contains("HTTPS only"), "{}", text(&output));
+}
+
+#[test]
+fn redirects_are_checked_one_by_one_and_stale_partial_downloads_removed() {
+    let base = start_server();
+    let data_dir = copy_of_data();
+    let mnist_dir = data_dir.path().join("mnist");
+    fs::remove_file(mnist_dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    // What a download killed by a previous run left behind.
+    let stale = mnist_dir.join(".t10k-labels-idx1-ubyte.gz.999999.part");
+    fs::write(&stale, b"half a file").unwrap();
+
+    let mirrors = [format!("{base}redirect-remote/"), format!("{base}redirect-good/")];
+    let output = fetch_data(data_dir.path(), &[&mirrors[0], &mirrors[1]]);
+    let message = text(&output);
+    assert!(output.status.success(), "{message}");
+    assert!(
+        message.contains("redirect to http://example.invalid/t10k-labels-idx1-ubyte.gz: plain http is refused"),
+        "{message}"
+    );
+    assert!(message.contains("restored"), "{message}");
+    assert!(message.contains("a download that did not finish"), "{message}");
+    assert!(!stale.exists());
+    let name = "t10k-labels-idx1-ubyte.gz";
+    assert_eq!(fs::read(mnist_dir.join(name)).unwrap(), fs::read(committed_mnist().join(name)).unwrap());
+    assert!(leftovers(&mnist_dir).is_empty(), "{:?}", leftovers(&mnist_dir));
+}
+
+#[test]
+fn a_user_name_in_a_mirror_url_is_refused() {
+    let data_dir = copy_of_data();
+    let output = fetch_data(data_dir.path(), &["http://127.0.0.1@example.org/mnist/"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("a user name or password in the URL is refused"), "{}", text(&output));
 }
