@@ -79,19 +79,21 @@ def main():
     kills = {"KILL": 0, "TERM": 0}
     term_exits = {}
     finished_early = 0
-    for number in range(1, args.kills + 1):
+    number = 0
+    while number < args.kills:
         child = train(args.binary, run, ["--resume"])
         moment = rng.uniform(0.2, duration)
         name = rng.choice(["KILL", "TERM"])
         try:
             child.wait(timeout=moment)
             finished_early += 1
-            print(f"kill {number:2}: the run finished before {moment:.1f} s; starting over")
+            print(f"        the run finished before {moment:.1f} s: starting over")
             for path in run.iterdir():
                 path.unlink()
             continue
         except subprocess.TimeoutExpired:
             pass
+        number += 1
         child.send_signal(getattr(signal, f"SIG{name}"))
         _, err = child.communicate()
         kills[name] += 1

@@ -4,7 +4,9 @@
 //! The build reads `LIBTORCH` (set by `.cargo/config.toml` to `.libtorch/torch`,
 //! unless the user set it), so this task only has to make `.libtorch/torch` a
 //! link to the venv's `site-packages/torch`, which holds `lib/` and `include/`.
-//! Every step is skipped when already done, so a second run takes a second.
+//! Every step is skipped when already done (checked, not assumed: the venv's
+//! Python must `import torch`), so a second run takes a few seconds; an install
+//! that was killed halfway is detected by its marker and repaired.
 
 use std::env;
 use std::fs;
@@ -16,15 +18,43 @@ use anyhow::{Context, Result, bail};
 /// The libtorch version `tch = "=0.24.0"` expects.
 const TORCH_VERSION: &str = "2.11.0";
 
-/// The CUDA runtime and CUPTI that `libtorch_cpu.so` itself loads, for the CPU-only install.
-const CPU_ONLY_EXTRAS: [&str; 2] = ["nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cupti==13.0.85"];
+/// What the CPU-only install adds to torch (installed without its
+/// dependencies, to leave out the CUDA wheels): the CUDA runtime and CUPTI
+/// that `libtorch_cpu.so` itself loads, and torch's pure-Python
+/// dependencies. Exact versions, as pip resolved them for torch 2.11.0.
+///
+/// Its Python still cannot `import torch`: PyPI's torch is the CUDA build,
+/// whose `libtorch.so` needs `libtorch_cuda.so` and so cuDNN, cuBLAS and the
+/// rest, which is what this flavour leaves out. PyTorch's CPU wheels
+/// (`torch==2.11.0+cpu`) live on download.pytorch.org, not on PyPI.
+const CPU_ONLY_EXTRAS: [&str; 10] = [
+    "nvidia-cuda-runtime==13.0.96",
+    "nvidia-cuda-cupti==13.0.85",
+    "filelock==4.3.1",
+    "typing-extensions==4.16.0",
+    "sympy==1.14.0",
+    "mpmath==1.3.0",
+    "networkx==3.6.1",
+    "jinja2==3.1.6",
+    "MarkupSafe==3.0.4",
+    "fsspec==2026.9.0",
+];
 
-/// Prints a Python package's version and folder without importing it (a
-/// CPU-only install lacks torch's Python dependencies, so `import torch` would fail).
-const PROBE_TORCH: &str = "import importlib.metadata as m, importlib.util as u\n\
-spec = u.find_spec('torch')\n\
-print(m.version('torch') if spec else '')\n\
-print(spec.submodule_search_locations[0] if spec else '')";
+/// The file that marks an install in progress: present after a killed one.
+const INCOMPLETE_MARKER: &str = "install-incomplete";
+
+/// Prints torch's version and folder (from its metadata, empty when it is
+/// not installed), then whether `import torch` works.
+const PROBE_TORCH: &str = r"import importlib.metadata as m, importlib.util as u
+spec = u.find_spec('torch')
+print(m.version('torch') if spec else '')
+print(spec.submodule_search_locations[0] if spec else '')
+try:
+    import torch
+    print('import-ok')
+except Exception as error:
+    print('import-failed: ' + ' '.join(str(error).split()))
+";
 
 /// Arguments of `cargo xtask setup`.
 #[derive(Debug, clap::Args)]
@@ -91,32 +121,52 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         );
     }
 
-    let (installed_version, _) = probe_torch(&venv_python)?;
+    let marker = libtorch_dir.join(INCOMPLETE_MARKER);
+    let probe = probe_torch(&venv_python)?;
     let installed_flavour = fs::read_to_string(&flavour_file).unwrap_or_default();
-    let up_to_date = installed_version.split('+').next() == Some(TORCH_VERSION)
+    let killed_halfway = marker.exists();
+    // The CPU-only flavour's Python cannot import torch (see CPU_ONLY_EXTRAS): not a fault there.
+    let import_broken = probe.import_error.is_some() && !args.cpu_only;
+    let up_to_date = probe.version.split('+').next() == Some(TORCH_VERSION)
+        && !import_broken
+        && !killed_halfway
         && (installed_flavour.trim() == wanted_flavour || installed_flavour.is_empty() && !args.cpu_only);
     if up_to_date {
-        println!("torch {installed_version} ({wanted_flavour}) is already installed in {}", venv.display());
+        println!("torch {} ({wanted_flavour}) is already installed in {}", probe.version, venv.display());
     } else {
-        let mut pip = Command::new(&venv_python);
-        pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]);
-        if args.cpu_only {
-            pip.arg("--no-deps").arg(format!("torch=={TORCH_VERSION}")).args(CPU_ONLY_EXTRAS);
-        } else {
-            pip.arg(format!("torch=={TORCH_VERSION}"));
+        // A half-finished or broken install looks "already satisfied" to pip: make it reinstall.
+        let repair = killed_halfway || (!probe.version.is_empty() && import_broken);
+        if killed_halfway {
+            println!("the last install into {} did not finish: repairing it", venv.display());
+        } else if let (true, Some(error)) = (repair, &probe.import_error) {
+            println!("torch is installed but does not import ({error}): repairing it");
         }
-        println!("installing torch=={TORCH_VERSION} ({wanted_flavour}) from PyPI into {}", venv.display());
-        println!("  (about {} to download)", if args.cpu_only { "1.3 GB" } else { "4.6 GB" });
-        run_checked(&mut pip, "pip install")?;
+        fs::write(&marker, wanted_flavour).with_context(|| format!("cannot write {}", marker.display()))?;
+        install_torch(&venv_python, args.cpu_only, repair)?;
         fs::write(&flavour_file, wanted_flavour).with_context(|| format!("cannot write {}", flavour_file.display()))?;
     }
 
     install_python_tools(&venv_python, &libtorch_dir)?;
 
-    let (version, torch_dir) = probe_torch(&venv_python)?;
+    let probe = probe_torch(&venv_python)?;
+    let version = probe.version;
     if version.split('+').next() != Some(TORCH_VERSION) {
         bail!("the venv has torch {version:?} after installing, expected {TORCH_VERSION}");
     }
+    match (probe.import_error, args.cpu_only) {
+        (None, _) => {}
+        (Some(error), false) => bail!("the venv's Python cannot `import torch` after installing: {error}"),
+        (Some(error), true) => println!(
+            "note: the CPU-only install serves the Rust build; its Python cannot `import torch` ({error}): \
+             PyPI's torch is built with CUDA and needs the CUDA libraries this flavour leaves out, so the \
+             Python scripts (ONNX export, the PyTorch comparisons) need the full install"
+        ),
+    }
+    // Only a torch that imports clears the marker of an install in progress.
+    if marker.exists() {
+        fs::remove_file(&marker).with_context(|| format!("cannot remove {}", marker.display()))?;
+    }
+    let torch_dir = probe.folder;
     let torch_dir = PathBuf::from(torch_dir);
     check_libtorch_folder(&torch_dir)?;
     point_link(&link, &torch_dir)?;
@@ -127,6 +177,26 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         if has_cuda_libraries { "with CUDA (used when a GPU and driver are present)" } else { "CPU only" }
     );
     Ok(())
+}
+
+/// Runs pip for torch: exact versions, wheels only; the CPU-only flavour
+/// without torch's dependencies but with [`CPU_ONLY_EXTRAS`]; `repair`
+/// reinstalls over what is there.
+fn install_torch(venv_python: &Path, cpu_only: bool, repair: bool) -> Result<()> {
+    let mut pip = Command::new(venv_python);
+    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]);
+    pip.args(["--only-binary", ":all:"]);
+    if repair {
+        pip.arg("--force-reinstall");
+    }
+    if cpu_only {
+        pip.arg("--no-deps").arg(format!("torch=={TORCH_VERSION}")).args(CPU_ONLY_EXTRAS);
+    } else {
+        pip.arg(format!("torch=={TORCH_VERSION}"));
+    }
+    println!("installing torch=={TORCH_VERSION} ({}) from PyPI", flavour(cpu_only));
+    println!("  (about {} to download)", if cpu_only { "1.3 GB" } else { "4.6 GB" });
+    run_checked(&mut pip, "pip install")
 }
 
 /// Whether `program` is an executable file on PATH.
@@ -219,8 +289,19 @@ fn run_checked(command: &mut Command, step: &str) -> Result<()> {
     Ok(())
 }
 
-/// The torch version (empty when not installed) and its folder, as the venv's Python reports them.
-fn probe_torch(venv_python: &Path) -> Result<(String, String)> {
+/// What the venv's Python says of its torch.
+#[derive(Debug)]
+struct TorchProbe {
+    /// The installed version (empty when not installed).
+    version: String,
+    /// Its package folder.
+    folder: String,
+    /// Why `import torch` fails, if it does.
+    import_error: Option<String>,
+}
+
+/// Asks the venv's Python about its torch.
+fn probe_torch(venv_python: &Path) -> Result<TorchProbe> {
     let output = Command::new(venv_python)
         .args(["-c", PROBE_TORCH])
         .output()
@@ -230,7 +311,14 @@ fn probe_torch(venv_python: &Path) -> Result<(String, String)> {
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let mut lines = stdout.lines().map(str::trim);
-    Ok((lines.next().unwrap_or_default().to_owned(), lines.next().unwrap_or_default().to_owned()))
+    let version = lines.next().unwrap_or_default().to_owned();
+    let folder = lines.next().unwrap_or_default().to_owned();
+    let import_error = match lines.next() {
+        Some("import-ok") => None,
+        Some(line) => Some(line.strip_prefix("import-failed: ").unwrap_or(line).to_owned()),
+        None => Some("torch is not installed".to_owned()),
+    };
+    Ok(TorchProbe { version, folder, import_error })
 }
 
 /// A libtorch folder must hold `lib/libtorch_cpu.so` and `include/`.

@@ -10,11 +10,16 @@ fn fake_python() -> PathBuf {
 }
 
 fn setup(libtorch_dir: &Path, site: &Path, extra_args: &[&str], no_pip: bool) -> Output {
+    setup_with(libtorch_dir, site, extra_args, if no_pip { &["FAKE_NO_PIP"] } else { &[] })
+}
+
+/// Runs `cargo xtask setup` against the stand-in Python with the given `FAKE_*` switches set.
+fn setup_with(libtorch_dir: &Path, site: &Path, extra_args: &[&str], switches: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command.arg("setup").arg("--dir").arg(libtorch_dir).arg("--python").arg(fake_python()).args(extra_args);
     command.env("FAKE_SITE", site);
-    if no_pip {
-        command.env("FAKE_NO_PIP", "1");
+    for switch in switches {
+        command.env(switch, "1");
     }
     command.output().unwrap()
 }
@@ -37,7 +42,9 @@ fn installs_once_links_torch_and_is_a_no_op_the_second_time() {
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("installing torch==2.11.0 (cuda)"), "{}", text(&output));
     assert_eq!(pip_calls(&site).len(), 2);
-    assert!(pip_calls(&site)[0].contains("install") && pip_calls(&site)[0].ends_with("torch==2.11.0"));
+    let torch = &pip_calls(&site)[0];
+    assert!(torch.contains("install --disable-pip-version-check") && torch.ends_with("torch==2.11.0"), "{torch}");
+    assert!(torch.contains("--only-binary :all:") && !torch.contains("--force-reinstall"), "{torch}");
     let tools = &pip_calls(&site)[1];
     assert!(tools.contains("--only-binary :all:") && tools.ends_with("onnx==1.23.2 onnxruntime==1.32.0"), "{tools}");
     assert_eq!(fs::read_link(libtorch_dir.join("torch")).unwrap(), site.join("torch"));
@@ -60,7 +67,46 @@ fn switching_to_cpu_only_reinstalls_without_the_cuda_dependencies() {
     let calls = pip_calls(&site);
     assert_eq!(calls.len(), 3, "torch, the Python tools, then torch again: {calls:?}");
     assert!(calls[2].contains("--no-deps torch==2.11.0 nvidia-cuda-runtime==13.0.96"), "{}", calls[2]);
+    // torch's pure-Python dependencies come along, so the CPU-only Python can `import torch`.
+    assert!(calls[2].contains("typing-extensions==4.16.0") && calls[2].contains("sympy==1.14.0"), "{}", calls[2]);
     assert_eq!(fs::read_to_string(libtorch_dir.join("flavour")).unwrap(), "cpu-only");
+}
+
+#[test]
+fn an_install_killed_halfway_is_detected_and_repaired() {
+    let root = tempfile::tempdir().unwrap();
+    let (libtorch_dir, site) = (root.path().join(".libtorch"), root.path().join("site"));
+    fs::create_dir(&site).unwrap();
+    // A complete install, then a flavour switch killed mid-pip: torch's files are half there.
+    assert!(setup(&libtorch_dir, &site, &[], false).status.success());
+    let output = setup_with(&libtorch_dir, &site, &["--cpu-only"], &["FAKE_PIP_FAILS"]);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(libtorch_dir.join("install-incomplete").exists());
+    // The next run sees it and reinstalls over it, instead of trusting what is there.
+    let output = setup(&libtorch_dir, &site, &["--cpu-only"], false);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("did not finish: repairing it"), "{}", text(&output));
+    let last = pip_calls(&site).last().unwrap().clone();
+    assert!(last.contains("--force-reinstall --no-deps torch==2.11.0"), "{last}");
+    assert!(!libtorch_dir.join("install-incomplete").exists());
+    let output = setup(&libtorch_dir, &site, &["--cpu-only"], false);
+    assert!(text(&output).contains("is already installed"), "{}", text(&output));
+}
+
+#[test]
+fn a_torch_that_does_not_import_is_repaired_or_reported() {
+    let root = tempfile::tempdir().unwrap();
+    let (libtorch_dir, site) = (root.path().join(".libtorch"), root.path().join("site"));
+    fs::create_dir(&site).unwrap();
+    assert!(setup(&libtorch_dir, &site, &[], false).status.success());
+    let n_calls = pip_calls(&site).len();
+    let output = setup_with(&libtorch_dir, &site, &[], &["FAKE_IMPORT_FAILS"]);
+    assert!(!output.status.success(), "{}", text(&output));
+    let message = text(&output);
+    assert!(message.contains("does not import (No module named 'typing_extensions'): repairing it"), "{message}");
+    assert!(message.contains("cannot `import torch` after installing"), "{message}");
+    assert_eq!(pip_calls(&site).len(), n_calls + 1);
+    assert!(pip_calls(&site).last().unwrap().contains("--force-reinstall"));
 }
 
 #[test]

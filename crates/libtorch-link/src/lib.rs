@@ -49,16 +49,28 @@ impl LinkPlan {
         Self { lib_dir: lib_dir.to_path_buf(), link_cuda, reason, surprising, version: libtorch_version(lib_dir) }
     }
 
+    /// The flavour record of `cargo xtask setup` for this libtorch, if it installed it.
+    fn flavour_file(&self) -> Option<PathBuf> {
+        let flavour = self.lib_dir.parent()?.parent()?.join("flavour");
+        flavour.is_file().then_some(flavour)
+    }
+
     /// The `cargo:` lines for a build script.
     pub fn cargo_lines(&self) -> Vec<String> {
         let lib_dir = self.lib_dir.display();
-        let mut lines = vec![
-            format!("cargo:rerun-if-env-changed={LINK_CUDA_VARIABLE}"),
+        let mut lines = vec![format!("cargo:rerun-if-env-changed={LINK_CUDA_VARIABLE}")];
+        // `cargo xtask setup` records the flavour it installed beside its link
+        // (`.libtorch/flavour` for `.libtorch/torch/lib`): switching between
+        // `--cpu-only` and CUDA rewrites it, and the decision must be made again.
+        if let Some(flavour) = self.flavour_file() {
+            lines.push(format!("cargo:rerun-if-changed={}", flavour.display()));
+        }
+        lines.extend([
             format!("cargo:rustc-link-search=native={lib_dir}"),
             format!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}"),
             // Programs record the libtorch they were built against (`env!("LIBTORCH_VERSION")`).
             format!("cargo:rustc-env=LIBTORCH_VERSION={}", self.version.as_deref().unwrap_or("unknown")),
-        ];
+        ]);
         // Only a surprising choice is worth a warning in every build's output.
         if self.surprising {
             let linked = if self.link_cuda { "linking" } else { "not linking" };
@@ -193,6 +205,17 @@ mod tests {
         let forced = LinkPlan::new(&lib_dir, Some("0")).cargo_lines();
         assert!(forced.contains(&"cargo:warning=libtorch-link: not linking CUDA: LIBTORCH_LINK_CUDA=0".to_owned()));
         assert!(LinkPlan::new(&root.path().join("empty"), Some("1")).link_cuda);
+    }
+
+    #[test]
+    fn switching_the_installed_flavour_reruns_the_decision() {
+        let root = tempfile::tempdir().unwrap();
+        let lib_dir = root.path().join(".libtorch/torch/lib");
+        touch(&lib_dir.join("libtorch_cpu.so"));
+        let rerun = format!("cargo:rerun-if-changed={}", root.path().join(".libtorch/flavour").display());
+        assert!(!LinkPlan::new(&lib_dir, None).cargo_lines().contains(&rerun));
+        fs::write(root.path().join(".libtorch/flavour"), "cpu-only").unwrap();
+        assert!(LinkPlan::new(&lib_dir, None).cargo_lines().contains(&rerun));
     }
 
     #[test]
