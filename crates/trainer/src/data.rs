@@ -86,6 +86,13 @@ mod tests {
     }
 
     #[test]
+    fn the_image_side_is_the_same_number_everywhere() {
+        // preprocess (no libtorch) names it for itself; the network's is the one that counts.
+        assert_eq!(preprocess::SIDE as i64, IMAGE_SIDE);
+        assert_eq!(serve::PIXELS as i64, IMAGE_SIDE * IMAGE_SIDE);
+    }
+
+    #[test]
     fn only_28x28_images_are_accepted() {
         check_image_size("x", &split(2, 28, 28)).unwrap();
         let message = check_image_size("digits.idx", &split(2, 14, 56)).unwrap_err().to_string();
