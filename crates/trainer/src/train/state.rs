@@ -100,11 +100,11 @@ impl RunState {
         if trainer.seed != args.seed {
             return Err(bad(format!("was trained with --seed {}, not {}", trainer.seed, args.seed)));
         }
-        if trainer.step_in_epoch >= n_steps {
+        // `n_steps` itself is a stop after the epoch's last step, before its evaluation.
+        if trainer.step_in_epoch > n_steps {
             return Err(bad(format!(
-                "metadata `trainer_state.step_in_epoch` is {}, but an epoch has {n_steps} steps (0 to {})",
-                trainer.step_in_epoch,
-                n_steps - 1
+                "metadata `trainer_state.step_in_epoch` is {}, but an epoch has {n_steps} steps (0 to {n_steps})",
+                trainer.step_in_epoch
             )));
         }
         if !(trainer.epoch_loss_sum.is_finite() && trainer.epoch_seconds.is_finite()) {
@@ -179,6 +179,13 @@ mod tests {
         let message = format!("{:#}", RunState::resumed(&args, &run, Device::Cpu, 1100).unwrap_err());
         assert!(message.contains("`trainer_state.step_in_epoch` is 5000, but an epoch has 1100 steps"), "{message}");
         assert!(message.contains("last.safetensors"), "{message}");
+
+        // A stop right after the epoch's last step (before its evaluation) is a valid place to resume.
+        let trainer = TrainerState { step_in_epoch: 1100, ..TrainerState::epoch_start(args.seed) };
+        let meta = model::CheckpointMeta { trainer_state: serde_json::to_string(&trainer).unwrap(), ..meta };
+        checkpoint::save(&run.last_checkpoint(), &state.network, &state.optimizer, &meta).unwrap();
+        let resumed = RunState::resumed(&args, &run, Device::Cpu, 1100).unwrap();
+        assert_eq!(resumed.trainer.step_in_epoch, 1100);
     }
 
     #[test]
@@ -192,5 +199,16 @@ mod tests {
         };
         let text = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<TrainerState>(&text).unwrap(), state);
+        // Sums of many losses, as a resumed epoch reads them back: every bit must survive
+        // (serde_json's default float parser can be an ulp off; the soak found it).
+        let mut sum = 0.0f64;
+        for step in 0..100_000u32 {
+            sum += 1.0 / f64::from(step + 3) + f64::from(step).sqrt() * 1e-3;
+            let state = TrainerState { epoch_loss_sum: sum, epoch_seconds: sum / 7.0, ..state.clone() };
+            let text = serde_json::to_string(&state).unwrap();
+            let back: TrainerState = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.epoch_loss_sum.to_bits(), sum.to_bits(), "{text}");
+            assert_eq!(back.epoch_seconds.to_bits(), (sum / 7.0).to_bits(), "{text}");
+        }
     }
 }
