@@ -95,16 +95,31 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         return check_libtorch_folder(&user_libtorch);
     }
 
+    let venv_python = ensure_venv(&libtorch_dir, &args.python)?;
+    ensure_torch(&libtorch_dir, &venv_python, args.cpu_only)?;
+    install_python_tools(&venv_python, &libtorch_dir)?;
+    let (version, torch_dir) = verify_torch(&libtorch_dir, &venv_python, args.cpu_only)?;
+    let torch_dir = PathBuf::from(torch_dir);
+    check_libtorch_folder(&torch_dir)?;
+    point_link(&link, &torch_dir)?;
+    println!("LIBTORCH -> {} (the build finds it through .cargo/config.toml)", link.display());
+    let has_cuda_libraries = torch_dir.join("lib/libtorch_cuda.so").exists() && !args.cpu_only;
+    println!(
+        "libtorch {version}: {}",
+        if has_cuda_libraries { "with CUDA (used when a GPU and driver are present)" } else { "CPU only" }
+    );
+    Ok(())
+}
+
+/// Creates the venv (once) and checks it has pip; returns its Python.
+fn ensure_venv(libtorch_dir: &Path, python: &str) -> Result<PathBuf> {
     let venv = libtorch_dir.join("venv");
     let venv_python = venv.join("bin/python");
-    let flavour_file = libtorch_dir.join("flavour");
-    let wanted_flavour = flavour(args.cpu_only);
-
     if !venv_python.exists() {
-        check_python(&args.python)?;
+        check_python(python)?;
         println!("creating the venv {}", venv.display());
-        fs::create_dir_all(&libtorch_dir).with_context(|| format!("cannot create {}", libtorch_dir.display()))?;
-        run_checked(Command::new(&args.python).arg("-m").arg("venv").arg(&venv), "creating the venv").context(
+        fs::create_dir_all(libtorch_dir).with_context(|| format!("cannot create {}", libtorch_dir.display()))?;
+        run_checked(Command::new(python).arg("-m").arg("venv").arg(&venv), "creating the venv").context(
             "could not create a venv (on Debian and Ubuntu, `apt install python3-venv` provides the venv module)",
         )?;
     }
@@ -120,40 +135,50 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
             libtorch_dir.display()
         );
     }
+    Ok(venv_python)
+}
 
+/// Installs torch of the wanted flavour unless it is already there and
+/// sound; repairs an install that was killed halfway or does not import.
+fn ensure_torch(libtorch_dir: &Path, venv_python: &Path, cpu_only: bool) -> Result<()> {
+    let flavour_file = libtorch_dir.join("flavour");
+    let wanted_flavour = flavour(cpu_only);
     let marker = libtorch_dir.join(INCOMPLETE_MARKER);
-    let probe = probe_torch(&venv_python)?;
+    let probe = probe_torch(venv_python)?;
     let installed_flavour = fs::read_to_string(&flavour_file).unwrap_or_default();
     let killed_halfway = marker.exists();
     // The CPU-only flavour's Python cannot import torch (see CPU_ONLY_EXTRAS): not a fault there.
-    let import_broken = probe.import_error.is_some() && !args.cpu_only;
+    let import_broken = probe.import_error.is_some() && !cpu_only;
     let up_to_date = probe.version.split('+').next() == Some(TORCH_VERSION)
         && !import_broken
         && !killed_halfway
-        && (installed_flavour.trim() == wanted_flavour || installed_flavour.is_empty() && !args.cpu_only);
+        && (installed_flavour.trim() == wanted_flavour || installed_flavour.is_empty() && !cpu_only);
     if up_to_date {
+        let venv = venv_python.parent().and_then(Path::parent).unwrap_or(venv_python);
         println!("torch {} ({wanted_flavour}) is already installed in {}", probe.version, venv.display());
-    } else {
-        // A half-finished or broken install looks "already satisfied" to pip: make it reinstall.
-        let repair = killed_halfway || (!probe.version.is_empty() && import_broken);
-        if killed_halfway {
-            println!("the last install into {} did not finish: repairing it", venv.display());
-        } else if let (true, Some(error)) = (repair, &probe.import_error) {
-            println!("torch is installed but does not import ({error}): repairing it");
-        }
-        fs::write(&marker, wanted_flavour).with_context(|| format!("cannot write {}", marker.display()))?;
-        install_torch(&venv_python, args.cpu_only, repair)?;
-        fs::write(&flavour_file, wanted_flavour).with_context(|| format!("cannot write {}", flavour_file.display()))?;
+        return Ok(());
     }
+    // A half-finished or broken install looks "already satisfied" to pip: make it reinstall.
+    let repair = killed_halfway || (!probe.version.is_empty() && import_broken);
+    if killed_halfway {
+        println!("the last install into {} did not finish: repairing it", libtorch_dir.display());
+    } else if let (true, Some(error)) = (repair, &probe.import_error) {
+        println!("torch is installed but does not import ({error}): repairing it");
+    }
+    fs::write(&marker, wanted_flavour).with_context(|| format!("cannot write {}", marker.display()))?;
+    install_torch(venv_python, cpu_only, repair)?;
+    fs::write(&flavour_file, wanted_flavour).with_context(|| format!("cannot write {}", flavour_file.display()))
+}
 
-    install_python_tools(&venv_python, &libtorch_dir)?;
-
-    let probe = probe_torch(&venv_python)?;
+/// Checks the installed torch (its version, and that the full flavour
+/// imports), clears the install-in-progress marker; returns the version and folder.
+fn verify_torch(libtorch_dir: &Path, venv_python: &Path, cpu_only: bool) -> Result<(String, String)> {
+    let probe = probe_torch(venv_python)?;
     let version = probe.version;
     if version.split('+').next() != Some(TORCH_VERSION) {
         bail!("the venv has torch {version:?} after installing, expected {TORCH_VERSION}");
     }
-    match (probe.import_error, args.cpu_only) {
+    match (probe.import_error, cpu_only) {
         (None, _) => {}
         (Some(error), false) => bail!("the venv's Python cannot `import torch` after installing: {error}"),
         (Some(error), true) => println!(
@@ -162,21 +187,12 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
              Python scripts (ONNX export, the PyTorch comparisons) need the full install"
         ),
     }
-    // Only a torch that imports clears the marker of an install in progress.
+    // Only a sound torch clears the marker of an install in progress.
+    let marker = libtorch_dir.join(INCOMPLETE_MARKER);
     if marker.exists() {
         fs::remove_file(&marker).with_context(|| format!("cannot remove {}", marker.display()))?;
     }
-    let torch_dir = probe.folder;
-    let torch_dir = PathBuf::from(torch_dir);
-    check_libtorch_folder(&torch_dir)?;
-    point_link(&link, &torch_dir)?;
-    println!("LIBTORCH -> {} (the build finds it through .cargo/config.toml)", link.display());
-    let has_cuda_libraries = torch_dir.join("lib/libtorch_cuda.so").exists() && !args.cpu_only;
-    println!(
-        "libtorch {version}: {}",
-        if has_cuda_libraries { "with CUDA (used when a GPU and driver are present)" } else { "CPU only" }
-    );
-    Ok(())
+    Ok((version, probe.folder))
 }
 
 /// Runs pip for torch: exact versions, wheels only; the CPU-only flavour

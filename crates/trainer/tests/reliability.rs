@@ -12,7 +12,8 @@ use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 
 use common::{
-    assert_same_checkpoint, assert_success, metrics, metrics_without_timings, text, train, train_args, trainer,
+    assert_every_checkpoint_loads, assert_same_checkpoint, assert_success, metrics, metrics_without_timings,
+    temporary_files, text, train, train_args, trainer,
 };
 
 /// Every run here: 2 epochs of 20 steps, a numbered checkpoint every epoch.
@@ -35,18 +36,6 @@ fn assert_same_as_reference(dir: &Path) {
     assert_eq!(metrics_without_timings(dir), metrics_without_timings(reference()));
     for name in ["last.safetensors", "best.safetensors", "net-0.safetensors", "net-1.safetensors"] {
         assert_same_checkpoint(&dir.join(name), &reference().join(name));
-    }
-}
-
-/// Every checkpoint file in `dir` loads.
-fn assert_every_checkpoint_loads(dir: &Path) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && path.extension().is_some_and(|extension| extension == "safetensors") {
-            model::checkpoint::load(&path, tch::Device::Cpu)
-                .unwrap_or_else(|error| panic!("{} does not load: {error}", path.display()));
-        }
     }
 }
 
@@ -147,11 +136,7 @@ fn kill_inside(fault: &str) {
     assert_success(&output);
     assert_every_checkpoint_loads(dir.path());
     assert_same_as_reference(dir.path());
-    let hidden: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with('.'))
-        .collect();
+    let hidden = temporary_files(dir.path());
     assert!(hidden.is_empty(), "{fault}: temporary files left: {hidden:?}");
 }
 

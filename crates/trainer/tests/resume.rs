@@ -10,7 +10,10 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{assert_same_checkpoint, assert_success, metrics_without_timings, text, train, train_args, trainer};
+use common::{
+    assert_every_checkpoint_loads, assert_same_checkpoint, assert_success, metrics_without_timings, temporary_files,
+    text, train, train_args, trainer,
+};
 
 /// The uninterrupted reference: 2 epochs in one go (made once, shared).
 fn reference() -> &'static Path {
@@ -104,13 +107,7 @@ fn kill_9_at_any_moment_leaves_every_checkpoint_loadable_and_the_run_resumable()
         }
         child.kill().unwrap_or(()); // SIGKILL
         child.wait().unwrap();
-        for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|extension| extension == "safetensors") {
-                model::checkpoint::load(&path, tch::Device::Cpu)
-                    .unwrap_or_else(|error| panic!("round {round}: {} unloadable: {error}", path.display()));
-            }
-        }
+        assert_every_checkpoint_loads(dir.path());
     }
     // Whatever was left, the run resumes and finishes with each epoch recorded once.
     let resume = if dir.path().join("last.safetensors").exists() { vec!["--resume"] } else { vec![] };
@@ -119,12 +116,7 @@ fn kill_9_at_any_moment_leaves_every_checkpoint_loadable_and_the_run_resumable()
     let epochs: Vec<u64> =
         metrics_without_timings(dir.path()).iter().filter_map(|record| record["epoch"].as_u64()).collect();
     assert_eq!(epochs, vec![0, 1, 2]);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        // atomic-write-file's temporary files are `.NAME.XXXXXX`.
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with('.'))
-        .collect();
+    let leftovers = temporary_files(dir.path());
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 

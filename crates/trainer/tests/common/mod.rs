@@ -103,6 +103,28 @@ pub fn assert_same_checkpoint(left: &Path, right: &Path) {
     }
 }
 
+/// Asserts every checkpoint file in `dir` (not a temporary one) loads.
+pub fn assert_every_checkpoint_loads(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && path.extension().is_some_and(|extension| extension == "safetensors") {
+            checkpoint::load(&path, Device::Cpu)
+                .unwrap_or_else(|error| panic!("{} does not load: {error}", path.display()));
+        }
+    }
+}
+
+/// The temporary files in `dir`: atomic-write-file's are `.NAME.XXXXXX`.
+pub fn temporary_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect()
+}
+
 /// The repository's `data/` folder.
 pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
