@@ -40,6 +40,29 @@ const CPU_ONLY_EXTRAS: [&str; 10] = [
     "fsspec==2026.9.0",
 ];
 
+/// How pip is run: wheels only (nothing compiled on the user's machine), and
+/// no cache: pip's cache would keep a second copy of every wheel (3 GB for
+/// torch with its CUDA libraries) for good, and hold it while installing.
+const PIP_INSTALL: [&str; 9] = [
+    "-m",
+    "pip",
+    "install",
+    "--disable-pip-version-check",
+    "--progress-bar",
+    "off",
+    "--no-cache-dir",
+    "--only-binary",
+    ":all:",
+];
+
+/// Disk space an install takes at its peak, downloaded wheels and what they
+/// unpack to together, measured with `df` while `cargo xtask setup` ran
+/// (pip with torch 2.11.0; `docs/PERFORMANCE.md`): 7.3 GB with the CUDA
+/// libraries (5.0 GB stay), 1.9 GB for the CPU-only flavour (1.5 GB stay).
+const PEAK_BYTES_CUDA: u64 = 7_300_000_000;
+/// See [`PEAK_BYTES_CUDA`].
+const PEAK_BYTES_CPU_ONLY: u64 = 1_900_000_000;
+
 /// The file that marks an install in progress: present after a killed one.
 const INCOMPLETE_MARKER: &str = "install-incomplete";
 
@@ -59,7 +82,7 @@ except Exception as error:
 /// Arguments of `cargo xtask setup`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Install the CPU-only libtorch (1.3 GB instead of 4.6 GB): torch without its CUDA libraries.
+    /// Install the CPU-only libtorch (1.5 GB instead of 5.0 GB): torch without its CUDA libraries.
     #[arg(long)]
     cpu_only: bool,
     /// The Python interpreter that creates the venv.
@@ -165,9 +188,40 @@ fn ensure_torch(libtorch_dir: &Path, venv_python: &Path, cpu_only: bool) -> Resu
     } else if let (true, Some(error)) = (repair, &probe.import_error) {
         println!("torch is installed but does not import ({error}): repairing it");
     }
+    let free = fs4::available_space(libtorch_dir)
+        .with_context(|| format!("cannot read the free disk space of {}", libtorch_dir.display()))?;
+    check_free_space(libtorch_dir, free, cpu_only)?;
     fs::write(&marker, wanted_flavour).with_context(|| format!("cannot write {}", marker.display()))?;
     install_torch(venv_python, cpu_only, repair)?;
     fs::write(&flavour_file, wanted_flavour).with_context(|| format!("cannot write {}", flavour_file.display()))
+}
+
+/// Refuses an install that cannot fit, before pip starts filling the disk
+/// (pip would fail minutes later, halfway through unpacking, with
+/// "No space left on device").
+fn check_free_space(libtorch_dir: &Path, free_bytes: u64, cpu_only: bool) -> Result<()> {
+    let needed = if cpu_only { PEAK_BYTES_CPU_ONLY } else { PEAK_BYTES_CUDA };
+    if free_bytes >= needed {
+        return Ok(());
+    }
+    let gigabytes = |bytes: u64| bytes as f64 / 1e9;
+    let smaller = if cpu_only {
+        String::new()
+    } else {
+        format!(
+            ", or install the CPU-only flavour (`cargo xtask setup --cpu-only`, {:.1} GB, for the Rust build only)",
+            gigabytes(PEAK_BYTES_CPU_ONLY)
+        )
+    };
+    bail!(
+        "installing torch=={TORCH_VERSION} ({}) needs about {:.1} GB of free disk at its peak (the downloaded \
+         wheels and what they unpack to), but {} has {:.1} GB free: free some space, or pass --dir on a \
+         larger disk{smaller}",
+        flavour(cpu_only),
+        gigabytes(needed),
+        libtorch_dir.display(),
+        gigabytes(free_bytes),
+    )
 }
 
 /// Checks the installed torch (its version, and that the full flavour
@@ -200,8 +254,7 @@ fn verify_torch(libtorch_dir: &Path, venv_python: &Path, cpu_only: bool) -> Resu
 /// reinstalls over what is there.
 fn install_torch(venv_python: &Path, cpu_only: bool, repair: bool) -> Result<()> {
     let mut pip = Command::new(venv_python);
-    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]);
-    pip.args(["--only-binary", ":all:"]);
+    pip.args(PIP_INSTALL);
     if repair {
         pip.arg("--force-reinstall");
     }
@@ -211,7 +264,11 @@ fn install_torch(venv_python: &Path, cpu_only: bool, repair: bool) -> Result<()>
         pip.arg(format!("torch=={TORCH_VERSION}"));
     }
     println!("installing torch=={TORCH_VERSION} ({}) from PyPI", flavour(cpu_only));
-    println!("  (about {} to download)", if cpu_only { "1.3 GB" } else { "4.6 GB" });
+    println!(
+        "  (about {} of wheels to download; {} once installed)",
+        if cpu_only { "0.6 GB" } else { "2.3 GB" },
+        if cpu_only { "1.5 GB" } else { "5.0 GB" }
+    );
     run_checked(&mut pip, "pip install")
 }
 
@@ -262,17 +319,7 @@ fn install_python_tools(venv_python: &Path, libtorch_dir: &Path) -> Result<()> {
     }
     println!("installing {wanted} into the venv (checkpoint loading and ONNX export from Python)");
     let mut pip = Command::new(venv_python);
-    pip.args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--progress-bar",
-        "off",
-        "--only-binary",
-        ":all:",
-    ]);
-    run_checked(pip.args(PYTHON_TOOLS), "pip install")?;
+    run_checked(pip.args(PIP_INSTALL).args(PYTHON_TOOLS), "pip install")?;
     fs::write(&record, wanted).with_context(|| format!("cannot write {}", record.display()))
 }
 
@@ -359,4 +406,25 @@ fn point_link(link: &Path, target: &Path) -> Result<()> {
     std::os::unix::fs::symlink(relative_target, &temp_link)
         .with_context(|| format!("cannot create the link {}", temp_link.display()))?;
     fs::rename(&temp_link, link).with_context(|| format!("cannot replace {}", link.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_install_that_cannot_fit_is_refused_naming_the_folder_and_both_sizes() {
+        let dir = Path::new("some/where/.libtorch");
+        assert!(check_free_space(dir, PEAK_BYTES_CUDA, false).is_ok());
+        assert!(check_free_space(dir, PEAK_BYTES_CPU_ONLY, true).is_ok());
+
+        let message = check_free_space(dir, 6_500_000_000, false).unwrap_err().to_string();
+        assert!(message.contains("some/where/.libtorch has 6.5 GB free"), "{message}");
+        assert!(message.contains("needs about 7.3 GB"), "{message}");
+        assert!(message.contains("--cpu-only"), "{message}");
+
+        let message = check_free_space(dir, 1_000_000_000, true).unwrap_err().to_string();
+        assert!(message.contains("needs about 1.9 GB") && message.contains("has 1.0 GB free"), "{message}");
+        assert!(!message.contains("--cpu-only`"), "the CPU-only flavour has no smaller one to offer: {message}");
+    }
 }
