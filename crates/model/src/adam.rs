@@ -1,8 +1,10 @@
-//! Adam written over tensors, so that its whole state is ours to save and
-//! restore (tch's built-in optimizers cannot save theirs: tch-rs #360). The
-//! update is `torch.optim.Adam`'s formula, computed in place with one scratch
-//! buffer per parameter, so a step allocates nothing (what that saved is in
-//! `docs/PERFORMANCE.md`).
+//! Adam with its whole state ours to save and restore (tch's built-in
+//! optimizers cannot save theirs: tch-rs #360). The update is
+//! `torch.optim.Adam`'s: by default ATen's fused kernel (one pass over memory
+//! for every parameter and both moments, `torch.optim.Adam(fused=True)`),
+//! or the same formula as nine in-place tensor operations per parameter
+//! ([`AdamKernel::Composite`]). The two agree within float rounding; what the
+//! fused kernel saves is in `docs/PERFORMANCE.md`.
 
 use tch::Tensor;
 
@@ -27,11 +29,23 @@ impl Default for AdamConfig {
     }
 }
 
+/// How the update is computed: the same formula either way, rounded differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdamKernel {
+    /// ATen's fused Adam: one pass over memory for the whole model.
+    #[default]
+    Fused,
+    /// Nine in-place tensor operations per parameter (PyTorch's single-tensor Adam).
+    Composite,
+}
+
 /// The optimizer and its state: the step count and both moments of every parameter.
 #[derive(Debug)]
 pub struct Adam {
     /// Hyper-parameters.
     pub config: AdamConfig,
+    /// How updates are computed (not part of the state: a checkpoint resumes with either).
+    pub kernel: AdamKernel,
     step: u64,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
@@ -43,12 +57,19 @@ impl Adam {
     /// A fresh optimizer for `parameters` (zero moments, step 0).
     pub fn new(parameters: &[&Tensor], config: AdamConfig) -> Self {
         let zeros = || parameters.iter().map(|parameter| parameter.zeros_like()).collect();
-        Self { config, step: 0, exp_avg: zeros(), exp_avg_sq: zeros(), scratch: Vec::new() }
+        Self {
+            config,
+            kernel: AdamKernel::default(),
+            step: 0,
+            exp_avg: zeros(),
+            exp_avg_sq: zeros(),
+            scratch: Vec::new(),
+        }
     }
 
     /// An optimizer with the given state (as read from a checkpoint).
     pub(crate) fn from_state(config: AdamConfig, step: u64, exp_avg: Vec<Tensor>, exp_avg_sq: Vec<Tensor>) -> Self {
-        Self { config, step, exp_avg, exp_avg_sq, scratch: Vec::new() }
+        Self { config, kernel: AdamKernel::default(), step, exp_avg, exp_avg_sq, scratch: Vec::new() }
     }
 
     /// Steps taken so far.
@@ -66,18 +87,14 @@ impl Adam {
         &self.exp_avg_sq
     }
 
-    /// Clears the gradients of `parameters`.
+    /// Clears the gradients of `parameters` to none (undefined, PyTorch's
+    /// `zero_grad(set_to_none=True)`): the next backward pass stores fresh
+    /// gradients instead of adding them to zeros.
     pub fn zero_grad(parameters: &[&Tensor]) -> Result<(), ModelError> {
-        for parameter in parameters {
-            let mut grad = parameter.grad();
-            if grad.defined() {
-                let _ = grad
-                    .f_detach_()
-                    .and_then(|mut grad| grad.f_zero_())
-                    .map_err(ModelError::libtorch("clearing gradients"))?;
-            }
-        }
-        Ok(())
+        crate::fused::clear_grads(parameters).map_err(|message| ModelError::Libtorch {
+            operation: "clearing gradients",
+            error: tch::TchError::Torch(message),
+        })
     }
 
     /// One update of every parameter from its gradient (parameters without a
@@ -97,6 +114,44 @@ impl Adam {
             });
         }
         self.step += 1;
+        match self.kernel {
+            AdamKernel::Fused => self.fused_update(parameters),
+            AdamKernel::Composite => self.composite_update(parameters),
+        }
+    }
+
+    /// The update by ATen's fused kernel, for the parameters that have a gradient.
+    fn fused_update(&mut self, parameters: &[&Tensor]) -> Result<(), ModelError> {
+        let (mut params, mut grads, mut exp_avgs, mut exp_avg_sqs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((parameter, exp_avg), exp_avg_sq) in parameters.iter().zip(&self.exp_avg).zip(&self.exp_avg_sq) {
+            let grad = parameter.grad();
+            if grad.defined() {
+                params.push(parameter.shallow_clone());
+                grads.push(grad);
+                exp_avgs.push(exp_avg.shallow_clone());
+                exp_avg_sqs.push(exp_avg_sq.shallow_clone());
+            }
+        }
+        let Some(first) = params.first() else {
+            return Ok(());
+        };
+        // The kernel reads the step number from a tensor on the parameters' device (float,
+        // as PyTorch keeps it: exact up to 2^24 steps, and Adam's bias corrections are 1 long before).
+        let step = Tensor::f_full([], self.step as f64, (tch::Kind::Float, first.device()))
+            .map_err(ModelError::libtorch("Adam's step number"))?;
+        let AdamConfig { learning_rate, beta1, beta2, epsilon } = self.config;
+        tch::no_grad(|| {
+            crate::fused::adam(&params, &grads, &exp_avgs, &exp_avg_sqs, &step, (learning_rate, beta1, beta2, epsilon))
+        })
+        .map_err(|message| ModelError::Libtorch {
+            operation: "fused Adam update",
+            error: tch::TchError::Torch(message),
+        })
+    }
+
+    /// The update as in-place tensor operations, with one scratch buffer per
+    /// parameter, so that a step allocates nothing.
+    fn composite_update(&mut self, parameters: &[&Tensor]) -> Result<(), ModelError> {
         let AdamConfig { learning_rate, beta1, beta2, epsilon } = self.config;
         let step = self.step as i32;
         let bias_correction1 = 1.0 - beta1.powi(step);

@@ -7,10 +7,12 @@ pub mod adam;
 pub mod checkpoint;
 pub mod device;
 pub mod eval;
+#[allow(unsafe_code)]
+mod fused;
 pub mod network;
 pub mod summary;
 
-pub use adam::{Adam, AdamConfig};
+pub use adam::{Adam, AdamConfig, AdamKernel};
 pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};
 pub use device::{DeviceError, DeviceRequest};
 pub use eval::{Evaluation, StepResult, evaluate, predict, probabilities, train_step};

@@ -14,7 +14,7 @@ pub const BATCH_NORM_MOMENTUM: f64 = 0.1;
 pub const BATCH_NORM_EPSILON: f64 = 1e-3;
 /// The seed's dropout keeps 70% of the activations.
 pub const DROPOUT_PROBABILITY: f64 = 0.3;
-/// Leaky-ReLU slope: the seed's `lrelu(x) = 0.6 x + 0.4 |x|`.
+/// Leaky-ReLU slope: the seed's `lrelu(x) = 0.6 x + 0.4 |x|` is leaky ReLU with slope 0.2.
 pub const LEAK: f64 = 0.2;
 /// Standard deviation of the truncated-normal initialisation.
 pub const INIT_STDDEV: f64 = 0.01;
@@ -270,19 +270,16 @@ impl Network {
     fn forward_unchecked(&self, images: &Tensor, train: bool) -> Result<Tensor, TchError> {
         let t = &self.tensors;
         let x = images.f_view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])?;
-        let features = match self.architecture {
-            Architecture::Intended => {
-                let net =
-                    conv_bn_lrelu(&x, &t[idx::CONV1_W], &t[idx::BN1_BETA], &t[idx::BN1_MEAN], &t[idx::BN1_VAR], train)?;
-                let net = net.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
-                conv_bn_lrelu(&net, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)?
-            }
-            // The seed's defect: conv2 reads the input; conv1 and pool1 are never used.
-            Architecture::Seed => {
-                conv_bn_lrelu(&x, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)?
-            }
+        let conv1 = || conv_block(&x, &t[idx::CONV1_W], &t[idx::BN1_BETA], &t[idx::BN1_MEAN], &t[idx::BN1_VAR], train);
+        let conv2 = |input: &Tensor| {
+            conv_block(input, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)
         };
-        let net = features.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?.f_flatten(1, -1)?;
+        let pooled = match self.architecture {
+            Architecture::Intended => conv2(&conv1()?)?,
+            // The seed's defect: conv2 reads the input; conv1 and pool1 are never used.
+            Architecture::Seed => conv2(&x)?,
+        };
+        let net = pooled.f_flatten(1, -1)?;
         let net = net.f_linear::<Tensor>(&t[idx::FC4_W], None)?;
         let net = lrelu(&batch_norm(&net, &t[idx::BN4_BETA], &t[idx::BN4_MEAN], &t[idx::BN4_VAR], train)?)?;
         let net = net.f_dropout(DROPOUT_PROBABILITY, train)?;
@@ -340,10 +337,27 @@ pub(crate) fn check_image_shape(images: &Tensor) -> Result<i64, ModelError> {
     Ok(shape[0])
 }
 
-/// The seed's `lrelu`: `0.6 x + 0.4 |x|`, leaky ReLU with slope 0.2.
+/// Leaky ReLU with slope [`LEAK`], one kernel forward and one backward
+/// (autograd records it). The seed's `lrelu(x) = 0.6 x + 0.4 |x|` is the same
+/// function in four operations (four passes over memory each way); the two
+/// differ only in rounding.
+///
+/// # Examples
+///
+/// ```
+/// use tch::Tensor;
+///
+/// let x = Tensor::from_slice(&[-2.0f32, 0.0, 3.0]);
+/// let y = model::network::leaky_relu(&x)?;
+/// assert_eq!(Vec::<f32>::try_from(&y).unwrap(), [-0.4, 0.0, 3.0]);
+/// # Ok::<(), model::ModelError>(())
+/// ```
+pub fn leaky_relu(x: &Tensor) -> Result<Tensor, ModelError> {
+    lrelu(x).map_err(ModelError::libtorch("leaky ReLU"))
+}
+
 fn lrelu(x: &Tensor) -> Result<Tensor, TchError> {
-    let (f1, f2) = (0.5 * (1.0 + LEAK), 0.5 * (1.0 - LEAK));
-    x.f_mul_scalar(f1)?.f_add(&x.f_abs()?.f_mul_scalar(f2)?)
+    crate::fused::leaky_relu(x, LEAK).map_err(TchError::Torch)
 }
 
 /// Batch norm without a scale (gamma fixed at 1) and with a trainable shift.
@@ -366,8 +380,32 @@ fn batch_norm(
     )
 }
 
-/// A 5x5 'SAME' convolution without bias, batch norm, leaky ReLU.
-fn conv_bn_lrelu(
+/// The same 4-d tensor stored channels-last (NHWC in memory, NCHW in shape):
+/// given channels-last weights, oneDNN convolves without reordering and
+/// batch norm, leaky ReLU and max pooling run their channels-last kernels.
+fn channels_last(weight: &Tensor) -> Result<Tensor, TchError> {
+    let [out_channels, in_channels, height, width] = weight.size()[..] else {
+        return Ok(weight.shallow_clone());
+    };
+    // Explicit strides: with one input channel, `contiguous` would keep NCHW's
+    // strides (a dimension of size 1 makes both layouts "contiguous"), and
+    // libtorch would then take the NCHW path.
+    let nhwc = weight.f_permute([0, 2, 3, 1])?.f_contiguous()?;
+    nhwc.f_as_strided(
+        [out_channels, in_channels, height, width],
+        [height * width * in_channels, 1, width * in_channels, in_channels],
+        0,
+    )
+}
+
+/// A 5x5 'SAME' convolution without bias, batch norm, 2x2 max pooling and
+/// leaky ReLU. Pooling comes before the activation: leaky ReLU is
+/// increasing, so it commutes with max, and the values (and gradients) are
+/// the seed's order's, on a quarter of the elements. In evaluation mode the
+/// batch norm is folded into the convolution (weights scaled by
+/// `1/sqrt(var + eps)` per output channel, bias `beta - mean/sqrt(var + eps)`),
+/// which spares a pass over the largest activations.
+fn conv_block(
     x: &Tensor,
     weight: &Tensor,
     beta: &Tensor,
@@ -375,6 +413,14 @@ fn conv_bn_lrelu(
     var: &Tensor,
     train: bool,
 ) -> Result<Tensor, TchError> {
-    let conv = x.f_conv2d::<Tensor>(weight, None, [1, 1], [2, 2], [1, 1], 1)?;
-    lrelu(&batch_norm(&conv, beta, mean, var, train)?)
+    let normalized = if train {
+        let conv = x.f_conv2d::<Tensor>(&channels_last(weight)?, None, [1, 1], [2, 2], [1, 1], 1)?;
+        batch_norm(&conv, beta, mean, var, true)?
+    } else {
+        let inverse_std = var.f_add_scalar(BATCH_NORM_EPSILON)?.f_rsqrt()?;
+        let folded_weight = weight.f_mul(&inverse_std.f_view([-1, 1, 1, 1])?)?;
+        let folded_bias = beta.f_sub(&mean.f_mul(&inverse_std)?)?;
+        x.f_conv2d(&channels_last(&folded_weight)?, Some(&folded_bias), [1, 1], [2, 2], [1, 1], 1)?
+    };
+    lrelu(&normalized.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?)
 }

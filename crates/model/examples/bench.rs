@@ -1,0 +1,85 @@
+//! The Rust side of `scripts/bench_step.py`: times the model crate's own
+//! `train_step` or `evaluate` on random data (speed does not depend on the
+//! values) after a warm-up, and prints one JSON line.
+//!
+//! ```text
+//! cargo run --release -p model --example bench -- train --batch 50 --steps 60 --threads 2
+//! cargo run --release -p model --example bench -- eval --batch 500 --images 10000 --threads 2
+//! ```
+
+use std::time::Instant;
+
+use model::{Adam, AdamConfig, Architecture, Network, evaluate, train_step};
+use tch::{Device, Kind, Tensor};
+
+/// The command line: a mode, then `--name value` pairs.
+struct Options {
+    mode: String,
+    batch: i64,
+    steps: usize,
+    warmup: usize,
+    images: i64,
+    threads: i32,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    let mode =
+        args.next().ok_or("usage: bench train|eval [--batch N] [--steps N] [--warmup N] [--images N] [--threads N]")?;
+    let mut options = Options { mode, batch: 50, steps: 60, warmup: 10, images: 10_000, threads: 2 };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number: i64 = value.parse().map_err(|_| format!("{flag}: expected a whole number, found {value:?}"))?;
+        match flag.as_str() {
+            "--batch" => options.batch = number,
+            "--steps" => options.steps = number as usize,
+            "--warmup" => options.warmup = number as usize,
+            "--images" => options.images = number,
+            "--threads" => options.threads = number as i32,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = parse_options()?;
+    tch::set_num_threads(options.threads);
+    tch::manual_seed(0);
+    let network = Network::new(Architecture::Intended, Device::Cpu);
+    match options.mode.as_str() {
+        "train" => {
+            let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+            if std::env::var("BENCH_ADAM").as_deref() == Ok("composite") {
+                optimizer.kernel = model::AdamKernel::Composite;
+            }
+            let images = Tensor::rand([options.batch, 28, 28], (Kind::Float, Device::Cpu));
+            let labels = Tensor::randint(10, [options.batch], (Kind::Int64, Device::Cpu));
+            for _ in 0..options.warmup {
+                train_step(&network, &mut optimizer, &images, &labels)?;
+            }
+            let start = Instant::now();
+            for _ in 0..options.steps {
+                train_step(&network, &mut optimizer, &images, &labels)?;
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            let images_per_second = (options.batch as usize * options.steps) as f64 / seconds;
+            println!("{{\"mode\":\"train\",\"batch\":{},\"images_per_second\":{images_per_second:.1}}}", options.batch);
+        }
+        "eval" => {
+            let images = Tensor::rand([options.images, 28, 28], (Kind::Float, Device::Cpu));
+            let labels = Tensor::randint(10, [options.images], (Kind::Int64, Device::Cpu));
+            let warmup = images.narrow(0, 0, options.batch.min(options.images));
+            evaluate(&network, &warmup, &labels.narrow(0, 0, warmup.size()[0]), options.batch as usize)?;
+            let start = Instant::now();
+            evaluate(&network, &images, &labels, options.batch as usize)?;
+            let seconds = start.elapsed().as_secs_f64();
+            println!(
+                "{{\"mode\":\"eval\",\"batch\":{},\"images\":{},\"seconds\":{seconds:.4}}}",
+                options.batch, options.images
+            );
+        }
+        other => return Err(format!("unknown mode {other}: expected train or eval").into()),
+    }
+    Ok(())
+}

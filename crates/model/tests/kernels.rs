@@ -1,0 +1,189 @@
+//! The fast kernels compute the seed's network: the network's forward pass
+//! (channels-last convolutions, one-kernel leaky ReLU, pooling before the
+//! activation, batch norm folded into the convolutions for evaluation)
+//! against a reference written the seed's way, values and gradients; fused
+//! Adam against the composite formula; gradients cleared to none.
+
+use model::network::{BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, DROPOUT_PROBABILITY, LEAK};
+use model::{Adam, AdamConfig, AdamKernel, Architecture, Network, train_step};
+use tch::{Device, Kind, Tensor};
+
+fn tensor<'a>(network: &'a Network, name: &str) -> &'a Tensor {
+    network.named_tensors().into_iter().find(|(spec, _)| spec.name == name).map(|(_, t)| t).unwrap()
+}
+
+/// The seed's `lrelu(x) = 0.6 x + 0.4 |x|`.
+fn seed_lrelu(x: &Tensor) -> Tensor {
+    x * (0.5 * (1.0 + LEAK)) + x.abs() * (0.5 * (1.0 - LEAK))
+}
+
+/// The seed's graph, op for op in its order: convolution, batch norm, lrelu, pooling.
+fn reference_forward(network: &Network, images: &Tensor, train: bool) -> Tensor {
+    let t = |name: &str| tensor(network, name).shallow_clone();
+    let bn = |x: &Tensor, layer: &str| {
+        x.batch_norm(
+            None::<&Tensor>,
+            Some(&t(&format!("{layer}.bias"))),
+            Some(&t(&format!("{layer}.running_mean"))),
+            Some(&t(&format!("{layer}.running_var"))),
+            train,
+            BATCH_NORM_MOMENTUM,
+            BATCH_NORM_EPSILON,
+            false,
+        )
+    };
+    let conv = |x: &Tensor, name| x.conv2d::<Tensor>(&t(name), None, [1, 1], [2, 2], [1, 1], 1);
+    let pool = |x: &Tensor| x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+    let x = images.view([-1, 1, 28, 28]);
+    let net = pool(&seed_lrelu(&bn(&conv(&x, "conv1.weight"), "bn1")));
+    let net = pool(&seed_lrelu(&bn(&conv(&net, "conv2.weight"), "bn2"))).flatten(1, -1);
+    let net = seed_lrelu(&bn(&net.linear::<Tensor>(&t("fc4.weight"), None), "bn4"));
+    net.dropout(DROPOUT_PROBABILITY, train).linear(&t("fco.weight"), Some(&t("fco.bias")))
+}
+
+/// Tests here seed libtorch's one global generator: one at a time, or another
+/// test's draws would change this one's dropout mask.
+fn lock_rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn max_difference(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+/// A network whose moving averages are not the initial 0 and 1, so that folding them matters.
+fn trained_a_little() -> Network {
+    tch::manual_seed(3);
+    let network = Network::new(Architecture::Intended, Device::Cpu);
+    let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+    let images = Tensor::rand([20, 28, 28], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(10, [20], (Kind::Int64, Device::Cpu));
+    for _ in 0..5 {
+        train_step(&network, &mut optimizer, &images, &labels).unwrap();
+    }
+    network
+}
+
+#[test]
+fn evaluation_with_folded_batch_norm_matches_the_seeds_graph() {
+    let _rng = lock_rng();
+    let network = trained_a_little();
+    let mean = tensor(&network, "bn2.running_mean");
+    assert!(mean.abs().max().double_value(&[]) > 1e-4, "the moving averages moved");
+    let images = Tensor::rand([16, 28, 28], (Kind::Float, Device::Cpu));
+    let (fast, reference) =
+        tch::no_grad(|| (network.forward(&images, false).unwrap(), reference_forward(&network, &images, false)));
+    let difference = max_difference(&fast, &reference);
+    let scale = reference.abs().max().double_value(&[]);
+    assert!(difference <= 1e-5 * scale.max(1.0), "logits differ by {difference} (largest {scale})");
+    assert_eq!(fast.argmax(-1, false), reference.argmax(-1, false));
+}
+
+#[test]
+fn training_forward_and_gradients_match_the_seeds_graph() {
+    let _rng = lock_rng();
+    let network = trained_a_little();
+    let images = Tensor::rand([12, 28, 28], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(10, [12], (Kind::Int64, Device::Cpu));
+    let gradients = |forward: &dyn Fn() -> Tensor| {
+        // Same seed, same single dropout draw: the same mask on both sides.
+        tch::manual_seed(11);
+        let logits = forward();
+        Adam::zero_grad(&network.trainable()).unwrap();
+        logits.log_softmax(-1, Kind::Float).nll_loss(&labels).backward();
+        let grads: Vec<Tensor> = network.trainable().iter().map(|parameter| parameter.grad().copy()).collect();
+        (logits.detach(), grads)
+    };
+    // Training mode moves the moving averages: give both sides the same start.
+    let saved: Vec<Tensor> = network.named_tensors().iter().map(|(_, t)| t.detach().copy()).collect();
+    let restore = || {
+        tch::no_grad(|| {
+            for ((_, tensor), value) in network.named_tensors().iter().zip(&saved) {
+                tensor.shallow_clone().copy_(value);
+            }
+        })
+    };
+    let (fast_logits, fast_grads) = gradients(&|| network.forward(&images, true).unwrap());
+    restore();
+    let (reference_logits, reference_grads) = gradients(&|| reference_forward(&network, &images, true));
+    let difference = max_difference(&fast_logits, &reference_logits);
+    assert!(difference < 1e-4, "logits differ by {difference}: {fast_logits} {reference_logits}");
+    let names = ["conv1.weight", "bn1.bias", "conv2.weight", "bn2.bias", "fc4.weight", "bn4.bias", "fco.weight"];
+    for ((fast, reference), name) in fast_grads.iter().zip(&reference_grads).zip(names) {
+        let scale = reference.abs().max().double_value(&[]);
+        assert!(scale > 0.0, "{name} has a gradient");
+        let difference = max_difference(fast, reference);
+        assert!(difference <= 1e-3 * scale, "{name}: gradients differ by {difference} (largest {scale})");
+    }
+}
+
+#[test]
+fn leaky_relu_is_the_seeds_lrelu_and_its_gradient_is_one_or_the_slope() {
+    let _rng = lock_rng();
+    let x = (Tensor::randn([1000], (Kind::Float, Device::Cpu)) * 5.0).set_requires_grad(true);
+    let y = model::network::leaky_relu(&x).unwrap();
+    let seed = seed_lrelu(&x);
+    assert!(max_difference(&y, &seed) <= 1e-6 * seed.abs().max().double_value(&[]));
+    y.sum(Kind::Float).backward();
+    let expected = x.gt(0.0).to_kind(Kind::Float) * (1.0 - LEAK) + LEAK;
+    assert!(max_difference(&x.grad(), &expected) < 1e-7, "gradient 1 above zero, the slope below");
+    // Errors, not panics: an integer tensor is no input for it.
+    assert!(model::network::leaky_relu(&Tensor::from_slice(&[1i64, -1])).is_err());
+}
+
+#[test]
+fn fused_adam_matches_the_composite_formula_within_rounding() {
+    let _rng = lock_rng();
+    tch::manual_seed(5);
+    let shapes: [&[i64]; 4] = [&[32, 1, 5, 5], &[64], &[1024, 300], &[10]];
+    let start: Vec<Tensor> =
+        shapes.iter().map(|shape| Tensor::randn(*shape, (Kind::Float, Device::Cpu)) * 0.1).collect();
+    // Fixed gradients (the loss is linear in the parameters), some of them tiny, so that both
+    // optimizers see the same gradients at every step and only their rounding differs.
+    let slopes: Vec<Tensor> =
+        shapes.iter().map(|shape| Tensor::randn(*shape, (Kind::Float, Device::Cpu)).pow_tensor_scalar(3)).collect();
+    let run = |kernel| {
+        let parameters: Vec<Tensor> = start.iter().map(|tensor| tensor.copy().set_requires_grad(true)).collect();
+        let borrowed: Vec<&Tensor> = parameters.iter().collect();
+        let mut optimizer = Adam::new(&borrowed, AdamConfig::default());
+        optimizer.kernel = kernel;
+        for _ in 0..20 {
+            Adam::zero_grad(&borrowed).unwrap();
+            let loss = parameters
+                .iter()
+                .zip(&slopes)
+                .map(|(p, g)| (p * g).sum(Kind::Float))
+                .fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |total, term| total + term);
+            loss.backward();
+            optimizer.step(&borrowed).unwrap();
+        }
+        (parameters, optimizer)
+    };
+    let (fused, fused_adam) = run(AdamKernel::Fused);
+    let (composite, composite_adam) = run(AdamKernel::Composite);
+    assert_eq!(fused_adam.step_count(), 20);
+    for (index, (a, b)) in fused.iter().zip(&composite).enumerate() {
+        // 20 steps of learning rate 0.001 moved every value by up to 0.02.
+        assert!(max_difference(a, &start[index]) > 0.01, "parameter {index} moved");
+        let difference = max_difference(a, b);
+        assert!(difference < 1e-6, "parameter {index}: {difference} apart");
+    }
+    let moments = fused_adam.exp_avg().iter().chain(fused_adam.exp_avg_sq());
+    let composite_moments = composite_adam.exp_avg().iter().chain(composite_adam.exp_avg_sq());
+    for (a, b) in moments.zip(composite_moments) {
+        let scale = b.abs().max().double_value(&[]);
+        assert!(max_difference(a, b) <= 1e-5 * scale, "moments agree within rounding");
+    }
+}
+
+#[test]
+fn zero_grad_leaves_no_gradient_and_the_next_backward_stores_fresh_ones() {
+    let w = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    (&w * 2.0).sum(Kind::Float).backward();
+    assert!(w.grad().defined());
+    Adam::zero_grad(&[&w]).unwrap();
+    assert!(!w.grad().defined(), "cleared to none, as zero_grad(set_to_none=True)");
+    (&w * 5.0).sum(Kind::Float).backward();
+    assert_eq!(Vec::<f32>::try_from(&w.grad()).unwrap(), [5.0; 3], "not added to the old 2s");
+}

@@ -1,0 +1,205 @@
+"""The trainer's training step and evaluation against PyTorch eager on the same CPU, in one run.
+
+Both sides run the same network (the seed's intended CNN: 5x5 convolutions
+with 32 and 64 channels, batch norm, leaky ReLU 0.2, a 1024-wide dense layer,
+dropout 0.3), the same batch, the same number of threads, on random data (the
+speed does not depend on the values), timed after a warm-up. The contestants
+take turns, round after round, so that a machine that slows down (another
+job, a thermal limit) slows them all alike; the medians are compared.
+
+PyTorch is timed as a user would write it (`nn.Conv2d`, `nn.BatchNorm2d`,
+`F.leaky_relu(x, 0.2)`, `torch.optim.Adam` with its defaults, NCHW), and in
+its faster eager forms: `channels_last`, `Adam(fused=True)`, and both. The
+fastest of those is "PyTorch's best eager form". A large `torch.mm`, timed
+in the same run, gives the machine's matmul throughput; the trainer's step is
+reported as a fraction of it (about 82 MFLOP per image: 27.8 forward, 54.3
+backward).
+
+    cargo build --release -p model --example bench
+    .libtorch/venv/bin/python scripts/bench_step.py [--rounds 5] [--threads 2]
+
+It prints a table and one JSON line with every figure; `docs/PERFORMANCE.md`
+records the results.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "target/release/examples/bench")
+
+# Multiply-adds counted twice, per image, of the intended network.
+CONV1 = 28 * 28 * 32 * 25 * 2
+CONV2 = 14 * 14 * 64 * 32 * 25 * 2
+FC4 = 7 * 7 * 64 * 1024 * 2
+FCO = 1024 * 10 * 2
+FORWARD_FLOP = CONV1 + CONV2 + FC4 + FCO
+# Backward: both gradients of conv2, fc4 and fco, only the weight gradient of conv1 (its input needs none).
+BACKWARD_FLOP = CONV1 + 2 * (CONV2 + FC4 + FCO)
+STEP_FLOP = FORWARD_FLOP + BACKWARD_FLOP
+
+
+class Net(nn.Module):
+    """The intended network, written the idiomatic way."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5, padding=2, bias=False)
+        self.bn1 = nn.BatchNorm2d(32, eps=1e-3)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2, bias=False)
+        self.bn2 = nn.BatchNorm2d(64, eps=1e-3)
+        self.fc4 = nn.Linear(7 * 7 * 64, 1024, bias=False)
+        self.bn4 = nn.BatchNorm1d(1024, eps=1e-3)
+        self.fco = nn.Linear(1024, 10)
+        # The seed's batch norm has a shift but no scale.
+        for bn in (self.bn1, self.bn2, self.bn4):
+            bn.weight.requires_grad_(False)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.leaky_relu(self.bn1(self.conv1(x)), 0.2), 2)
+        x = F.max_pool2d(F.leaky_relu(self.bn2(self.conv2(x)), 0.2), 2)
+        x = F.dropout(F.leaky_relu(self.bn4(self.fc4(x.flatten(1))), 0.2), 0.3, self.training)
+        return self.fco(x)
+
+
+def pytorch_train(channels_last, fused, batch, steps, warmup):
+    """Images per second of PyTorch's training step in one eager form."""
+    torch.manual_seed(0)
+    model = Net()
+    images = torch.rand(batch, 1, 28, 28)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (batch,))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3,
+                                 fused=True if fused else None)
+    model.train()
+
+    def step():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def pytorch_eval(batch, n_images):
+    """Seconds of PyTorch's `no_grad` evaluation (loss and accuracy) of `n_images`."""
+    torch.manual_seed(0)
+    model = Net().eval()
+    images = torch.rand(n_images, 1, 28, 28)
+    labels = torch.randint(0, 10, (n_images,))
+    with torch.no_grad():
+        model(images[:batch])
+        start = time.perf_counter()
+        loss_sum, correct = 0.0, 0
+        for first in range(0, n_images, batch):
+            logits = model(images[first:first + batch])
+            loss_sum += F.cross_entropy(logits, labels[first:first + batch], reduction="sum").item()
+            correct += int((logits.argmax(1) == labels[first:first + batch]).sum())
+        return time.perf_counter() - start
+
+
+def matmul_gflops(n=2048, repeats=10):
+    """The best GFLOP/s of an n x n float32 `torch.mm`."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def trainer(mode, threads, **flags):
+    """One JSON result of the Rust bench example."""
+    command = [BENCH, mode, "--threads", str(threads)]
+    for name, value in flags.items():
+        command += ["--" + name, str(value)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; every contestant runs once per round")
+    parser.add_argument("--steps", type=int, default=60, help="timed training steps per contestant per round")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before those")
+    parser.add_argument("--batch", type=int, default=50, help="training batch size")
+    parser.add_argument("--eval-batch", type=int, default=500, help="evaluation batch size")
+    parser.add_argument("--eval-images", type=int, default=10000, help="images per evaluation pass")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both sides")
+    args = parser.parse_args()
+    if not os.path.exists(BENCH):
+        sys.exit(f"{BENCH} is missing: run `cargo build --release -p model --example bench` first")
+    torch.set_num_threads(args.threads)
+
+    train_forms = {
+        "pytorch idiomatic": dict(channels_last=False, fused=False),
+        "pytorch channels_last": dict(channels_last=True, fused=False),
+        "pytorch fused Adam": dict(channels_last=False, fused=True),
+        "pytorch channels_last + fused Adam": dict(channels_last=True, fused=True),
+    }
+    train = {name: [] for name in ["trainer", *train_forms]}
+    evals = {"trainer": [], "pytorch no_grad": []}
+    matmul = []
+    for round_index in range(args.rounds):
+        matmul.append(matmul_gflops())
+        train["trainer"].append(trainer("train", args.threads, batch=args.batch, steps=args.steps,
+                                        warmup=args.warmup)["images_per_second"])
+        for name, form in train_forms.items():
+            train[name].append(pytorch_train(batch=args.batch, steps=args.steps, warmup=args.warmup, **form))
+        evals["trainer"].append(trainer("eval", args.threads, batch=args.eval_batch,
+                                        images=args.eval_images)["seconds"])
+        evals["pytorch no_grad"].append(pytorch_eval(args.eval_batch, args.eval_images))
+        print(f"round {round_index + 1}/{args.rounds}: trainer {train['trainer'][-1]:.0f} images/s", file=sys.stderr)
+
+    median = {name: statistics.median(values) for name, values in train.items()}
+    best_name = max(train_forms, key=lambda name: median[name])
+    peak = statistics.median(matmul)
+    step_gflops = median["trainer"] * STEP_FLOP / 1e9
+    eval_median = {name: statistics.median(values) for name, values in evals.items()}
+
+    print(f"\ntraining step, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds:")
+    for name, value in median.items():
+        print(f"  {name:38s} {value:7.0f} images/s   trainer / this = {median['trainer'] / value:.2f}x")
+    print(f"  torch.mm 2048x2048: {peak:.1f} GFLOP/s; the trainer's step: {step_gflops:.1f} GFLOP/s "
+          f"= {100 * step_gflops / peak:.0f}% of it ({STEP_FLOP / 1e6:.1f} MFLOP per image)")
+    print(f"evaluation of {args.eval_images} images, batch {args.eval_batch}:")
+    for name, value in eval_median.items():
+        print(f"  {name:38s} {value:7.3f} s")
+    print(f"  pytorch / trainer = {eval_median['pytorch no_grad'] / eval_median['trainer']:.2f}x")
+    print(json.dumps({
+        "cpu": platform.processor() or platform.machine(), "threads": args.threads, "batch": args.batch,
+        "torch": torch.__version__, "rounds": args.rounds,
+        "train_images_per_second": {name: round(value, 1) for name, value in median.items()},
+        "best_pytorch_form": best_name,
+        "trainer_over_idiomatic": round(median["trainer"] / median["pytorch idiomatic"], 3),
+        "trainer_over_best": round(median["trainer"] / median[best_name], 3),
+        "matmul_gflops": round(peak, 1), "step_gflops": round(step_gflops, 1),
+        "step_fraction_of_matmul": round(step_gflops / peak, 3),
+        "eval_seconds": {name: round(value, 3) for name, value in eval_median.items()},
+        "eval_pytorch_over_trainer": round(eval_median["pytorch no_grad"] / eval_median["trainer"], 3),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
