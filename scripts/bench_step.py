@@ -16,7 +16,10 @@ reported as a fraction of it (about 82 MFLOP per image: 27.8 forward, 54.3
 backward).
 
     cargo build --release -p model --example bench
-    .libtorch/venv/bin/python scripts/bench_step.py [--rounds 5] [--threads 2]
+    .libtorch/venv/bin/python scripts/bench_step.py [--rounds 5] [--threads 2] [--device cuda]
+
+On a GPU (`--device cuda`), every batch starts on the host on both sides, as
+in training, and the timers wait for the device (`torch.cuda.synchronize`).
 
 It prints a table and one JSON line with every figure; `docs/PERFORMANCE.md`
 records the results.
@@ -71,20 +74,38 @@ class Net(nn.Module):
         return self.fco(x)
 
 
-def pytorch_train(channels_last, fused, batch, steps, warmup):
+def cpu_name():
+    """The CPU's model name and its widest vector instructions, from /proc/cpuinfo."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name or platform.machine()} ({vector}{', BF16' if 'avx512_bf16' in flags else ''})"
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def pytorch_train(channels_last, fused, batch, steps, warmup, device):
     """Images per second of PyTorch's training step in one eager form."""
     torch.manual_seed(0)
-    model = Net()
-    images = torch.rand(batch, 1, 28, 28)
+    model = Net().to(device)
+    host_images = torch.rand(batch, 1, 28, 28)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (batch,))
+        host_images = host_images.contiguous(memory_format=torch.channels_last)
+    host_labels = torch.randint(0, 10, (batch,))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3,
                                  fused=True if fused else None)
     model.train()
 
     def step():
+        images, labels = host_images.to(device), host_labels.to(device)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(images), labels)
         loss.backward()
@@ -93,37 +114,43 @@ def pytorch_train(channels_last, fused, batch, steps, warmup):
 
     for _ in range(warmup):
         step()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronize(device)
     return batch * steps / (time.perf_counter() - start)
 
 
-def pytorch_eval(batch, n_images):
+def pytorch_eval(batch, n_images, device):
     """Seconds of PyTorch's `no_grad` evaluation (loss and accuracy) of `n_images`."""
     torch.manual_seed(0)
-    model = Net().eval()
+    model = Net().to(device).eval()
     images = torch.rand(n_images, 1, 28, 28)
     labels = torch.randint(0, 10, (n_images,))
     with torch.no_grad():
-        model(images[:batch])
+        model(images[:batch].to(device))
+        synchronize(device)
         start = time.perf_counter()
         loss_sum, correct = 0.0, 0
         for first in range(0, n_images, batch):
-            logits = model(images[first:first + batch])
-            loss_sum += F.cross_entropy(logits, labels[first:first + batch], reduction="sum").item()
-            correct += int((logits.argmax(1) == labels[first:first + batch]).sum())
+            batch_images, batch_labels = images[first:first + batch].to(device), labels[first:first + batch].to(device)
+            logits = model(batch_images)
+            loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").item()
+            correct += int((logits.argmax(1) == batch_labels).sum())
         return time.perf_counter() - start
 
 
-def matmul_gflops(n=2048, repeats=10):
+def matmul_gflops(device, n=2048, repeats=10):
     """The best GFLOP/s of an n x n float32 `torch.mm`."""
-    a, b = torch.rand(n, n), torch.rand(n, n)
+    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
     torch.mm(a, b)
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best / 1e9
 
@@ -146,7 +173,9 @@ def main():
     parser.add_argument("--eval-batch", type=int, default=500, help="evaluation batch size")
     parser.add_argument("--eval-images", type=int, default=10000, help="images per evaluation pass")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both sides")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
     args = parser.parse_args()
+    device = torch.device(args.device)
     if not os.path.exists(BENCH):
         sys.exit(f"{BENCH} is missing: run `cargo build --release -p model --example bench` first")
     torch.set_num_threads(args.threads)
@@ -161,14 +190,15 @@ def main():
     evals = {"trainer": [], "pytorch no_grad": []}
     matmul = []
     for round_index in range(args.rounds):
-        matmul.append(matmul_gflops())
+        matmul.append(matmul_gflops(device))
         train["trainer"].append(trainer("train", args.threads, batch=args.batch, steps=args.steps,
-                                        warmup=args.warmup)["images_per_second"])
+                                        warmup=args.warmup, device=args.device)["images_per_second"])
         for name, form in train_forms.items():
-            train[name].append(pytorch_train(batch=args.batch, steps=args.steps, warmup=args.warmup, **form))
+            train[name].append(pytorch_train(batch=args.batch, steps=args.steps, warmup=args.warmup, device=device,
+                                             **form))
         evals["trainer"].append(trainer("eval", args.threads, batch=args.eval_batch,
-                                        images=args.eval_images)["seconds"])
-        evals["pytorch no_grad"].append(pytorch_eval(args.eval_batch, args.eval_images))
+                                        images=args.eval_images, device=args.device)["seconds"])
+        evals["pytorch no_grad"].append(pytorch_eval(args.eval_batch, args.eval_images, device))
         print(f"round {round_index + 1}/{args.rounds}: trainer {train['trainer'][-1]:.0f} images/s", file=sys.stderr)
 
     median = {name: statistics.median(values) for name, values in train.items()}
@@ -177,7 +207,7 @@ def main():
     step_gflops = median["trainer"] * STEP_FLOP / 1e9
     eval_median = {name: statistics.median(values) for name, values in evals.items()}
 
-    print(f"\ntraining step, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds:")
+    print(f"\ntraining step on {args.device}, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds:")
     for name, value in median.items():
         print(f"  {name:38s} {value:7.0f} images/s   trainer / this = {median['trainer'] / value:.2f}x")
     print(f"  torch.mm 2048x2048: {peak:.1f} GFLOP/s; the trainer's step: {step_gflops:.1f} GFLOP/s "
@@ -187,7 +217,7 @@ def main():
         print(f"  {name:38s} {value:7.3f} s")
     print(f"  pytorch / trainer = {eval_median['pytorch no_grad'] / eval_median['trainer']:.2f}x")
     print(json.dumps({
-        "cpu": platform.processor() or platform.machine(), "threads": args.threads, "batch": args.batch,
+        "cpu": cpu_name(), "device": args.device, "threads": args.threads, "batch": args.batch,
         "torch": torch.__version__, "rounds": args.rounds,
         "train_images_per_second": {name: round(value, 1) for name, value in median.items()},
         "best_pytorch_form": best_name,

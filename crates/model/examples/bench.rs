@@ -5,11 +5,12 @@
 //! ```text
 //! cargo run --release -p model --example bench -- train --batch 50 --steps 60 --threads 2
 //! cargo run --release -p model --example bench -- eval --batch 500 --images 10000 --threads 2
+//! cargo run --release -p model --example bench -- train --device cuda
 //! ```
 
 use std::time::Instant;
 
-use model::{Adam, AdamConfig, Architecture, Network, evaluate, train_step};
+use model::{Adam, AdamConfig, Architecture, DeviceRequest, Network, evaluate, train_step};
 use tch::{Device, Kind, Tensor};
 
 /// The command line: a mode, then `--name value` pairs.
@@ -20,15 +21,22 @@ struct Options {
     warmup: usize,
     images: i64,
     threads: i32,
+    device: DeviceRequest,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
-    let mode =
-        args.next().ok_or("usage: bench train|eval [--batch N] [--steps N] [--warmup N] [--images N] [--threads N]")?;
-    let mut options = Options { mode, batch: 50, steps: 60, warmup: 10, images: 10_000, threads: 2 };
+    let mode = args.next().ok_or(
+        "usage: bench train|eval [--batch N] [--steps N] [--warmup N] [--images N] [--threads N] [--device cpu|cuda[:N]]",
+    )?;
+    let mut options =
+        Options { mode, batch: 50, steps: 60, warmup: 10, images: 10_000, threads: 2, device: DeviceRequest::Cpu };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        if flag == "--device" {
+            options.device = value.parse().map_err(|error| format!("--device: {error}"))?;
+            continue;
+        }
         let number: i64 = value.parse().map_err(|_| format!("{flag}: expected a whole number, found {value:?}"))?;
         match flag.as_str() {
             "--batch" => options.batch = number,
@@ -46,13 +54,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_options()?;
     tch::set_num_threads(options.threads);
     tch::manual_seed(0);
-    let network = Network::new(Architecture::Intended, Device::Cpu);
+    let device = options.device.resolve()?;
+    let network = Network::new(Architecture::Intended, device);
     match options.mode.as_str() {
         "train" => {
             let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
             if std::env::var("BENCH_ADAM").as_deref() == Ok("composite") {
                 optimizer.kernel = model::AdamKernel::Composite;
             }
+            // The batch starts on the host, as the trainer's batches do.
             let images = Tensor::rand([options.batch, 28, 28], (Kind::Float, Device::Cpu));
             let labels = Tensor::randint(10, [options.batch], (Kind::Int64, Device::Cpu));
             for _ in 0..options.warmup {
@@ -64,7 +74,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let seconds = start.elapsed().as_secs_f64();
             let images_per_second = (options.batch as usize * options.steps) as f64 / seconds;
-            println!("{{\"mode\":\"train\",\"batch\":{},\"images_per_second\":{images_per_second:.1}}}", options.batch);
+            println!(
+                "{{\"mode\":\"train\",\"device\":\"{}\",\"batch\":{},\"images_per_second\":{images_per_second:.1}}}",
+                options.device, options.batch
+            );
         }
         "eval" => {
             let images = Tensor::rand([options.images, 28, 28], (Kind::Float, Device::Cpu));
