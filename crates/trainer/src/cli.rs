@@ -202,8 +202,8 @@ pub struct TrainArgs {
     /// Batches augmented ahead of training (the queue's bound).
     #[arg(long, default_value_t = 4)]
     pub prefetch: usize,
-    /// Images per batch when evaluating (validation, train sample, test); changes speed only.
-    #[arg(long, default_value_t = 50)]
+    /// Images per batch when evaluating (validation, train sample, test); changes speed and memory only.
+    #[arg(long, default_value_t = 500)]
     pub eval_batch_size: usize,
     /// Random un-augmented training images whose accuracy is reported each epoch.
     #[arg(long, default_value_t = 500)]
