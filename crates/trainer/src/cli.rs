@@ -203,7 +203,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 4)]
     pub prefetch: usize,
     /// Images per batch when evaluating (validation, train sample, test); changes speed and memory only.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 250)]
     pub eval_batch_size: usize,
     /// Random un-augmented training images whose accuracy is reported each epoch.
     #[arg(long, default_value_t = 500)]
