@@ -97,7 +97,9 @@ fn kill_9_at_any_moment_leaves_every_checkpoint_loadable_and_the_run_resumable()
     // Kill at several moments, including while checkpoints are being written.
     for (round, delay_ms) in [2500u64, 4100, 5300].into_iter().enumerate() {
         let mut round_args = args.clone();
-        if round > 0 && dir.path().join("last.safetensors").exists() {
+        // As a scheduler's job script would: resume whenever a run was started (`config.json`),
+        // whatever the kill left of its checkpoints (`net-0` and `best` can exist without `last`).
+        if round > 0 && dir.path().join("config.json").exists() {
             round_args.push("--resume".to_owned());
         }
         let mut child = trainer().args(&round_args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -110,7 +112,7 @@ fn kill_9_at_any_moment_leaves_every_checkpoint_loadable_and_the_run_resumable()
         assert_every_checkpoint_loads(dir.path());
     }
     // Whatever was left, the run resumes and finishes with each epoch recorded once.
-    let resume = if dir.path().join("last.safetensors").exists() { vec!["--resume"] } else { vec![] };
+    let resume = if dir.path().join("config.json").exists() { vec!["--resume"] } else { vec![] };
     let output = train(dir.path(), &[&["--epochs", "3", "--save-step", "1"][..], &resume].concat());
     assert_success(&output);
     let epochs: Vec<u64> =
