@@ -62,6 +62,11 @@ const PIP_INSTALL: [&str; 9] = [
 const PEAK_BYTES_CUDA: u64 = 7_300_000_000;
 /// See [`PEAK_BYTES_CUDA`].
 const PEAK_BYTES_CPU_ONLY: u64 = 1_900_000_000;
+/// What stays installed (see [`PEAK_BYTES_CUDA`]): all that the venv's disk
+/// needs when pip's temporary folder (`TMPDIR`) is on another disk.
+const KEPT_BYTES_CUDA: u64 = 5_000_000_000;
+/// See [`KEPT_BYTES_CUDA`].
+const KEPT_BYTES_CPU_ONLY: u64 = 1_500_000_000;
 
 /// The file that marks an install in progress: present after a killed one.
 const INCOMPLETE_MARKER: &str = "install-incomplete";
@@ -94,6 +99,9 @@ pub struct Args {
     /// Also install Chromium and chromedriver for the browser tests of `trainer serve` (Debian's packages, as root).
     #[arg(long)]
     browser: bool,
+    /// Install even when the disk looks too small for pip's peak (for a pip whose downloads go where the check cannot see).
+    #[arg(long)]
+    skip_disk_check: bool,
 }
 
 /// The installed flavour, recorded next to the venv so that switching reinstalls.
@@ -119,7 +127,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
     }
 
     let venv_python = ensure_venv(&libtorch_dir, &args.python)?;
-    ensure_torch(&libtorch_dir, &venv_python, args.cpu_only)?;
+    ensure_torch(&libtorch_dir, &venv_python, args.cpu_only, !args.skip_disk_check)?;
     install_python_tools(&venv_python, &libtorch_dir)?;
     let (version, torch_dir) = verify_torch(&libtorch_dir, &venv_python, args.cpu_only)?;
     let torch_dir = PathBuf::from(torch_dir);
@@ -163,7 +171,7 @@ fn ensure_venv(libtorch_dir: &Path, python: &str) -> Result<PathBuf> {
 
 /// Installs torch of the wanted flavour unless it is already there and
 /// sound; repairs an install that was killed halfway or does not import.
-fn ensure_torch(libtorch_dir: &Path, venv_python: &Path, cpu_only: bool) -> Result<()> {
+fn ensure_torch(libtorch_dir: &Path, venv_python: &Path, cpu_only: bool, check_disk: bool) -> Result<()> {
     let flavour_file = libtorch_dir.join("flavour");
     let wanted_flavour = flavour(cpu_only);
     let marker = libtorch_dir.join(INCOMPLETE_MARKER);
@@ -188,19 +196,39 @@ fn ensure_torch(libtorch_dir: &Path, venv_python: &Path, cpu_only: bool) -> Resu
     } else if let (true, Some(error)) = (repair, &probe.import_error) {
         println!("torch is installed but does not import ({error}): repairing it");
     }
-    let free = fs4::available_space(libtorch_dir)
-        .with_context(|| format!("cannot read the free disk space of {}", libtorch_dir.display()))?;
-    check_free_space(libtorch_dir, free, cpu_only)?;
+    if check_disk {
+        let free = fs4::available_space(libtorch_dir)
+            .with_context(|| format!("cannot read the free disk space of {}", libtorch_dir.display()))?;
+        check_free_space(libtorch_dir, free, cpu_only, wheels_unpack_elsewhere(libtorch_dir, &env::temp_dir()))?;
+    }
     fs::write(&marker, wanted_flavour).with_context(|| format!("cannot write {}", marker.display()))?;
     install_torch(venv_python, cpu_only, repair)?;
     fs::write(&flavour_file, wanted_flavour).with_context(|| format!("cannot write {}", flavour_file.display()))
 }
 
+/// Whether pip's temporary folder (where the wheels are downloaded and
+/// unpacked) is on another file system than `libtorch_dir`; when unsure, no.
+fn wheels_unpack_elsewhere(libtorch_dir: &Path, temporary_dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(libtorch_dir), fs::metadata(temporary_dir)) {
+        (Ok(venv), Ok(temporary)) => venv.dev() != temporary.dev(),
+        _ => false,
+    }
+}
+
 /// Refuses an install that cannot fit, before pip starts filling the disk
 /// (pip would fail minutes later, halfway through unpacking, with
-/// "No space left on device").
-fn check_free_space(libtorch_dir: &Path, free_bytes: u64, cpu_only: bool) -> Result<()> {
-    let needed = if cpu_only { PEAK_BYTES_CPU_ONLY } else { PEAK_BYTES_CUDA };
+/// "No space left on device"). With the wheels unpacked on another disk,
+/// this one only needs room for what stays.
+fn check_free_space(libtorch_dir: &Path, free_bytes: u64, cpu_only: bool, wheels_elsewhere: bool) -> Result<()> {
+    let (needed, what) = match (cpu_only, wheels_elsewhere) {
+        (false, false) => (PEAK_BYTES_CUDA, "at its peak (the downloaded wheels and what they unpack to)"),
+        (true, false) => (PEAK_BYTES_CPU_ONLY, "at its peak (the downloaded wheels and what they unpack to)"),
+        (false, true) => (KEPT_BYTES_CUDA, "for what stays installed (the wheels unpack in TMPDIR, on another disk)"),
+        (true, true) => {
+            (KEPT_BYTES_CPU_ONLY, "for what stays installed (the wheels unpack in TMPDIR, on another disk)")
+        }
+    };
     if free_bytes >= needed {
         return Ok(());
     }
@@ -214,9 +242,8 @@ fn check_free_space(libtorch_dir: &Path, free_bytes: u64, cpu_only: bool) -> Res
         )
     };
     bail!(
-        "installing torch=={TORCH_VERSION} ({}) needs about {:.1} GB of free disk at its peak (the downloaded \
-         wheels and what they unpack to), but {} has {:.1} GB free: free some space, or pass --dir on a \
-         larger disk{smaller}",
+        "installing torch=={TORCH_VERSION} ({}) needs about {:.1} GB of free disk {what}, but {} has {:.1} GB \
+         free: free some space, or pass --dir on a larger disk{smaller}",
         flavour(cpu_only),
         gigabytes(needed),
         libtorch_dir.display(),
@@ -415,16 +442,30 @@ mod tests {
     #[test]
     fn an_install_that_cannot_fit_is_refused_naming_the_folder_and_both_sizes() {
         let dir = Path::new("some/where/.libtorch");
-        assert!(check_free_space(dir, PEAK_BYTES_CUDA, false).is_ok());
-        assert!(check_free_space(dir, PEAK_BYTES_CPU_ONLY, true).is_ok());
+        assert!(check_free_space(dir, PEAK_BYTES_CUDA, false, false).is_ok());
+        assert!(check_free_space(dir, PEAK_BYTES_CPU_ONLY, true, false).is_ok());
 
-        let message = check_free_space(dir, 6_500_000_000, false).unwrap_err().to_string();
+        let message = check_free_space(dir, 6_500_000_000, false, false).unwrap_err().to_string();
         assert!(message.contains("some/where/.libtorch has 6.5 GB free"), "{message}");
-        assert!(message.contains("needs about 7.3 GB"), "{message}");
+        assert!(message.contains("needs about 7.3 GB of free disk at its peak"), "{message}");
         assert!(message.contains("--cpu-only"), "{message}");
 
-        let message = check_free_space(dir, 1_000_000_000, true).unwrap_err().to_string();
+        let message = check_free_space(dir, 1_000_000_000, true, false).unwrap_err().to_string();
         assert!(message.contains("needs about 1.9 GB") && message.contains("has 1.0 GB free"), "{message}");
         assert!(!message.contains("--cpu-only`"), "the CPU-only flavour has no smaller one to offer: {message}");
+    }
+
+    #[test]
+    fn with_the_wheels_unpacked_on_another_disk_only_what_stays_must_fit() {
+        let dir = Path::new(".libtorch");
+        assert!(check_free_space(dir, 6_500_000_000, false, true).is_ok(), "5.0 GB stay");
+        let message = check_free_space(dir, 4_000_000_000, false, true).unwrap_err().to_string();
+        assert!(message.contains("needs about 5.0 GB of free disk for what stays installed"), "{message}");
+        assert!(check_free_space(dir, 1_600_000_000, true, true).is_ok(), "1.5 GB stay");
+        // One file system, and two (procfs is never the repository's); a folder that does not exist counts as the same.
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert!(!wheels_unpack_elsewhere(crate_dir, &crate_dir.join("src")));
+        assert!(wheels_unpack_elsewhere(crate_dir, Path::new("/proc")));
+        assert!(!wheels_unpack_elsewhere(crate_dir, Path::new("/no/such/folder")));
     }
 }
