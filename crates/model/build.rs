@@ -1,18 +1,18 @@
 //! Links this package's executables against libtorch with an rpath (and CUDA
 //! when present), and compiles the one C++ file that calls into ATen
-//! directly (`csrc/fused_adam.cpp`) against the same libtorch's headers.
+//! directly (`csrc/aten_shim.cpp`) against the same libtorch's headers.
 
 use std::path::PathBuf;
 
 fn main() {
     libtorch_link::emit();
-    compile_fused_adam();
+    compile_aten_shim();
 }
 
-/// Compiles `csrc/fused_adam.cpp` as torch-sys compiles its own C++: C++17,
+/// Compiles `csrc/aten_shim.cpp` as torch-sys compiles its own C++: C++17,
 /// the libtorch headers, and the C++ ABI libtorch was built with.
-fn compile_fused_adam() {
-    println!("cargo:rerun-if-changed=csrc/fused_adam.cpp");
+fn compile_aten_shim() {
+    println!("cargo:rerun-if-changed=csrc/aten_shim.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     // torch-sys (links = "tch") tells its dependents where libtorch's libraries are.
     let lib_dir = PathBuf::from(
@@ -22,11 +22,11 @@ fn compile_fused_adam() {
     let cxx11_abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
     cc::Build::new()
         .cpp(true)
-        .file("csrc/fused_adam.cpp")
+        .file("csrc/aten_shim.cpp")
         .include(&include_dir)
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={cxx11_abi}"))
         .flag_if_supported("-Wno-unused-parameter")
         .warnings(false)
-        .compile("model_fused_adam");
+        .compile("model_aten_shim");
 }

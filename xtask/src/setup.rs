@@ -221,13 +221,12 @@ fn wheels_unpack_elsewhere(libtorch_dir: &Path, temporary_dir: &Path) -> bool {
 /// "No space left on device"). With the wheels unpacked on another disk,
 /// this one only needs room for what stays.
 fn check_free_space(libtorch_dir: &Path, free_bytes: u64, cpu_only: bool, wheels_elsewhere: bool) -> Result<()> {
-    let (needed, what) = match (cpu_only, wheels_elsewhere) {
-        (false, false) => (PEAK_BYTES_CUDA, "at its peak (the downloaded wheels and what they unpack to)"),
-        (true, false) => (PEAK_BYTES_CPU_ONLY, "at its peak (the downloaded wheels and what they unpack to)"),
-        (false, true) => (KEPT_BYTES_CUDA, "for what stays installed (the wheels unpack in TMPDIR, on another disk)"),
-        (true, true) => {
-            (KEPT_BYTES_CPU_ONLY, "for what stays installed (the wheels unpack in TMPDIR, on another disk)")
-        }
+    let (peak, kept) =
+        if cpu_only { (PEAK_BYTES_CPU_ONLY, KEPT_BYTES_CPU_ONLY) } else { (PEAK_BYTES_CUDA, KEPT_BYTES_CUDA) };
+    let (needed, what) = if wheels_elsewhere {
+        (kept, "for what stays installed (the wheels unpack in TMPDIR, on another disk)")
+    } else {
+        (peak, "at its peak (the downloaded wheels and what they unpack to)")
     };
     if free_bytes >= needed {
         return Ok(());

@@ -91,10 +91,7 @@ impl Adam {
     /// `zero_grad(set_to_none=True)`): the next backward pass stores fresh
     /// gradients instead of adding them to zeros.
     pub fn zero_grad(parameters: &[&Tensor]) -> Result<(), ModelError> {
-        crate::fused::clear_grads(parameters).map_err(|message| ModelError::Libtorch {
-            operation: "clearing gradients",
-            error: tch::TchError::Torch(message),
-        })
+        crate::fused::clear_grads(parameters).map_err(ModelError::libtorch("clearing gradients"))
     }
 
     /// One update of every parameter from its gradient (parameters without a
@@ -143,10 +140,7 @@ impl Adam {
         tch::no_grad(|| {
             crate::fused::adam(&params, &grads, &exp_avgs, &exp_avg_sqs, &step, (learning_rate, beta1, beta2, epsilon))
         })
-        .map_err(|message| ModelError::Libtorch {
-            operation: "fused Adam update",
-            error: tch::TchError::Torch(message),
-        })
+        .map_err(ModelError::libtorch("fused Adam update"))
     }
 
     /// The update as in-place tensor operations, with one scratch buffer per

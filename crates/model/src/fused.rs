@@ -1,16 +1,18 @@
-//! The crate's only foreign calls, two libtorch functions tch does not bind:
-//! ATen's fused Adam update (`at::_fused_adam_`, what
+//! The crate's only foreign calls, three libtorch functions tch does not
+//! bind: ATen's fused Adam update (`at::_fused_adam_`, what
 //! `torch.optim.Adam(fused=True)` runs), which updates every parameter and
 //! both moments in one pass over memory where the same update written as
-//! tensor operations takes nine; and clearing gradients to none
+//! tensor operations takes nine; clearing gradients to none
 //! (`zero_grad(set_to_none=True)`), which spares a pass that writes zeros
-//! and one that adds the next gradients to them. `csrc/fused_adam.cpp` wraps
-//! them so that no C++ exception crosses into Rust; `build.rs` compiles it
-//! against the project's libtorch.
+//! and one that adds the next gradients to them; and leaky ReLU with a slope
+//! of our choosing (tch's is fixed at 0.01). `csrc/aten_shim.cpp` wraps them
+//! so that no C++ exception crosses into Rust; `build.rs` compiles it
+//! against the project's libtorch. Failures come back as tch's own error
+//! type, so callers treat them like any other libtorch error.
 
 use std::ffi::{CStr, c_char, c_int};
 
-use tch::Tensor;
+use tch::{TchError, Tensor};
 use torch_sys::C_tensor;
 
 unsafe extern "C" {
@@ -41,7 +43,7 @@ unsafe extern "C" {
 /// Leaves every tensor of `params` without a gradient (undefined, as
 /// PyTorch's `None`): the next backward pass stores its gradients instead of
 /// adding them to zeros.
-pub(crate) fn clear_grads(params: &[&Tensor]) -> Result<(), String> {
+pub(crate) fn clear_grads(params: &[&Tensor]) -> Result<(), TchError> {
     let handles: Vec<*const C_tensor> = params.iter().map(|tensor| tensor.as_ptr()).collect();
     let mut error = [0u8; 512];
     // SAFETY: `handles` holds `params.len()` handles of live `Tensor`s borrowed
@@ -55,7 +57,7 @@ pub(crate) fn clear_grads(params: &[&Tensor]) -> Result<(), String> {
 
 /// Leaky ReLU with `slope` for negative inputs, as one libtorch kernel
 /// (autograd records it; its backward is one kernel too).
-pub(crate) fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor, String> {
+pub(crate) fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor, TchError> {
     let mut result: *mut C_tensor = std::ptr::null_mut();
     let mut error = [0u8; 512];
     // SAFETY: `x` is a live tensor for the whole call; `result` is a writable
@@ -71,13 +73,13 @@ pub(crate) fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor, String> {
 }
 
 /// `Ok` for status 0, otherwise the message the C++ side left in `error`.
-fn status_to_result(status: c_int, error: &[u8]) -> Result<(), String> {
+fn status_to_result(status: c_int, error: &[u8]) -> Result<(), TchError> {
     if status == 0 {
         return Ok(());
     }
     // snprintf terminates the message within the buffer; it was zeroed besides.
     let message = CStr::from_bytes_until_nul(error).map(|text| text.to_string_lossy().into_owned());
-    Err(message.unwrap_or_else(|_| "libtorch failed without a message".to_owned()))
+    Err(TchError::Torch(message.unwrap_or_else(|_| "libtorch failed without a message".to_owned())))
 }
 
 /// One Adam update of the tensors of `params` from `grads`, in place, with
@@ -92,16 +94,17 @@ pub(crate) fn adam(
     exp_avg_sqs: &[Tensor],
     step: &Tensor,
     (lr, beta1, beta2, eps): (f64, f64, f64, f64),
-) -> Result<(), String> {
+) -> Result<(), TchError> {
     let count = params.len();
+    // The C++ side reads `count` handles from each list: unequal lengths must never reach it.
     if [grads.len(), exp_avgs.len(), exp_avg_sqs.len()] != [count; 3] {
-        return Err(format!(
+        return Err(TchError::Torch(format!(
             "fused Adam needs one gradient and two moments per parameter: {count} parameters, {} gradients, \
              {} and {} moments",
             grads.len(),
             exp_avgs.len(),
             exp_avg_sqs.len()
-        ));
+        )));
     }
     let handles = |tensors: &[Tensor]| tensors.iter().map(Tensor::as_ptr).collect::<Vec<_>>();
     let (params, grads, exp_avgs, exp_avg_sqs) =

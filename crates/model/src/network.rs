@@ -357,7 +357,7 @@ pub fn leaky_relu(x: &Tensor) -> Result<Tensor, ModelError> {
 }
 
 fn lrelu(x: &Tensor) -> Result<Tensor, TchError> {
-    crate::fused::leaky_relu(x, LEAK).map_err(TchError::Torch)
+    crate::fused::leaky_relu(x, LEAK)
 }
 
 /// Batch norm without a scale (gamma fixed at 1) and with a trainable shift.
