@@ -16,7 +16,11 @@ reported as a fraction of it (about 82 MFLOP per image: 27.8 forward, 54.3
 backward).
 
     cargo build --release -p model --example bench
-    .libtorch/venv/bin/python scripts/bench_step.py [--rounds 5] [--threads 2] [--device cuda]
+    .libtorch/venv/bin/python scripts/bench_step.py [--rounds 5] [--threads 2] [--device cuda] [--bf16 auto|yes|no]
+
+Where the CPU computes bf16 natively (AVX512-BF16), or on CUDA, it also
+times the trainer's `--precision bf16` step against PyTorch's best eager
+form under `torch.autocast(dtype=torch.bfloat16)`, and a bf16 `torch.mm`.
 
 On a GPU (`--device cuda`), every batch starts on the host on both sides, as
 in training, and the timers wait for the device (`torch.cuda.synchronize`).
@@ -91,8 +95,10 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def pytorch_train(channels_last, fused, batch, steps, warmup, device):
-    """Images per second of PyTorch's training step in one eager form."""
+def pytorch_train(channels_last, fused, batch, steps, warmup, device, bf16=False):
+    """Images per second of PyTorch's training step in one eager form; with
+    `bf16`, its forward pass under `torch.autocast` to bfloat16 (the loss in
+    fp32), PyTorch's own mixed precision."""
     torch.manual_seed(0)
     model = Net().to(device)
     host_images = torch.rand(batch, 1, 28, 28)
@@ -107,7 +113,9 @@ def pytorch_train(channels_last, fused, batch, steps, warmup, device):
     def step():
         images, labels = host_images.to(device), host_labels.to(device)
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(images), labels)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -141,9 +149,9 @@ def pytorch_eval(batch, n_images, device):
         return time.perf_counter() - start
 
 
-def matmul_gflops(device, n=2048, repeats=10):
-    """The best GFLOP/s of an n x n float32 `torch.mm`."""
-    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+def matmul_gflops(device, n=2048, repeats=10, dtype=torch.float32):
+    """The best GFLOP/s of an n x n `torch.mm` in `dtype`."""
+    a, b = torch.rand(n, n, device=device, dtype=dtype), torch.rand(n, n, device=device, dtype=dtype)
     torch.mm(a, b)
     synchronize(device)
     best = float("inf")
@@ -174,11 +182,14 @@ def main():
     parser.add_argument("--eval-images", type=int, default=10000, help="images per evaluation pass")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both sides")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
+    parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
+                        help="also time both sides in bf16 (auto: on CUDA, and on CPUs with AVX512-BF16)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if not os.path.exists(BENCH):
         sys.exit(f"{BENCH} is missing: run `cargo build --release -p model --example bench` first")
     torch.set_num_threads(args.threads)
+    with_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and (device.type == "cuda" or "BF16" in cpu_name()))
 
     train_forms = {
         "pytorch idiomatic": dict(channels_last=False, fused=False),
@@ -186,16 +197,24 @@ def main():
         "pytorch fused Adam": dict(channels_last=False, fused=True),
         "pytorch channels_last + fused Adam": dict(channels_last=True, fused=True),
     }
+    bf16_forms = {"pytorch channels_last + fused Adam, autocast bf16": dict(channels_last=True, fused=True, bf16=True)}
     train = {name: [] for name in ["trainer", *train_forms]}
+    if with_bf16:
+        train.update({name: [] for name in ["trainer bf16", *bf16_forms]})
     evals = {"trainer": [], "pytorch no_grad": []}
-    matmul = []
+    matmul, matmul_bf16 = [], []
     for round_index in range(args.rounds):
         matmul.append(matmul_gflops(device))
-        train["trainer"].append(trainer("train", args.threads, batch=args.batch, steps=args.steps,
-                                        warmup=args.warmup, device=args.device)["images_per_second"])
-        for name, form in train_forms.items():
+        for precision in ["fp32", "bf16"] if with_bf16 else ["fp32"]:
+            name = "trainer" if precision == "fp32" else "trainer bf16"
+            train[name].append(trainer("train", args.threads, batch=args.batch, steps=args.steps,
+                                       warmup=args.warmup, device=args.device,
+                                       precision=precision)["images_per_second"])
+        for name, form in {**train_forms, **(bf16_forms if with_bf16 else {})}.items():
             train[name].append(pytorch_train(batch=args.batch, steps=args.steps, warmup=args.warmup, device=device,
                                              **form))
+        if with_bf16:
+            matmul_bf16.append(matmul_gflops(device, dtype=torch.bfloat16))
         evals["trainer"].append(trainer("eval", args.threads, batch=args.eval_batch,
                                         images=args.eval_images, device=args.device)["seconds"])
         evals["pytorch no_grad"].append(pytorch_eval(args.eval_batch, args.eval_images, device))
@@ -206,15 +225,35 @@ def main():
     peak = statistics.median(matmul)
     step_gflops = median["trainer"] * STEP_FLOP / 1e9
     eval_median = {name: statistics.median(values) for name, values in evals.items()}
+    bf16 = {}
+    if with_bf16:
+        bf16_best = max(bf16_forms, key=lambda name: median[name])
+        peak_bf16 = statistics.median(matmul_bf16)
+        step_gflops_bf16 = median["trainer bf16"] * STEP_FLOP / 1e9
+        bf16 = {
+            "best_pytorch_bf16_form": bf16_best,
+            "trainer_bf16_over_best_bf16": round(median["trainer bf16"] / median[bf16_best], 3),
+            "trainer_bf16_over_idiomatic": round(median["trainer bf16"] / median["pytorch idiomatic"], 3),
+            "trainer_bf16_over_best": round(median["trainer bf16"] / median[best_name], 3),
+            "trainer_bf16_over_trainer": round(median["trainer bf16"] / median["trainer"], 3),
+            "matmul_bf16_gflops": round(peak_bf16, 1), "step_bf16_gflops": round(step_gflops_bf16, 1),
+            "step_bf16_fraction_of_matmul_bf16": round(step_gflops_bf16 / peak_bf16, 3),
+        }
 
     print(f"\ntraining step on {args.device}, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds:")
     for name, value in median.items():
-        print(f"  {name:38s} {value:7.0f} images/s   trainer / this = {median['trainer'] / value:.2f}x")
+        print(f"  {name:50s} {value:7.0f} images/s   trainer / this = {median['trainer'] / value:.2f}x")
     print(f"  torch.mm 2048x2048: {peak:.1f} GFLOP/s; the trainer's step: {step_gflops:.1f} GFLOP/s "
           f"= {100 * step_gflops / peak:.0f}% of it ({STEP_FLOP / 1e6:.1f} MFLOP per image)")
+    if with_bf16:
+        print(f"  torch.mm 2048x2048 in bf16: {peak_bf16:.1f} GFLOP/s; the trainer's bf16 step: "
+              f"{step_gflops_bf16:.1f} GFLOP/s = {100 * step_gflops_bf16 / peak_bf16:.0f}% of it")
+        print(f"  trainer bf16 / PyTorch's best bf16 form = {bf16['trainer_bf16_over_best_bf16']:.2f}x; "
+              f"/ its best fp32 form = {bf16['trainer_bf16_over_best']:.2f}x; "
+              f"/ idiomatic fp32 = {bf16['trainer_bf16_over_idiomatic']:.2f}x")
     print(f"evaluation of {args.eval_images} images, batch {args.eval_batch}:")
     for name, value in eval_median.items():
-        print(f"  {name:38s} {value:7.3f} s")
+        print(f"  {name:50s} {value:7.3f} s")
     print(f"  pytorch / trainer = {eval_median['pytorch no_grad'] / eval_median['trainer']:.2f}x")
     print(json.dumps({
         "cpu": cpu_name(), "device": args.device, "threads": args.threads, "batch": args.batch,
@@ -227,6 +266,7 @@ def main():
         "step_fraction_of_matmul": round(step_gflops / peak, 3),
         "eval_seconds": {name: round(value, 3) for name, value in eval_median.items()},
         "eval_pytorch_over_trainer": round(eval_median["pytorch no_grad"] / eval_median["trainer"], 3),
+        **bf16,
     }))
     return 0
 

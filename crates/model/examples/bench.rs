@@ -6,11 +6,12 @@
 //! cargo run --release -p model --example bench -- train --batch 50 --steps 60 --threads 2
 //! cargo run --release -p model --example bench -- eval --batch 500 --images 10000 --threads 2
 //! cargo run --release -p model --example bench -- train --device cuda
+//! cargo run --release -p model --example bench -- train --precision bf16
 //! ```
 
 use std::time::Instant;
 
-use model::{Adam, AdamConfig, Architecture, DeviceRequest, Network, evaluate, train_step};
+use model::{Adam, AdamConfig, Architecture, DeviceRequest, Network, Precision, evaluate, train_step_in};
 use tch::{Device, Kind, Tensor};
 
 /// The command line: a mode, then `--name value` pairs.
@@ -22,19 +23,32 @@ struct Options {
     images: i64,
     threads: i32,
     device: DeviceRequest,
+    precision: Precision,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().ok_or(
-        "usage: bench train|eval [--batch N] [--steps N] [--warmup N] [--images N] [--threads N] [--device cpu|cuda[:N]]",
+        "usage: bench train|eval [--batch N] [--steps N] [--warmup N] [--images N] [--threads N] [--device cpu|cuda[:N]] [--precision fp32|bf16]",
     )?;
-    let mut options =
-        Options { mode, batch: 50, steps: 60, warmup: 10, images: 10_000, threads: 2, device: DeviceRequest::Cpu };
+    let mut options = Options {
+        mode,
+        batch: 50,
+        steps: 60,
+        warmup: 10,
+        images: 10_000,
+        threads: 2,
+        device: DeviceRequest::Cpu,
+        precision: Precision::Float32,
+    };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         if flag == "--device" {
             options.device = value.parse().map_err(|error| format!("--device: {error}"))?;
+            continue;
+        }
+        if flag == "--precision" {
+            options.precision = value.parse().map_err(|error| format!("--precision: {error}"))?;
             continue;
         }
         let number: i64 = value.parse().map_err(|_| format!("{flag}: expected a whole number, found {value:?}"))?;
@@ -55,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::set_num_threads(options.threads);
     tch::manual_seed(0);
     let device = options.device.resolve()?;
+    options.precision.check_native(device)?;
     let network = Network::new(Architecture::Intended, device);
     match options.mode.as_str() {
         "train" => {
@@ -66,17 +81,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let images = Tensor::rand([options.batch, 28, 28], (Kind::Float, Device::Cpu));
             let labels = Tensor::randint(10, [options.batch], (Kind::Int64, Device::Cpu));
             for _ in 0..options.warmup {
-                train_step(&network, &mut optimizer, &images, &labels)?;
+                train_step_in(&network, &mut optimizer, &images, &labels, options.precision)?;
             }
             let start = Instant::now();
             for _ in 0..options.steps {
-                train_step(&network, &mut optimizer, &images, &labels)?;
+                train_step_in(&network, &mut optimizer, &images, &labels, options.precision)?;
             }
             let seconds = start.elapsed().as_secs_f64();
             let images_per_second = (options.batch as usize * options.steps) as f64 / seconds;
             println!(
-                "{{\"mode\":\"train\",\"device\":\"{}\",\"batch\":{},\"images_per_second\":{images_per_second:.1}}}",
-                options.device, options.batch
+                "{{\"mode\":\"train\",\"device\":\"{}\",\"precision\":\"{}\",\"batch\":{},\"images_per_second\":{images_per_second:.1}}}",
+                options.device,
+                options.precision.name(),
+                options.batch
             );
         }
         "eval" => {

@@ -3,7 +3,7 @@
 use tch::{Kind, Reduction, Tensor};
 
 use crate::network::check_image_shape;
-use crate::{Adam, ModelError, Network};
+use crate::{Adam, ModelError, Network, Precision};
 
 /// Exact counts over a set of images.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -214,6 +214,41 @@ pub fn train_step(
     images: &Tensor,
     labels: &Tensor,
 ) -> Result<StepResult, ModelError> {
+    train_step_in(network, optimizer, images, labels, Precision::Float32)
+}
+
+/// [`train_step`] with its forward and backward passes computed in
+/// `precision` (the weights, the optimizer and the loss stay fp32). Check
+/// [`Precision::check_native`] first: bf16 on a CPU without native bf16
+/// works, but slowly.
+///
+/// # Examples
+///
+/// ```
+/// use model::{Adam, AdamConfig, Architecture, Network, Precision, train_step_in};
+/// use tch::{Device, Kind, Tensor};
+///
+/// tch::manual_seed(0);
+/// let network = Network::new(Architecture::Intended, Device::Cpu);
+/// let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+/// let images = Tensor::rand([8, 28, 28], (Kind::Float, Device::Cpu));
+/// let labels = Tensor::from_slice(&[3i64; 8]);
+/// let first = train_step_in(&network, &mut optimizer, &images, &labels, Precision::BFloat16)?;
+/// for _ in 0..5 {
+///     train_step_in(&network, &mut optimizer, &images, &labels, Precision::BFloat16)?;
+/// }
+/// assert!(train_step_in(&network, &mut optimizer, &images, &labels, Precision::BFloat16)?.loss < first.loss);
+/// // The weights stay fp32.
+/// assert!(network.trainable().iter().all(|weight| weight.kind() == Kind::Float));
+/// # Ok::<(), model::ModelError>(())
+/// ```
+pub fn train_step_in(
+    network: &Network,
+    optimizer: &mut Adam,
+    images: &Tensor,
+    labels: &Tensor,
+    precision: Precision,
+) -> Result<StepResult, ModelError> {
     check_inputs(images, labels)?;
     let device = network.device();
     let moved = images
@@ -223,7 +258,7 @@ pub fn train_step(
     let (images, labels) = moved.map_err(ModelError::libtorch("moving a training batch to the network's device"))?;
     let parameters = network.trainable();
     Adam::zero_grad(&parameters)?;
-    let logits = network.forward(&images, true)?;
+    let logits = network.forward_in(&images, true, precision)?;
     // log_softmax then nll_loss, as tch's `cross_entropy_for_logits` (the results the tests pin).
     let loss = logits
         .f_log_softmax(-1, Kind::Float)

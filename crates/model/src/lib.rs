@@ -15,8 +15,8 @@ pub mod summary;
 pub use adam::{Adam, AdamConfig, AdamKernel};
 pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};
 pub use device::{DeviceError, DeviceRequest};
-pub use eval::{Evaluation, StepResult, evaluate, predict, probabilities, train_step};
-pub use network::{Architecture, Network, Role, TensorSpec};
+pub use eval::{Evaluation, StepResult, evaluate, predict, probabilities, train_step, train_step_in};
+pub use network::{Architecture, Network, Precision, Role, TensorSpec};
 pub use summary::{LayerSummary, ModelSummary};
 
 /// What went wrong in this crate.
@@ -88,6 +88,14 @@ pub enum ModelError {
     NonFinite {
         /// The tensor's name (`fc4.weight`, `optimizer.exp_avg_sq.fc4.weight`, ...).
         tensor: String,
+    },
+    /// A number format the device cannot compute in natively.
+    #[error("precision {precision}: {reason}")]
+    Precision {
+        /// The precision asked for (`bf16`).
+        precision: &'static str,
+        /// Why it is refused.
+        reason: String,
     },
     /// A libtorch operation failed: out of memory on a device, for example.
     #[error("libtorch: {operation}: {error}")]

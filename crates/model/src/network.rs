@@ -25,6 +25,101 @@ pub const IMAGE_SIDE: i64 = 28;
 /// Pixels per image.
 pub const IMAGE_PIXELS: i64 = IMAGE_SIDE * IMAGE_SIDE;
 
+/// The number format a training step computes in. Weights, Adam's moments,
+/// batch norm's moving averages and evaluation stay in 32-bit floats either
+/// way; bf16 changes the arithmetic of the training step's forward and
+/// backward passes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// 32-bit floats throughout, as the seed.
+    #[default]
+    Float32,
+    /// Convolutions, dense layers, batch norm's normalisation, activations and
+    /// dropout in bfloat16, from bf16 copies of the fp32 weights made each
+    /// step (explicit casts, which autograd carries back to fp32 gradients);
+    /// the loss in fp32. Only where the device computes bf16 natively:
+    /// [`Precision::check_native`].
+    BFloat16,
+}
+
+impl Precision {
+    /// The name used on the command line and in `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Float32 => "fp32",
+            Precision::BFloat16 => "bf16",
+        }
+    }
+
+    /// The tensor kind of the step's arithmetic.
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::Float32 => Kind::Float,
+            Precision::BFloat16 => Kind::BFloat16,
+        }
+    }
+
+    /// Refuses bf16 on a CPU without native bf16 arithmetic (x86's
+    /// AVX512-BF16, which every CPU with AMX also has, or Arm's BF16), where
+    /// libtorch would emulate it, slower than fp32 and for nothing. CUDA
+    /// devices are accepted: libtorch computes bf16 natively from Ampere on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use model::network::{Precision, cpu_has_native_bf16};
+    /// use tch::Device;
+    ///
+    /// assert!(Precision::Float32.check_native(Device::Cpu).is_ok());
+    /// assert_eq!(Precision::BFloat16.check_native(Device::Cpu).is_ok(), cpu_has_native_bf16());
+    /// ```
+    pub fn check_native(self, device: Device) -> Result<(), ModelError> {
+        self.check_native_with(device, cpu_has_native_bf16())
+    }
+
+    /// [`Precision::check_native`] with the CPU's answer given (testable on any machine).
+    pub fn check_native_with(self, device: Device, cpu_native_bf16: bool) -> Result<(), ModelError> {
+        if self == Precision::BFloat16 && device == Device::Cpu && !cpu_native_bf16 {
+            return Err(ModelError::Precision {
+                precision: self.name(),
+                reason: "this CPU has no native bf16 arithmetic (neither AVX512-BF16 nor AMX on x86, nor BF16 on \
+                         Arm): libtorch would emulate it, slower than fp32"
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "fp32" => Ok(Precision::Float32),
+            "bf16" => Ok(Precision::BFloat16),
+            other => Err(format!("unknown precision {other:?}: expected fp32 or bf16")),
+        }
+    }
+}
+
+/// Whether this CPU computes bf16 natively: AVX512-BF16 on x86 (every CPU
+/// with AMX has it too), BF16 on 64-bit Arm.
+pub fn cpu_has_native_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("bf16")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 /// Which network to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Architecture {
@@ -263,16 +358,41 @@ impl Network {
     /// # Ok::<(), model::ModelError>(())
     /// ```
     pub fn forward(&self, images: &Tensor, train: bool) -> Result<Tensor, ModelError> {
-        check_image_shape(images)?;
-        self.forward_unchecked(images, train).map_err(ModelError::libtorch("forward pass"))
+        self.forward_in(images, train, Precision::Float32)
     }
 
-    fn forward_unchecked(&self, images: &Tensor, train: bool) -> Result<Tensor, TchError> {
+    /// [`Network::forward`] computing in `precision` when `train` is set
+    /// (evaluation always computes in fp32). The logits are fp32 either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use model::{Architecture, Network, Precision};
+    /// use tch::{Device, Kind, Tensor};
+    ///
+    /// let network = Network::new(Architecture::Intended, Device::Cpu);
+    /// let images = Tensor::rand([8, 28, 28], (Kind::Float, Device::Cpu));
+    /// let logits = network.forward_in(&images, true, Precision::BFloat16)?;
+    /// assert_eq!(logits.kind(), Kind::Float);
+    /// # Ok::<(), model::ModelError>(())
+    /// ```
+    pub fn forward_in(&self, images: &Tensor, train: bool, precision: Precision) -> Result<Tensor, ModelError> {
+        check_image_shape(images)?;
+        let kind = if train { precision.kind() } else { Kind::Float };
+        self.forward_unchecked(images, train, kind).map_err(ModelError::libtorch("forward pass"))
+    }
+
+    /// The forward pass computing in `kind`: the input and every weight are
+    /// cast to it (a no-op for fp32), batch norm's shift and moving averages
+    /// stay fp32 (libtorch's batch norm takes mixed kinds), the logits come
+    /// back as fp32.
+    fn forward_unchecked(&self, images: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
         let t = &self.tensors;
-        let x = images.f_view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])?;
-        let conv1 = || conv_block(&x, &t[idx::CONV1_W], &t[idx::BN1_BETA], &t[idx::BN1_MEAN], &t[idx::BN1_VAR], train);
+        let x = images.f_view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])?.f_to_kind(kind)?;
+        let conv1 =
+            || conv_block(&x, &t[idx::CONV1_W], &t[idx::BN1_BETA], &t[idx::BN1_MEAN], &t[idx::BN1_VAR], train, kind);
         let conv2 = |input: &Tensor| {
-            conv_block(input, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train)
+            conv_block(input, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train, kind)
         };
         let pooled = match self.architecture {
             Architecture::Intended => conv2(&conv1()?)?,
@@ -280,10 +400,10 @@ impl Network {
             Architecture::Seed => conv2(&x)?,
         };
         let net = pooled.f_flatten(1, -1)?;
-        let net = net.f_linear::<Tensor>(&t[idx::FC4_W], None)?;
+        let net = net.f_linear::<Tensor>(&t[idx::FC4_W].f_to_kind(kind)?, None)?;
         let net = lrelu(&batch_norm(&net, &t[idx::BN4_BETA], &t[idx::BN4_MEAN], &t[idx::BN4_VAR], train)?)?;
         let net = net.f_dropout(DROPOUT_PROBABILITY, train)?;
-        net.f_linear(&t[idx::FCO_W], Some(&t[idx::FCO_B]))
+        net.f_linear(&t[idx::FCO_W].f_to_kind(kind)?, Some(&t[idx::FCO_B].f_to_kind(kind)?))?.f_to_kind(Kind::Float)
     }
 
     /// The seed's listing of its trainable variables, one line per variable,
@@ -404,7 +524,8 @@ fn channels_last(weight: &Tensor) -> Result<Tensor, TchError> {
 /// the seed's order's, on a quarter of the elements. In evaluation mode the
 /// batch norm is folded into the convolution (weights scaled by
 /// `1/sqrt(var + eps)` per output channel, bias `beta - mean/sqrt(var + eps)`),
-/// which spares a pass over the largest activations.
+/// which spares a pass over the largest activations. The convolution
+/// computes in `kind`, the kind of `x`.
 fn conv_block(
     x: &Tensor,
     weight: &Tensor,
@@ -412,9 +533,12 @@ fn conv_block(
     mean: &Tensor,
     var: &Tensor,
     train: bool,
+    kind: Kind,
 ) -> Result<Tensor, TchError> {
     let normalized = if train {
-        let conv = x.f_conv2d::<Tensor>(&channels_last(weight)?, None, [1, 1], [2, 2], [1, 1], 1)?;
+        // The cast keeps the channels-last strides (libtorch preserves a dense layout).
+        let weight = channels_last(weight)?.f_to_kind(kind)?;
+        let conv = x.f_conv2d::<Tensor>(&weight, None, [1, 1], [2, 2], [1, 1], 1)?;
         batch_norm(&conv, beta, mean, var, true)?
     } else {
         let inverse_std = var.f_add_scalar(BATCH_NORM_EPSILON)?.f_rsqrt()?;

@@ -129,6 +129,26 @@ impl From<AugmentChoice> for augment::Mode {
     }
 }
 
+/// The number format of the training step's arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrecisionChoice {
+    /// 32-bit floats, as the seed.
+    Fp32,
+    /// bfloat16 forward and backward passes over fp32 weights and optimizer;
+    /// only on a CPU with native bf16 (AVX512-BF16 or AMX) or on CUDA.
+    Bf16,
+}
+
+impl From<PrecisionChoice> for model::Precision {
+    fn from(choice: PrecisionChoice) -> Self {
+        match choice {
+            PrecisionChoice::Fp32 => model::Precision::Float32,
+            PrecisionChoice::Bf16 => model::Precision::BFloat16,
+        }
+    }
+}
+
 /// Where the data is and how it is split.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct DataArgs {
@@ -193,6 +213,9 @@ pub struct TrainArgs {
     #[arg(long, default_value = "auto")]
     #[serde(serialize_with = "serialize_display")]
     pub device: model::DeviceRequest,
+    /// The training step's arithmetic: fp32, or bf16 (about 1.5x faster where the CPU computes it natively; evaluation stays fp32).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Fp32)]
+    pub precision: PrecisionChoice,
     /// libtorch's CPU threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -21,7 +21,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use augment::Augmenter;
 use idx::mnist::{Mnist, Split};
-use model::{Evaluation, ModelError, checkpoint, evaluate, train_step};
+use model::{Evaluation, ModelError, checkpoint, evaluate, train_step_in};
 use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
@@ -224,7 +224,8 @@ impl<'a> Run<'a> {
         let labels = Tensor::from_slice(&batch.labels);
         // Dropout's randomness depends on the step alone: resumable without libtorch's generator state.
         tch::manual_seed(streams::torch_seed(self.args.seed, Purpose::Dropout, self.state.step));
-        let result = train_step(&self.state.network, &mut self.state.optimizer, &images, &labels)?;
+        let precision = self.args.precision.into();
+        let result = train_step_in(&self.state.network, &mut self.state.optimizer, &images, &labels, precision)?;
         if !result.loss.is_finite() {
             bail!(
                 "the loss became {} at epoch {}, step {} of the epoch's {} (step {} of the run; all 0-based): \
@@ -413,6 +414,7 @@ fn configure_device(args: &TrainArgs) -> Result<(Device, usize)> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     tch::set_num_threads(threads as i32);
     let device = args.device.resolve()?;
+    model::Precision::from(args.precision).check_native(device).context("--precision")?;
     tracing::info!("device: {}", model::device::describe(device));
     Ok((device, threads))
 }

@@ -56,6 +56,7 @@ pub fn recipe(args: &TrainArgs) -> Value {
         "train_images": args.train_images,
         "network": args.network,
         "augment": args.augment,
+        "precision": args.precision,
         "seed": args.seed,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
@@ -227,7 +228,10 @@ mod tests {
         let resume = parse(&["--resume"]);
         let dir = committed_run(|_| {});
         let recorded = check_resumed_recipe(&resume, &RunDir::new(dir.path())).unwrap();
-        assert_eq!(recorded.recipe.unwrap()["learning_rate"], 0.001);
+        let recipe = recorded.recipe.unwrap();
+        assert_eq!(recipe["learning_rate"], 0.001);
+        // The committed run predates --precision: it was fp32, the default.
+        assert_eq!(recipe["precision"], "fp32");
         assert!(recorded.changes.is_empty());
 
         // A run directory from before `train_accuracy_images` was recorded.
