@@ -7,11 +7,14 @@
 //! cargo run --release -p model --example bench -- eval --batch 500 --images 10000 --threads 2
 //! cargo run --release -p model --example bench -- train --device cuda
 //! cargo run --release -p model --example bench -- train --precision bf16
+//! cargo run --release -p model --example bench -- train --read-every 10
 //! ```
 
 use std::time::Instant;
 
-use model::{Adam, AdamConfig, Architecture, DeviceRequest, Network, Precision, evaluate, train_step_in};
+use model::{
+    Adam, AdamConfig, Architecture, DeviceRequest, Network, Precision, StepOnDevice, evaluate, train_step_on_device,
+};
 use tch::{Device, Kind, Tensor};
 
 /// The command line: a mode, then `--name value` pairs.
@@ -24,12 +27,14 @@ struct Options {
     threads: i32,
     device: DeviceRequest,
     precision: Precision,
+    /// Read the steps' losses every this many steps (1: after each, as `train_step_in`).
+    read_every: usize,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().ok_or(
-        "usage: bench train|eval [--batch N] [--steps N] [--warmup N] [--images N] [--threads N] [--device cpu|cuda[:N]] [--precision fp32|bf16]",
+        "usage: bench train|eval [--batch N] [--steps N] [--warmup N] [--images N] [--threads N] [--device cpu|cuda[:N]] [--precision fp32|bf16] [--read-every N]",
     )?;
     let mut options = Options {
         mode,
@@ -40,6 +45,7 @@ fn parse_options() -> Result<Options, String> {
         threads: 2,
         device: DeviceRequest::Cpu,
         precision: Precision::Float32,
+        read_every: 1,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -58,6 +64,7 @@ fn parse_options() -> Result<Options, String> {
             "--warmup" => options.warmup = number as usize,
             "--images" => options.images = number,
             "--threads" => options.threads = number as i32,
+            "--read-every" => options.read_every = number.max(1) as usize,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -80,13 +87,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // The batch starts on the host, as the trainer's batches do.
             let images = Tensor::rand([options.batch, 28, 28], (Kind::Float, Device::Cpu));
             let labels = Tensor::randint(10, [options.batch], (Kind::Int64, Device::Cpu));
+            let mut pending = Vec::new();
+            let mut step = |optimizer: &mut Adam| -> Result<(), model::ModelError> {
+                pending.push(train_step_on_device(&network, optimizer, &images, &labels, options.precision)?);
+                if pending.len() >= options.read_every {
+                    StepOnDevice::read_all(&pending)?;
+                    pending.clear();
+                }
+                Ok(())
+            };
             for _ in 0..options.warmup {
-                train_step_in(&network, &mut optimizer, &images, &labels, options.precision)?;
+                step(&mut optimizer)?;
             }
             let start = Instant::now();
             for _ in 0..options.steps {
-                train_step_in(&network, &mut optimizer, &images, &labels, options.precision)?;
+                step(&mut optimizer)?;
             }
+            StepOnDevice::read_all(&pending)?;
             let seconds = start.elapsed().as_secs_f64();
             let images_per_second = (options.batch as usize * options.steps) as f64 / seconds;
             println!(

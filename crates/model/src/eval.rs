@@ -81,7 +81,8 @@ pub fn evaluate(
     let n_images = check_inputs(images, labels)?;
     let batch_size = check_batch_size("evaluation", batch_size)?;
     let device = network.device();
-    let mut evaluation = Evaluation::default();
+    // Each batch's sums stay on the device until the end: one host sync per pass.
+    let mut pending = Vec::new();
     tch::no_grad(|| {
         let mut start = 0;
         while start < n_images {
@@ -96,15 +97,38 @@ pub fn evaluate(
             let counted = (|| {
                 let loss_sum = logits.f_cross_entropy_loss::<Tensor>(&batch_labels, None, Reduction::Sum, -100, 0.0)?;
                 let n_correct = logits.f_argmax(-1, false)?.f_eq_tensor(&batch_labels)?.f_sum(Kind::Int64)?;
-                Ok::<_, tch::TchError>((loss_sum.f_double_value(&[])?, n_correct.f_int64_value(&[])?))
+                Ok::<_, tch::TchError>((loss_sum, n_correct))
             })()
             .map_err(ModelError::libtorch("counting a batch's loss and correct answers"))?;
-            evaluation.loss_sum += counted.0;
-            evaluation.n_correct += counted.1 as u64;
-            evaluation.n_images += length as u64;
+            pending.push(counted);
             start += length;
         }
-        Ok(evaluation)
+        Ok::<_, ModelError>(())
+    })?;
+    let pairs: Vec<(&Tensor, &Tensor)> = pending.iter().map(|(loss_sum, n_correct)| (loss_sum, n_correct)).collect();
+    let (loss_sums, counts) = read_pairs(&pairs).map_err(ModelError::libtorch("reading the evaluation's sums"))?;
+    // Summed on the host in batch order, as when each batch was read at once.
+    let mut evaluation = Evaluation { n_images: n_images as u64, ..Evaluation::default() };
+    for (loss_sum, n_correct) in loss_sums.iter().zip(counts) {
+        evaluation.loss_sum += loss_sum;
+        evaluation.n_correct += n_correct as u64;
+    }
+    Ok(evaluation)
+}
+
+/// Pairs of 0-d tensors on one device (a float, a count), copied to the host
+/// in one transfer as float64 (exact for fp32 values, and for counts below 2^53).
+fn read_pairs(pairs: &[(&Tensor, &Tensor)]) -> Result<(Vec<f64>, Vec<f64>), tch::TchError> {
+    if pairs.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    tch::no_grad(|| {
+        let firsts = Tensor::f_stack(&pairs.iter().map(|pair| pair.0).collect::<Vec<_>>(), 0)?;
+        let seconds = Tensor::f_stack(&pairs.iter().map(|pair| pair.1).collect::<Vec<_>>(), 0)?;
+        let both = Tensor::f_cat(&[firsts.f_to_kind(Kind::Double)?, seconds.f_to_kind(Kind::Double)?], 0)?;
+        let mut values = Vec::<f64>::try_from(both.f_to_device(tch::Device::Cpu)?)?;
+        let seconds = values.split_off(pairs.len());
+        Ok((values, seconds))
     })
 }
 
@@ -249,6 +273,68 @@ pub fn train_step_in(
     labels: &Tensor,
     precision: Precision,
 ) -> Result<StepResult, ModelError> {
+    let step = train_step_on_device(network, optimizer, images, labels, precision)?;
+    let read = StepOnDevice::read_all(std::slice::from_ref(&step))?;
+    Ok(read[0])
+}
+
+/// A training step's results still on the network's device: reading them
+/// waits for the step to finish, which on a GPU stalls the queue of work the
+/// host has run ahead with. Keep them, and read many at once with
+/// [`StepOnDevice::read_all`].
+#[derive(Debug)]
+pub struct StepOnDevice {
+    /// The mean loss, a 0-d fp32 tensor (detached).
+    loss: Tensor,
+    /// The correct answers, a 0-d int64 tensor.
+    n_correct: Tensor,
+}
+
+impl StepOnDevice {
+    /// The results of `steps`, in order, read from the device in one
+    /// transfer (one host sync for all of them). The values are exactly
+    /// those [`train_step_in`] reads one by one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use model::{Adam, AdamConfig, Architecture, Network, Precision, StepOnDevice, train_step_on_device};
+    /// use tch::{Device, Kind, Tensor};
+    ///
+    /// let network = Network::new(Architecture::Intended, Device::Cpu);
+    /// let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+    /// let images = Tensor::rand([8, 28, 28], (Kind::Float, Device::Cpu));
+    /// let labels = Tensor::from_slice(&[3i64; 8]);
+    /// let mut pending = Vec::new();
+    /// for _ in 0..3 {
+    ///     pending.push(train_step_on_device(&network, &mut optimizer, &images, &labels, Precision::Float32)?);
+    /// }
+    /// let results = StepOnDevice::read_all(&pending)?;
+    /// assert_eq!(results.len(), 3);
+    /// assert!(results.iter().all(|step| step.loss.is_finite() && step.n_correct <= 8));
+    /// # Ok::<(), model::ModelError>(())
+    /// ```
+    pub fn read_all(steps: &[StepOnDevice]) -> Result<Vec<StepResult>, ModelError> {
+        let pairs: Vec<(&Tensor, &Tensor)> = steps.iter().map(|step| (&step.loss, &step.n_correct)).collect();
+        let (losses, counts) =
+            read_pairs(&pairs).map_err(ModelError::libtorch("reading training steps' losses and correct answers"))?;
+        Ok(losses
+            .iter()
+            .zip(counts)
+            .map(|(&loss, n_correct)| StepResult { loss, n_correct: n_correct as u64 })
+            .collect())
+    }
+}
+
+/// [`train_step_in`] without reading its results: nothing waits for the
+/// device, so on a GPU the host can queue the next steps while this one runs.
+pub fn train_step_on_device(
+    network: &Network,
+    optimizer: &mut Adam,
+    images: &Tensor,
+    labels: &Tensor,
+    precision: Precision,
+) -> Result<StepOnDevice, ModelError> {
     check_inputs(images, labels)?;
     let device = network.device();
     let moved = images
@@ -266,10 +352,7 @@ pub fn train_step_in(
         .map_err(ModelError::libtorch("computing the loss"))?;
     loss.f_backward().map_err(ModelError::libtorch("backward pass"))?;
     optimizer.step(&parameters)?;
-    let read = tch::no_grad(|| {
-        let n_correct = logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
-        Ok::<_, tch::TchError>((loss.f_double_value(&[])?, n_correct))
-    });
-    let (loss, n_correct) = read.map_err(ModelError::libtorch("reading the step's loss and correct answers"))?;
-    Ok(StepResult { loss, n_correct: n_correct as u64 })
+    let n_correct = tch::no_grad(|| logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Int64))
+        .map_err(ModelError::libtorch("counting the step's correct answers"))?;
+    Ok(StepOnDevice { loss: loss.detach(), n_correct })
 }

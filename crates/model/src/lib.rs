@@ -15,7 +15,10 @@ pub mod summary;
 pub use adam::{Adam, AdamConfig, AdamKernel};
 pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};
 pub use device::{DeviceError, DeviceRequest};
-pub use eval::{Evaluation, StepResult, evaluate, predict, probabilities, train_step, train_step_in};
+pub use eval::{
+    Evaluation, StepOnDevice, StepResult, evaluate, predict, probabilities, train_step, train_step_in,
+    train_step_on_device,
+};
 pub use network::{Architecture, Network, Precision, Role, TensorSpec};
 pub use summary::{LayerSummary, ModelSummary};
 

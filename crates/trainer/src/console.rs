@@ -105,8 +105,11 @@ impl EpochProgress {
     }
 
     /// Records that `step` steps of the epoch are done.
-    pub fn update(&mut self, step: u64, images_per_second: f64, mean_loss: f64) {
-        let message = format!("{images_per_second:.0} images/s, loss {mean_loss:.5}");
+    pub fn update(&mut self, step: u64, images_per_second: f64, mean_loss: Option<f64>) {
+        let message = match mean_loss {
+            Some(loss) => format!("{images_per_second:.0} images/s, loss {loss:.5}"),
+            None => format!("{images_per_second:.0} images/s"),
+        };
         match &self.bar {
             Some(bar) => {
                 bar.set_position(step);

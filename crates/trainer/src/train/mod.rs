@@ -9,6 +9,7 @@
 //!   record, and the checkpoints the [`policy`] says;
 //! - [`Run::finish`]: the best checkpoint restored and tested.
 
+mod pending;
 mod policy;
 mod recipe;
 mod resume;
@@ -21,10 +22,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use augment::Augmenter;
 use idx::mnist::{Mnist, Split};
-use model::{Evaluation, ModelError, checkpoint, evaluate, train_step_in};
+use model::{Evaluation, ModelError, checkpoint, evaluate, train_step_on_device};
 use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
+use self::pending::{PendingSteps, StepPosition};
 use self::policy::CheckpointPolicy;
 pub use self::recipe::TCH_VERSION;
 use self::recipe::{Places, Recorded, validate};
@@ -191,20 +193,32 @@ impl<'a> Run<'a> {
         let label = format!("epoch {}/{}", epoch + 1, self.args.epochs);
         let mut progress = EpochProgress::start(label, n_steps, first_step);
         let seconds_before = self.state.trainer.epoch_seconds;
+        let mut pending = PendingSteps::new();
+        let mean_loss_so_far = |trainer: &TrainerState| {
+            (trainer.step_in_epoch > 0).then(|| trainer.epoch_loss_sum / trainer.step_in_epoch as f64)
+        };
+        // A resumed epoch's mean so far, until the first read.
+        let mut mean_loss = mean_loss_so_far(&self.state.trainer);
         for batch in batches {
             let batch = batch.with_context(|| format!("augmenting a batch of epoch {epoch}"))?;
-            self.step(&batch)?;
+            self.step(&batch, &mut pending)?;
+            if pending.due() {
+                pending.read_into(&mut self.state.trainer)?;
+                mean_loss = mean_loss_so_far(&self.state.trainer);
+            }
             let trainer = &mut self.state.trainer;
             let elapsed = progress.elapsed().as_secs_f64();
             trainer.epoch_seconds = seconds_before + elapsed;
             let images_per_second =
                 ((trainer.step_in_epoch - first_step) * self.args.batch_size as u64) as f64 / elapsed;
-            let mean_loss = trainer.epoch_loss_sum / trainer.step_in_epoch as f64;
             progress.update(trainer.step_in_epoch, images_per_second, mean_loss);
             if stop.load(Ordering::SeqCst) {
+                // The sums of the checkpoint about to be written must hold every step.
+                pending.read_into(&mut self.state.trainer)?;
                 return Ok(EpochEnd::Interrupted);
             }
         }
+        pending.read_into(&mut self.state.trainer)?;
         ensure!(
             self.state.trainer.step_in_epoch == n_steps,
             "epoch {epoch} ended after {} of {n_steps} steps: the augmentation thread stopped",
@@ -217,31 +231,26 @@ impl<'a> Run<'a> {
         Ok(EpochEnd::Completed)
     }
 
-    /// One optimizer step on `batch`; a non-finite loss stops the run.
-    fn step(&mut self, batch: &Batch) -> Result<()> {
+    /// One optimizer step on `batch`, its loss and correct answers kept on
+    /// the device in `pending` (read a few times a second, see [`pending`]).
+    fn step(&mut self, batch: &Batch, pending: &mut PendingSteps) -> Result<()> {
         let side = model::network::IMAGE_SIDE;
         let images = Tensor::from_slice(&batch.images).view([self.args.batch_size as i64, side, side]);
         let labels = Tensor::from_slice(&batch.labels);
         // Dropout's randomness depends on the step alone: resumable without libtorch's generator state.
         tch::manual_seed(streams::torch_seed(self.args.seed, Purpose::Dropout, self.state.step));
         let precision = self.args.precision.into();
-        let result = train_step_in(&self.state.network, &mut self.state.optimizer, &images, &labels, precision)?;
-        if !result.loss.is_finite() {
-            bail!(
-                "the loss became {} at epoch {}, step {} of the epoch's {} (step {} of the run; all 0-based): \
-                 training diverged; try a lower --learning-rate",
-                result.loss,
-                self.state.epoch,
-                batch.step_in_epoch,
-                self.data.n_steps,
-                self.state.step
-            );
-        }
+        let (network, optimizer) = (&self.state.network, &mut self.state.optimizer);
+        let result = train_step_on_device(network, optimizer, &images, &labels, precision)?;
+        let position = StepPosition {
+            epoch: self.state.epoch,
+            step_in_epoch: batch.step_in_epoch,
+            n_steps: self.data.n_steps,
+            run_step: self.state.step,
+        };
+        pending.push(position, result);
         self.state.step += 1;
-        let trainer = &mut self.state.trainer;
-        trainer.step_in_epoch += 1;
-        trainer.epoch_loss_sum += result.loss;
-        trainer.epoch_n_correct += result.n_correct;
+        self.state.trainer.step_in_epoch += 1;
         Ok(())
     }
 
