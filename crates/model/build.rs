@@ -24,6 +24,7 @@ fn compile_aten_shim() {
         .cpp(true)
         .file("csrc/aten_shim.cpp")
         .include(&include_dir)
+        .include(include_dir.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={cxx11_abi}"))
         .flag_if_supported("-Wno-unused-parameter")

@@ -400,7 +400,7 @@ impl Network {
             Architecture::Seed => conv2(&x)?,
         };
         let net = pooled.f_flatten(1, -1)?;
-        let net = net.f_linear::<Tensor>(&t[idx::FC4_W].f_to_kind(kind)?, None)?;
+        let net = crate::fused::dense_layer(&net, &t[idx::FC4_W].f_to_kind(kind)?)?;
         let net = lrelu(&batch_norm(&net, &t[idx::BN4_BETA], &t[idx::BN4_MEAN], &t[idx::BN4_VAR], train)?)?;
         let net = net.f_dropout(DROPOUT_PROBABILITY, train)?;
         net.f_linear(&t[idx::FCO_W].f_to_kind(kind)?, Some(&t[idx::FCO_B].f_to_kind(kind)?))?.f_to_kind(Kind::Float)
