@@ -79,8 +79,9 @@ extern "C" int model_leaky_relu(const at::Tensor *x, double slope, at::Tensor **
 // forward one and both gradients) run on oneDNN for fp32 tensors on the CPU.
 // ATen sends fp32 products to MKL's sgemm, which on fc4's shapes (a batch of
 // 50 against a 1024x3136 weight) reaches about half of oneDNN's rate inside a
-// training step; other kinds and devices take `at::mm`, as `linear` would
-// (ATen already uses oneDNN for bf16 on the CPU).
+// training step; other kinds and devices take `at::mm`, as `linear` does
+// (ATen already uses oneDNN for bf16 on the CPU), and so does tracing.
+#include <ATen/TracerMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 // Exported by libtorch_cpu (TORCH_API) but declared in a header the wheel
@@ -92,11 +93,15 @@ void mkldnn_matmul(const at::Tensor &mat1, const at::Tensor &mat2, const at::Ten
 
 namespace {
 
+// Whether `x @ weight^T` goes through oneDNN: fp32 on the CPU, and not while
+// libtorch traces (for `trainer export`): the tracer records dispatched ATen
+// calls, and oneDNN's matmul is called directly, so a trace would miss it.
+bool use_onednn(const at::Tensor &x, const at::Tensor &weight) {
+    return x.is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+           at::hasMKLDNN() && !at::tracer::impl::is_dispatch_enabled();
+}
+
 at::Tensor matrix_product(const at::Tensor &a, const at::Tensor &b) {
-    if (!(a.is_cpu() && a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
-          at::hasMKLDNN())) {
-        return at::mm(a, b);
-    }
     auto result = at::empty({a.size(0), b.size(1)}, a.options());
     at::native::mkldnn_matmul(a, b, result, /*beta=*/0.0f, /*alpha=*/1.0f);
     return result;
@@ -138,7 +143,8 @@ extern "C" int model_dense_layer(const at::Tensor *x, const at::Tensor *weight,
                     "dense layer: input ", x->sizes(), " does not fit weight ", weight->sizes());
         TORCH_CHECK(x->scalar_type() == weight->scalar_type() && x->device() == weight->device(),
                     "dense layer: input and weight differ in kind or device");
-        *result = new at::Tensor(DenseLayer::apply(x->contiguous(), *weight));
+        *result = new at::Tensor(use_onednn(*x, *weight) ? DenseLayer::apply(x->contiguous(), *weight)
+                                                         : at::mm(*x, weight->t()));
         return 0;
     } catch (const std::exception &e) {
         std::snprintf(error, error_len, "%s", e.what());

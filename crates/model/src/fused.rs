@@ -211,6 +211,22 @@ mod tests {
     }
 
     #[test]
+    fn a_traced_dense_layer_records_its_product() {
+        // `trainer export` traces the network: oneDNN's matmul is invisible to
+        // the tracer, so the layer must take `at::mm` while tracing.
+        let weight = Tensor::randn([16, 32], (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([5, 32], (Kind::Float, Device::Cpu));
+        let module = tch::CModule::create_by_tracing("Dense", "forward", &[x.copy()], &mut |inputs| {
+            vec![dense_layer(&inputs[0], &weight).unwrap()]
+        })
+        .unwrap();
+        let other = Tensor::randn([7, 32], (Kind::Float, Device::Cpu));
+        let traced = module.forward_ts(&[&other]).unwrap();
+        let difference = relative_difference(&traced, &other.linear::<Tensor>(&weight, None));
+        assert!(difference < 1e-5, "the traced layer computes something else: relative difference {difference}");
+    }
+
+    #[test]
     fn a_dense_layer_that_does_not_fit_is_an_error_not_a_crash() {
         let x = Tensor::zeros([4, 8], (Kind::Float, Device::Cpu));
         let message = dense_layer(&x, &Tensor::zeros([3, 9], (Kind::Float, Device::Cpu))).unwrap_err().to_string();
