@@ -80,7 +80,8 @@ extern "C" int model_leaky_relu(const at::Tensor *x, double slope, at::Tensor **
 // ATen sends fp32 products to MKL's sgemm, which on fc4's shapes (a batch of
 // 50 against a 1024x3136 weight) reaches about half of oneDNN's rate inside a
 // training step; other kinds and devices take `at::mm`, as `linear` does
-// (ATen already uses oneDNN for bf16 on the CPU), and so does tracing.
+// (ATen already uses oneDNN for bf16 on the CPU), and so do tracing and
+// evaluation (`use_onednn`).
 #include <ATen/TracerMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -93,12 +94,16 @@ void mkldnn_matmul(const at::Tensor &mat1, const at::Tensor &mat2, const at::Ten
 
 namespace {
 
-// Whether `x @ weight^T` goes through oneDNN: fp32 on the CPU, and not while
-// libtorch traces (for `trainer export`): the tracer records dispatched ATen
-// calls, and oneDNN's matmul is called directly, so a trace would miss it.
+// Whether `x @ weight^T` goes through oneDNN: fp32 on the CPU while training
+// (gradients enabled). Not while libtorch traces (for `trainer export`): the
+// tracer records dispatched ATen calls, and oneDNN's matmul is called
+// directly, so a trace would miss it. Not without gradients: evaluation
+// measured no faster on oneDNN, and its peak memory over 60,000 images grew
+// by 135 MB in one setting (the `eval_memory` test run by cargo on a fresh
+// clone), against 13 MB with `at::mm`.
 bool use_onednn(const at::Tensor &x, const at::Tensor &weight) {
     return x.is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
-           at::hasMKLDNN() && !at::tracer::impl::is_dispatch_enabled();
+           at::hasMKLDNN() && at::GradMode::is_enabled() && !at::tracer::impl::is_dispatch_enabled();
 }
 
 at::Tensor matrix_product(const at::Tensor &a, const at::Tensor &b) {

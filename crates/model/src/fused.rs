@@ -67,8 +67,9 @@ pub(crate) fn clear_grads(params: &[&Tensor]) -> Result<(), TchError> {
 /// Leaky ReLU with `slope` for negative inputs, as one libtorch kernel
 /// (autograd records it; its backward is one kernel too).
 /// `x [N, in] @ weight [out, in]^T` (a dense layer without bias), recorded
-/// by autograd; for fp32 on the CPU its three matrix products run on oneDNN
-/// instead of MKL (`csrc/aten_shim.cpp` says why), elsewhere on `at::mm`.
+/// by autograd; for fp32 on the CPU with gradients enabled (training) its
+/// three matrix products run on oneDNN instead of MKL (`csrc/aten_shim.cpp`
+/// says why), otherwise (evaluation, tracing, bf16, CUDA) on `at::mm`.
 pub(crate) fn dense_layer(x: &Tensor, weight: &Tensor) -> Result<Tensor, TchError> {
     let mut result: *mut C_tensor = std::ptr::null_mut();
     let mut error = [0u8; 512];
