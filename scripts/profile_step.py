@@ -4,7 +4,9 @@ The trainer's graph written in PyTorch on the same libtorch (the same ATen
 and oneDNN kernels the trainer calls): channels-last convolutions without
 bias, batch norm with a shift only, 2x2 max pooling, then leaky ReLU 0.2; the
 1024-wide dense layer, batch norm, leaky ReLU, dropout 0.3; the output layer;
-fused Adam with gradients cleared to none. Batch 50, random data, after a
+fused Adam with gradients cleared to none. One difference: the trainer
+computes fc4's fp32 products on oneDNN while training (its C++ shim), this
+script through `F.linear` (MKL), which is what showed MKL's rate. Batch 50, random data, after a
 warm-up, under `torch.profiler`; operations are grouped by their input
 shapes, which tells the layers apart. The arithmetic of each matrix product
 and convolution (multiply-adds counted twice) over its time is compared with
