@@ -282,6 +282,9 @@ fn parse_dataset(metadata: &HashMap<String, String>) -> Result<DatasetMeta, Stri
     Ok(DatasetMeta { name: name.clone(), class_names })
 }
 
+/// The largest safetensors header [`read_meta`] reads: 1 MiB.
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+
 /// Reads only a checkpoint's header (a few hundred bytes, not the tensors):
 /// its architecture and metadata, checked like [`load`] checks them.
 pub fn read_meta(path: &Path) -> Result<(Architecture, CheckpointMeta), ModelError> {
@@ -293,12 +296,20 @@ pub fn read_meta(path: &Path) -> Result<(Architecture, CheckpointMeta), ModelErr
     let mut length_bytes = [0u8; 8];
     reader.read_exact(&mut length_bytes).map_err(|_| bad("not a safetensors file (shorter than 8 bytes)".into()))?;
     let header_length = u64::from_le_bytes(length_bytes);
-    // The same limit safetensors itself puts on headers.
-    if header_length > 100_000_000 {
-        return Err(bad(format!("not a safetensors file (header length {header_length})")));
+    // This project's headers are a few KB; safetensors' own limit (100 MB)
+    // would let one file make every reader allocate 100 MB.
+    if header_length > MAX_HEADER_BYTES {
+        return Err(bad(format!(
+            "not a safetensors file of this project (the header claims {header_length} bytes, more than the \
+             limit of {MAX_HEADER_BYTES})"
+        )));
     }
-    let mut header_bytes = vec![0u8; header_length as usize];
-    reader.read_exact(&mut header_bytes).map_err(|_| bad("truncated safetensors header".into()))?;
+    // Read as it arrives, so a header that claims more than the file holds allocates only what is there.
+    let mut header_bytes = Vec::new();
+    reader.take(header_length).read_to_end(&mut header_bytes).map_err(io_error)?;
+    if header_bytes.len() as u64 != header_length {
+        return Err(bad("truncated safetensors header".into()));
+    }
     let header: serde_json::Value = serde_json::from_slice(&header_bytes)
         .map_err(|error| bad(format!("not a safetensors file (header is not JSON: {error})")))?;
     // A safetensors file without metadata is someone else's: parse_header says so.

@@ -187,6 +187,15 @@ fn missing_truncated_and_foreign_files_are_clear_errors() {
     assert!(message.contains("not a checkpoint of this project"), "{message}");
     let message = checkpoint::read_meta(&missing).unwrap_err().to_string();
     assert!(message.contains("missing.safetensors: cannot read"), "{message}");
+    // A header that claims 99,999,999 bytes (under safetensors' own limit) is refused unread.
+    let claims = dir.path().join("claims.safetensors");
+    std::fs::write(&claims, [&99_999_999u64.to_le_bytes()[..], b"{}"].concat()).unwrap();
+    let message = checkpoint::read_meta(&claims).unwrap_err().to_string();
+    assert!(message.contains("header claims 99999999 bytes, more than the limit of 1048576"), "{message}");
+    // One that claims more than the file holds is truncated, found without allocating the claim.
+    std::fs::write(&claims, [&1000u64.to_le_bytes()[..], b"{}"].concat()).unwrap();
+    let message = checkpoint::read_meta(&claims).unwrap_err().to_string();
+    assert!(message.contains("truncated safetensors header"), "{message}");
 
     // A missing tensor is named too.
     let bytes = std::fs::read(&path).unwrap();

@@ -31,7 +31,7 @@ pub mod decode;
 pub mod prepare;
 pub mod render;
 
-pub use decode::{Limits, decode_grey, encode_png, read_limited};
+pub use decode::{DEFAULT_MAX_DECODE_BYTES, Limits, decode_grey, encode_png, read_limited};
 pub use prepare::{Invert, Layout, Options, Prepared, prepare};
 
 /// Height and width of the network's input images.
@@ -82,6 +82,27 @@ pub enum PrepError {
         /// Height claimed by the header.
         height: u32,
         /// The limit, in pixels.
+        limit: u64,
+    },
+    /// An image whose decoding would take more memory than
+    /// [`Limits::max_decode_bytes`] (a decompression bomb, or a photo too
+    /// large for the limit), refused before decoding.
+    #[error(
+        "{name}: a {width}x{height} {color} image needs {needed} bytes of memory to decode, more than the limit \
+         of {limit} bytes; refused before decoding (scale it down)"
+    )]
+    TooMuchMemory {
+        /// The file.
+        name: String,
+        /// Width claimed by the header.
+        width: u32,
+        /// Height claimed by the header.
+        height: u32,
+        /// The colour type the header announces.
+        color: String,
+        /// The memory decoding would take.
+        needed: u64,
+        /// The limit, in bytes.
         limit: u64,
     },
     /// A recognised format whose data is broken (truncated, corrupt).

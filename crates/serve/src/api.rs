@@ -1,14 +1,11 @@
 //! The routes: the page, its assets, and the JSON API (`docs/SERVE.md`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,8 +13,10 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::batcher::BatchError;
-use crate::runs;
+use crate::files::{FileProblem, StampCache};
 use crate::{AppState, MAX_BODY_BYTES, PIXELS};
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -34,11 +33,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, message: message.into() }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 }
@@ -49,7 +48,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The routes of the app.
+/// The routes of the app, behind the checks of [`crate::guard`].
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
@@ -62,29 +61,50 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{name}/mistakes", get(mistakes))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page or API route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::guard::guard))
         .with_state(state)
 }
 
+/// The methods the route of `path` answers (the `Allow` header of a 405).
+pub(crate) fn allowed_methods(path: &str) -> &'static str {
+    if path == "/api/predict" { "POST" } else { "GET, HEAD" }
+}
+
+/// Runs blocking file work (listing runs, reading their files) on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("a worker failed: {error}")))
+}
+
 /// The run directory called `name`, or 404.
-fn run_dir(state: &AppState, name: &str) -> Result<PathBuf, ApiError> {
-    runs::resolve(&state.config.runs_dir, &state.config.layout, name)
+async fn run_dir(state: &AppState, name: &str) -> Result<PathBuf, ApiError> {
+    let (runs, owned) = (state.runs.clone(), name.to_owned());
+    blocking(move || runs.resolve(&owned))
+        .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no run called {name:?} under --runs")))
 }
 
 /// The checkpoint a request uses: its run's best, or the server's drawing model.
-fn checkpoint_for(state: &AppState, run: Option<&str>) -> Result<(String, PathBuf), ApiError> {
+async fn checkpoint_for(state: &AppState, run: Option<&str>) -> Result<(String, PathBuf), ApiError> {
     if let Some(name) = run {
+        let dir = run_dir(state, name).await?;
+        let runs = state.runs.clone();
+        let best = blocking(move || runs.best_checkpoint(&dir)).await?;
         let file = state.config.layout.best_checkpoint;
-        let best = run_dir(state, name)?.join(file);
-        if !best.is_file() {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("run {name:?} has no {file} yet")));
-        }
-        return Ok((name.to_owned(), best));
+        return best.map(|best| (name.to_owned(), best)).map_err(|problem| {
+            let message = match problem {
+                FileProblem::Missing(_) => format!("run {name:?} has no {file} yet"),
+                other => format!("run {name:?}: {other}"),
+            };
+            ApiError::new(StatusCode::NOT_FOUND, message)
+        });
     }
     if let Some(checkpoint) = &state.config.checkpoint {
         return Ok((checkpoint.display().to_string(), checkpoint.clone()));
     }
-    runs::default_checkpoint(&state.config.runs_dir, &state.config.layout).ok_or_else(|| {
+    let runs = state.runs.clone();
+    blocking(move || runs.default_checkpoint()).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -102,23 +122,23 @@ struct RunQuery {
 }
 
 async fn model(State(state): State<AppState>, Query(query): Query<RunQuery>) -> Result<Json<Value>, ApiError> {
-    let (name, checkpoint) = checkpoint_for(&state, query.run.as_deref())?;
+    let (name, checkpoint) = checkpoint_for(&state, query.run.as_deref()).await?;
     Ok(Json(json!({ "name": name, "checkpoint": checkpoint, "fixed": state.config.checkpoint.is_some() })))
 }
 
-async fn list_runs(State(state): State<AppState>) -> Json<Value> {
-    let (dir, layout) = (state.config.runs_dir.clone(), state.config.layout);
-    let runs = tokio::task::spawn_blocking(move || runs::list(&dir, &layout)).await.unwrap_or_default();
-    Json(json!({ "runs": runs }))
+async fn list_runs(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let runs = state.runs.clone();
+    let listed = blocking(move || runs.list()).await?;
+    Ok(Json(json!({ "runs": listed })))
 }
 
 async fn metrics(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<Json<Value>, ApiError> {
-    let dir = run_dir(&state, &name)?;
-    let layout = state.config.layout;
-    let records = tokio::task::spawn_blocking(move || runs::read_records(&dir, &layout))
-        .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
-    Ok(Json(json!({ "name": name, "records": records })))
+    let dir = run_dir(&state, &name).await?;
+    let runs = state.runs.clone();
+    let records = blocking(move || runs.records(&dir))
+        .await?
+        .map_err(|problem| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("run {name:?}: {problem}")))?;
+    Ok(Json(json!({ "name": name, "records": records.as_ref() })))
 }
 
 /// A JSON body's pixels: `{"pixels": [...]}` (floats in [0, 1]) or
@@ -158,11 +178,25 @@ fn pixels_from_json(body: &[u8]) -> Result<Vec<f32>, ApiError> {
         .collect()
 }
 
-/// An uploaded image through the same preprocessing as `trainer predict`.
-fn pixels_from_image(body: &[u8], layout: preprocess::Layout) -> Result<(Vec<f32>, bool), ApiError> {
+/// An uploaded image through the same preprocessing as `trainer predict`,
+/// its decoding bounded in pixels and in memory.
+fn pixels_from_image(
+    body: &[u8],
+    layout: preprocess::Layout,
+    max_decode_bytes: u64,
+) -> Result<(Vec<f32>, bool), ApiError> {
     let name = "the uploaded image";
-    let limits = preprocess::Limits { max_file_bytes: MAX_BODY_BYTES as u64, ..preprocess::Limits::default() };
-    let grey = preprocess::decode_grey(body, name, limits).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let limits =
+        preprocess::Limits { max_file_bytes: MAX_BODY_BYTES as u64, max_decode_bytes, ..preprocess::Limits::default() };
+    let grey = preprocess::decode_grey(body, name, limits).map_err(|error| {
+        let status = match error {
+            preprocess::PrepError::TooMuchMemory { .. } | preprocess::PrepError::TooManyPixels { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, error.to_string())
+    })?;
     let options = preprocess::Options { layout, ..preprocess::Options::default() };
     let prepared = preprocess::prepare(grey.view(), &options, name).map_err(|error| {
         let status = if matches!(error, preprocess::PrepError::NoInk { .. }) {
@@ -175,44 +209,130 @@ fn pixels_from_image(body: &[u8], layout: preprocess::Layout) -> Result<(Vec<f32
     Ok((prepared.image.iter().copied().collect(), prepared.inverted))
 }
 
+/// What a prediction request sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upload {
+    /// 784 values as `application/json`.
+    Json,
+    /// An image file, as an `image/*` type: never another type, so that a
+    /// cross-site form or a CORS-free `text/plain` post is not decoded.
+    Image,
+}
+
+fn upload_kind(headers: &HeaderMap) -> Result<Upload, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence == "application/json" {
+        Ok(Upload::Json)
+    } else if essence.starts_with("image/") {
+        Ok(Upload::Image)
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type {content_type:?}: send an image file as image/* (image/png, image/jpeg, ...) \
+                 or 784 values as application/json"
+            ),
+        ))
+    }
+}
+
+/// The body, read within the upload budget (it reserves the declared
+/// length, or the body limit when none is declared) and the body timeout.
+/// The permit is held while the body is in memory.
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, OwnedSemaphorePermit), ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let reserve = declared.map_or(MAX_BODY_BYTES, |length| length as usize).div_ceil(1024).max(1);
+    let limits = state.config.limits;
+    let permit = state.uploads.clone().try_acquire_many_owned(reserve as u32).map_err(|_| {
+        let budget = limits.max_upload_bytes_in_flight;
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("uploads in progress already hold the limit of {budget} bytes; try again"),
+        )
+    })?;
+    let bytes = match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Err(_) => {
+            let seconds = limits.body_timeout.as_secs_f64();
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive whole within the limit of {seconds} s"),
+            ));
+        }
+        Ok(Err(error)) if is_length_limit(&error) => return Err(too_large()),
+        Ok(Err(error)) => return Err(ApiError::bad_request(format!("cannot read the body: {error}"))),
+        Ok(Ok(bytes)) => bytes,
+    };
+    Ok((bytes, permit))
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+/// How uploads are prepared for the checkpoint's data set (from its header,
+/// read once per version of the file; a failure is remembered too).
+async fn layout_for(state: &AppState, checkpoint: &Path) -> Result<preprocess::Layout, ApiError> {
+    let (backend, datasets, path) = (state.backend.clone(), state.datasets.clone(), checkpoint.to_path_buf());
+    let server_error = |message: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message);
+    let dataset = blocking(move || datasets.get(&path, |path| backend.dataset(path)))
+        .await?
+        .map_err(|problem| server_error(problem.to_string()))?
+        .map_err(server_error)?;
+    match dataset.as_str() {
+        "mnist" => Ok(preprocess::Layout::Mnist),
+        "fashion-mnist" => Ok(preprocess::Layout::FashionMnist),
+        other => Err(server_error(format!(
+            "{}: trained on the data set {other:?}, which this build does not know (mnist, fashion-mnist)",
+            checkpoint.display()
+        ))),
+    }
+}
+
 async fn predict(
     State(state): State<AppState>,
     Query(query): Query<RunQuery>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("the body is larger than the limit of {MAX_BODY_BYTES} bytes")
-        } else {
-            rejection.body_text()
-        };
-        ApiError::new(status, message)
-    })?;
+    let kind = upload_kind(&headers)?;
+    let (body, _upload) = read_body(&state, &headers, body).await?;
     if body.is_empty() {
         return Err(ApiError::bad_request("empty body: send an image file, or JSON with `pixels` or `bytes`"));
     }
-    let (model_name, checkpoint) = checkpoint_for(&state, query.run.as_deref())?;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    let (pixels, inverted) = if is_json {
-        (pixels_from_json(&body)?, None)
-    } else {
-        // Decoding and preprocessing are CPU work: off the async threads.
-        let backend = state.backend.clone();
-        let dataset_checkpoint = checkpoint.clone();
-        tokio::task::spawn_blocking(move || {
-            let layout = match backend.dataset(&dataset_checkpoint).as_deref() {
-                Ok("fashion-mnist") => preprocess::Layout::FashionMnist,
-                _ => preprocess::Layout::Mnist,
-            };
-            pixels_from_image(&body, layout).map(|(pixels, inverted)| (pixels, Some(inverted)))
-        })
-        .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))??
+    let (model_name, checkpoint) = checkpoint_for(&state, query.run.as_deref()).await?;
+    let (pixels, inverted) = match kind {
+        Upload::Json => (pixels_from_json(&body)?, None),
+        Upload::Image => {
+            let layout = layout_for(&state, &checkpoint).await?;
+            // Decoding is CPU and memory work: a few at a time, off the async threads.
+            let _decoding = state.decodes.acquire().await.map_err(|error| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the decoder queue closed: {error}"))
+            })?;
+            let max_decode_bytes = state.config.limits.max_decode_bytes;
+            let (pixels, inverted) = blocking(move || pixels_from_image(&body, layout, max_decode_bytes)).await??;
+            (pixels, Some(inverted))
+        }
     };
     let answer = state.batcher.predict(&checkpoint, pixels.clone()).await.map_err(|error| match error {
         BatchError::Busy(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
@@ -238,8 +358,13 @@ async fn predict(
     })))
 }
 
-/// The mistakes of each checkpoint, by file and modification time.
-pub type MistakesCache = HashMap<(PathBuf, Option<SystemTime>), Arc<Value>>;
+/// The mistakes of each checkpoint version (or why they could not be
+/// found), computed one checkpoint at a time.
+#[derive(Debug, Default)]
+pub struct Mistakes {
+    running: tokio::sync::Mutex<()>,
+    cache: StampCache<Result<Arc<Value>, String>>,
+}
 
 /// The test images the checkpoint misclassifies, worst (least probability
 /// on the true class) first, at most [`MAX_MISTAKES`].
@@ -280,20 +405,14 @@ fn find_mistakes(backend: &dyn crate::Backend, checkpoint: &Path) -> Result<Valu
 }
 
 async fn mistakes(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<Json<Value>, ApiError> {
-    let (_, checkpoint) = checkpoint_for(&state, Some(&name))?;
-    let key = (checkpoint.clone(), std::fs::metadata(&checkpoint).and_then(|metadata| metadata.modified()).ok());
+    let (_, checkpoint) = checkpoint_for(&state, Some(&name)).await?;
     // One computation at a time per server: the lock is held while it runs.
-    let mut cache = state.mistakes.lock().await;
-    if let Some(found) = cache.get(&key) {
-        return Ok(Json(json!({ "name": name, "test": found.as_ref() })));
-    }
-    let backend = state.backend.clone();
-    let found = tokio::task::spawn_blocking(move || find_mistakes(backend.as_ref(), &checkpoint))
-        .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error))?;
-    let found = Arc::new(found);
-    cache.retain(|(path, _), _| path != &key.0);
-    cache.insert(key, found.clone());
+    let _running = state.mistakes.running.lock().await;
+    let (backend, mistakes) = (state.backend.clone(), state.mistakes.clone());
+    let found =
+        blocking(move || mistakes.cache.get(&checkpoint, |path| find_mistakes(backend.as_ref(), path).map(Arc::new)))
+            .await?
+            .map_err(|problem| ApiError::new(StatusCode::NOT_FOUND, problem.to_string()))?
+            .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error))?;
     Ok(Json(json!({ "name": name, "test": found.as_ref() })))
 }

@@ -9,10 +9,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::SystemTime;
-
 use tokio::sync::oneshot;
 
+use crate::files::FileStamp;
 use crate::{Backend, Model, PIXELS};
 
 /// How the worker batches.
@@ -93,14 +92,11 @@ impl Batcher {
     }
 }
 
-/// A loaded network and the modification time of the file it came from.
+/// A loaded network, or why it did not load, and the version of the file
+/// it came from: a checkpoint that fails is not read again until it changes.
 struct Cached {
-    modified: Option<SystemTime>,
-    model: Box<dyn Model>,
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|metadata| metadata.modified()).ok()
+    stamp: Option<FileStamp>,
+    model: Result<Box<dyn Model>, String>,
 }
 
 /// The network of `checkpoint`, loaded again when the file has changed
@@ -109,15 +105,18 @@ fn model<'a>(
     backend: &dyn Backend,
     cache: &'a mut HashMap<PathBuf, Cached>,
     checkpoint: &Path,
-) -> Result<&'a mut Cached, String> {
-    let now = modified(checkpoint);
-    let stale = cache.get(checkpoint).is_none_or(|cached| cached.modified != now);
+) -> Result<&'a mut Box<dyn Model>, String> {
+    let now = std::fs::metadata(checkpoint).ok().map(|metadata| FileStamp::of(&metadata));
+    let stale = cache.get(checkpoint).is_none_or(|cached| cached.stamp != now || now.is_none());
     if stale {
-        let model = backend.load(checkpoint)?;
-        tracing::info!("loaded {}", checkpoint.display());
-        cache.insert(checkpoint.to_path_buf(), Cached { modified: now, model });
+        let model = backend.load(checkpoint);
+        match &model {
+            Ok(_) => tracing::info!("loaded {}", checkpoint.display()),
+            Err(error) => tracing::warn!("{error}"),
+        }
+        cache.insert(checkpoint.to_path_buf(), Cached { stamp: now, model });
     }
-    Ok(cache.get_mut(checkpoint).expect("inserted above"))
+    cache.get_mut(checkpoint).expect("inserted above").model.as_mut().map_err(|error| error.clone())
 }
 
 fn work(backend: &dyn Backend, receiver: &Receiver<Job>, max_batch: usize) {
@@ -146,8 +145,8 @@ fn work(backend: &dyn Backend, receiver: &Receiver<Job>, max_batch: usize) {
 
 /// One forward pass for `jobs`, every job answered.
 fn run_batch(backend: &dyn Backend, cache: &mut HashMap<PathBuf, Cached>, checkpoint: &Path, jobs: Vec<Job>) {
-    let cached = match model(backend, cache, checkpoint) {
-        Ok(cached) => cached,
+    let model = match model(backend, cache, checkpoint) {
+        Ok(model) => model,
         Err(error) => {
             for job in jobs {
                 let _ = job.reply.send(Err(BatchError::Model(error.clone())));
@@ -157,9 +156,9 @@ fn run_batch(backend: &dyn Backend, cache: &mut HashMap<PathBuf, Cached>, checkp
     };
     let pixels: Vec<f32> = jobs.iter().flat_map(|job| job.pixels.iter().copied()).collect();
     let batch_images = pixels.len() / PIXELS;
-    match cached.model.probabilities(&pixels) {
+    match model.probabilities(&pixels) {
         Ok(mut rows) => {
-            let class_names = cached.model.class_names().to_vec();
+            let class_names = model.class_names().to_vec();
             for job in jobs {
                 let rest = rows.split_off((job.pixels.len() / PIXELS).min(rows.len()));
                 let mine = std::mem::replace(&mut rows, rest);

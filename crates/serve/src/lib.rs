@@ -10,15 +10,24 @@
 
 mod api;
 pub mod batcher;
+pub mod files;
+pub mod guard;
+mod limits;
 pub mod runs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
 pub use api::router;
 pub use batcher::{Batcher, BatcherConfig};
-pub use runs::RunLayout;
+pub use limits::Limits;
+pub use runs::{RunLayout, Runs};
 
 /// The side of the network's square input images.
 pub const SIDE: usize = preprocess::SIDE;
@@ -61,6 +70,11 @@ pub trait Backend: Send + Sync + 'static {
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// The address the server listens on: bound to loopback, it answers
+    /// only requests whose `Host` names loopback on this port.
+    pub address: SocketAddr,
+    /// The bounds on every client's time, bytes and work.
+    pub limits: Limits,
     /// The folder whose subfolders are run directories.
     pub runs_dir: PathBuf,
     /// The names of the files in a run directory.
@@ -77,7 +91,14 @@ pub struct AppState {
     config: Arc<ServeConfig>,
     backend: Arc<dyn Backend>,
     batcher: Batcher,
-    mistakes: Arc<tokio::sync::Mutex<api::MistakesCache>>,
+    runs: Arc<Runs>,
+    /// Each checkpoint's data set, read from its header once per version (failures too).
+    datasets: Arc<files::StampCache<Result<String, String>>>,
+    mistakes: Arc<api::Mistakes>,
+    /// KiB of request bodies that may be held at once (`Limits::max_upload_bytes_in_flight`).
+    uploads: Arc<Semaphore>,
+    /// Decodes that may run at once (`Limits::max_concurrent_decodes`).
+    decodes: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -90,13 +111,58 @@ impl AppState {
     /// Starts the batching worker and returns the state to serve with.
     pub fn new(config: ServeConfig, backend: Arc<dyn Backend>) -> Self {
         let batcher = Batcher::start(backend.clone(), config.batcher);
-        Self { config: Arc::new(config), backend, batcher, mistakes: Default::default() }
+        let limits = config.limits;
+        let runs = Runs::new(config.runs_dir.clone(), config.layout, limits);
+        Self {
+            config: Arc::new(config),
+            backend,
+            batcher,
+            runs: Arc::new(runs),
+            datasets: Arc::default(),
+            mistakes: Default::default(),
+            uploads: Arc::new(Semaphore::new(limits.max_upload_bytes_in_flight.div_ceil(1024))),
+            decodes: Arc::new(Semaphore::new(limits.max_concurrent_decodes.max(1))),
+        }
     }
 }
 
-/// Serves on `listener` until the process ends.
+/// Serves on `listener` until the process ends: HTTP/1.1 connections,
+/// each closed when it does not send a request head within
+/// `Limits::header_timeout`, at most `Limits::max_connections` at once
+/// (one more is answered 503 and closed).
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let address: SocketAddr = listener.local_addr()?;
     tracing::info!("serving on http://{address}/");
-    axum::serve(listener, router(state)).await
+    let limits = state.config.limits;
+    let app = router(state);
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, or a connection reset before it was taken: wait, go on.
+                tracing::warn!("accepting a connection: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream, limits.max_connections));
+            continue;
+        };
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        tokio::spawn(async move {
+            // A client that goes away or times out ends only its own connection.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+}
+
+/// Answers 503 to a connection over the limit and closes it, within a second.
+async fn refuse_busy(mut stream: tokio::net::TcpStream, max_connections: usize) {
+    let answer = guard::busy_answer(max_connections);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&answer)).await;
 }

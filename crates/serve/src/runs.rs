@@ -2,10 +2,13 @@
 //! checked against the listing (a request's name never becomes a path).
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::Limits;
+use crate::files::{FileProblem, StampCache, read_regular, regular_stamp};
 
 /// The names of the files in a run directory, as the program that writes
 /// them (the trainer) defines them; this crate only reads them.
@@ -42,6 +45,8 @@ pub struct RunInfo {
     pub settings: serde_json::Map<String, Value>,
     /// Seconds since the epoch of its newest record.
     pub updated: f64,
+    /// Files of the run that were not read, and why (a link, a FIFO, over the size cap).
+    pub problems: Vec<String>,
 }
 
 /// The records of `metrics.jsonl` that parse, and how many lines did not
@@ -56,9 +61,8 @@ pub struct Records {
     pub skipped_lines: usize,
 }
 
-/// Reads `metrics.jsonl` leniently; a missing file has no records.
-pub fn read_records(run: &Path, layout: &RunLayout) -> Records {
-    let text = std::fs::read_to_string(run.join(layout.metrics)).unwrap_or_default();
+/// Parses `metrics.jsonl` leniently: lines that are not records are counted, not fatal.
+fn parse_records(text: &str) -> Records {
     let mut records = Records::default();
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         match serde_json::from_str::<Value>(line) {
@@ -72,16 +76,166 @@ pub fn read_records(run: &Path, layout: &RunLayout) -> Records {
     records
 }
 
-fn seconds(time: Option<SystemTime>) -> f64 {
-    time.and_then(|time| time.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0.0, |elapsed| elapsed.as_secs_f64())
+/// A run's parsed records, or why they could not be read.
+type RecordsEntry = Result<Arc<Records>, FileProblem>;
+
+/// The run directories under `--runs`, read through caches: each file is
+/// read and parsed once per version (`files::StampCache`), only if it is a
+/// regular file within its cap, and no symbolic link is followed (a linked
+/// run folder or file is not listed or served). Every method does blocking
+/// file work: call them off the async threads.
+#[derive(Debug)]
+pub struct Runs {
+    dir: PathBuf,
+    layout: RunLayout,
+    limits: Limits,
+    records: StampCache<RecordsEntry>,
+    configs: StampCache<Arc<Value>>,
 }
 
-fn info(name: String, path: &Path, layout: &RunLayout) -> RunInfo {
-    let records = read_records(path, layout);
-    let config: Value = std::fs::read_to_string(path.join(layout.config))
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or(Value::Null);
+impl Runs {
+    /// The runs under `dir`, whose files are named by `layout`.
+    pub fn new(dir: PathBuf, layout: RunLayout, limits: Limits) -> Self {
+        Self { dir, layout, limits, records: StampCache::default(), configs: StampCache::default() }
+    }
+
+    /// The folder whose subfolders are runs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The names of the files in a run directory.
+    pub fn layout(&self) -> &RunLayout {
+        &self.layout
+    }
+
+    /// The records of the run in `run`: none for a missing file; an error
+    /// naming the file for one that is not a regular file or is too large.
+    ///
+    /// # Errors
+    /// A [`FileProblem`] other than a missing file.
+    pub fn records(&self, run: &Path) -> Result<Arc<Records>, FileProblem> {
+        let limit = self.limits.max_records_bytes;
+        let read = |path: &Path| {
+            let (_, bytes) = read_regular(path, limit)?;
+            Ok(Arc::new(parse_records(&String::from_utf8_lossy(&bytes))))
+        };
+        match self.records.get(&run.join(self.layout.metrics), read) {
+            Ok(entry) => entry,
+            Err(FileProblem::Missing(_)) => Ok(Arc::default()),
+            Err(problem) => Err(problem),
+        }
+    }
+
+    /// The run's `config.json`, or `null` (and the problem) when it cannot be read.
+    fn config(&self, run: &Path) -> (Arc<Value>, Option<FileProblem>) {
+        let limit = self.limits.max_config_bytes;
+        let read = |path: &Path| match read_regular(path, limit) {
+            Ok((_, bytes)) => Arc::new(serde_json::from_slice(&bytes).unwrap_or(Value::Null)),
+            Err(_) => Arc::new(Value::Null),
+        };
+        match self.configs.get(&run.join(self.layout.config), read) {
+            Ok(config) => (config, None),
+            Err(FileProblem::Missing(_)) => (Arc::new(Value::Null), None),
+            Err(problem) => (Arc::new(Value::Null), Some(problem)),
+        }
+    }
+
+    /// The best checkpoint of the run in `run`, if it is a regular file.
+    ///
+    /// # Errors
+    /// The [`FileProblem`] of a missing or linked checkpoint.
+    pub fn best_checkpoint(&self, run: &Path) -> Result<PathBuf, FileProblem> {
+        let path = run.join(self.layout.best_checkpoint);
+        regular_stamp(&path).map(|_| path)
+    }
+
+    fn info(&self, name: String, path: &Path) -> RunInfo {
+        let mut problems = Vec::new();
+        let records = self.records(path).unwrap_or_else(|problem| {
+            problems.push(problem.to_string());
+            Arc::default()
+        });
+        let (config, config_problem) = self.config(path);
+        problems.extend(config_problem.map(|problem| problem.to_string()));
+        let last = records.epochs.last();
+        let best_epoch = last.and_then(|record| record["best_epoch"].as_u64());
+        let best_validation_accuracy = best_epoch.and_then(|best| {
+            records.epochs.iter().find(|record| record["epoch"].as_u64() == Some(best))?["validation_accuracy"].as_f64()
+        });
+        let updated =
+            regular_stamp(&path.join(self.layout.metrics)).map_or(0.0, |stamp| stamp.modified_ns as f64 / 1e9);
+        RunInfo {
+            name,
+            epochs_done: records.epochs.len(),
+            epochs_total: config["settings"]["epochs"].as_u64(),
+            best_epoch,
+            best_validation_accuracy,
+            test_accuracy: records.test.as_ref().and_then(|test| test["accuracy"].as_f64()),
+            finished: records.test.is_some(),
+            has_checkpoint: self.best_checkpoint(path).is_ok(),
+            settings: shown_settings(&config),
+            updated,
+            problems,
+        }
+    }
+
+    /// Whether `path` is a real folder (not a link) holding a run's records or settings.
+    fn is_run(&self, path: &Path) -> bool {
+        let is_folder = std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.file_type().is_dir());
+        is_folder
+            && [self.layout.metrics, self.layout.config]
+                .iter()
+                .any(|file| std::fs::symlink_metadata(path.join(file)).is_ok())
+    }
+
+    /// The names of the run folders, unsorted.
+    fn names(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| self.is_run(&self.dir.join(name)))
+            .collect()
+    }
+
+    /// Every run directory (a folder, not a link, with `metrics.jsonl` or
+    /// `config.json`), the most recently updated first.
+    pub fn list(&self) -> Vec<RunInfo> {
+        let names = self.names();
+        let mut runs: Vec<RunInfo> =
+            names.into_iter().map(|name| self.info(name.clone(), &self.dir.join(name))).collect();
+        runs.sort_by(|a, b| b.updated.total_cmp(&a.updated).then_with(|| a.name.cmp(&b.name)));
+        // Runs deleted since: their cached files are dropped.
+        let live =
+            |path: &Path| path.parent().is_some_and(|run| runs.iter().any(|info| self.dir.join(&info.name) == run));
+        self.records.retain(live);
+        self.configs.retain(live);
+        runs
+    }
+
+    /// The folder of the run called `name`, if the listing of `--runs` has
+    /// one: the name is compared with the folder's entries, never joined as
+    /// given, so `..`, slashes or absolute paths never reach outside it.
+    pub fn resolve(&self, name: &str) -> Option<PathBuf> {
+        self.names().into_iter().find(|candidate| candidate == name).map(|found| self.dir.join(found))
+    }
+
+    /// The drawing model when none is given: the best checkpoint of the most
+    /// recently finished run, else of the most recently updated run that has one.
+    pub fn default_checkpoint(&self) -> Option<(String, PathBuf)> {
+        let runs = self.list();
+        let pick = runs
+            .iter()
+            .find(|run| run.finished && run.has_checkpoint)
+            .or_else(|| runs.iter().find(|run| run.has_checkpoint))?;
+        Some((pick.name.clone(), self.dir.join(&pick.name).join(self.layout.best_checkpoint)))
+    }
+}
+
+/// A few settings from `config.json` (network, data set, augmentation, ...).
+fn shown_settings(config: &Value) -> serde_json::Map<String, Value> {
     let mut settings = serde_json::Map::new();
     for key in ["network", "augment", "batch_size", "learning_rate", "seed", "train_images", "epochs"] {
         if let Some(value) = config["settings"].get(key) {
@@ -91,56 +245,7 @@ fn info(name: String, path: &Path, layout: &RunLayout) -> RunInfo {
     if let Some(dataset) = config["settings"]["data"].get("dataset") {
         settings.insert("dataset".to_owned(), dataset.clone());
     }
-    let last = records.epochs.last();
-    let best_epoch = last.and_then(|record| record["best_epoch"].as_u64());
-    let best_validation_accuracy = best_epoch.and_then(|best| {
-        records.epochs.iter().find(|record| record["epoch"].as_u64() == Some(best))?["validation_accuracy"].as_f64()
-    });
-    let updated = std::fs::metadata(path.join(layout.metrics)).and_then(|metadata| metadata.modified()).ok();
-    RunInfo {
-        name,
-        epochs_done: records.epochs.len(),
-        epochs_total: config["settings"]["epochs"].as_u64(),
-        best_epoch,
-        best_validation_accuracy,
-        test_accuracy: records.test.as_ref().and_then(|test| test["accuracy"].as_f64()),
-        finished: records.test.is_some(),
-        has_checkpoint: path.join(layout.best_checkpoint).is_file(),
-        settings,
-        updated: seconds(updated),
-    }
-}
-
-/// Every run directory under `dir` (a folder with `metrics.jsonl` or
-/// `config.json`), the most recently updated first.
-pub fn list(dir: &Path, layout: &RunLayout) -> Vec<RunInfo> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut runs: Vec<RunInfo> = entries
-        .flatten()
-        .filter(|entry| entry.path().is_dir())
-        .filter(|entry| entry.path().join(layout.metrics).exists() || entry.path().join(layout.config).exists())
-        .filter_map(|entry| Some(info(entry.file_name().into_string().ok()?, &entry.path(), layout)))
-        .collect();
-    runs.sort_by(|a, b| b.updated.total_cmp(&a.updated).then_with(|| a.name.cmp(&b.name)));
-    runs
-}
-
-/// The folder of the run called `name`, if the listing of `dir` has one:
-/// the name is compared with the listing, never joined as given, so `..`,
-/// slashes or absolute paths can never reach outside `dir`.
-pub fn resolve(dir: &Path, layout: &RunLayout, name: &str) -> Option<PathBuf> {
-    list(dir, layout).into_iter().find(|run| run.name == name).map(|run| dir.join(run.name))
-}
-
-/// The drawing model when none is given: the best checkpoint of the most
-/// recently finished run, else of the most recently updated run that has one.
-pub fn default_checkpoint(dir: &Path, layout: &RunLayout) -> Option<(String, PathBuf)> {
-    let runs = list(dir, layout);
-    let pick = runs
-        .iter()
-        .find(|run| run.finished && run.has_checkpoint)
-        .or_else(|| runs.iter().find(|run| run.has_checkpoint))?;
-    Some((pick.name.clone(), dir.join(&pick.name).join(layout.best_checkpoint)))
+    settings
 }
 
 #[cfg(test)]
@@ -159,14 +264,19 @@ mod tests {
         }
     }
 
+    fn runs(dir: &Path) -> Runs {
+        Runs::new(dir.to_path_buf(), LAYOUT, Limits { max_records_bytes: 1000, ..Limits::default() })
+    }
+
     #[test]
     fn names_are_checked_against_the_listing() {
         let dir = tempfile::tempdir().unwrap();
         make_run(dir.path(), "a", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.9}\n", true);
         std::fs::create_dir(dir.path().join("not-a-run")).unwrap();
-        assert_eq!(resolve(dir.path(), &LAYOUT, "a"), Some(dir.path().join("a")));
+        let runs = runs(dir.path());
+        assert_eq!(runs.resolve("a"), Some(dir.path().join("a")));
         for name in ["..", "../a", "a/..", "/etc", "not-a-run", "", "a/"] {
-            assert_eq!(resolve(dir.path(), &LAYOUT, name), None, "{name:?}");
+            assert_eq!(runs.resolve(name), None, "{name:?}");
         }
     }
 
@@ -181,12 +291,49 @@ mod tests {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
         make_run(dir.path(), "training", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.8}\n{\"epo", true);
-        let records = read_records(&dir.path().join("training"), &LAYOUT);
+        let runs = runs(dir.path());
+        let records = runs.records(&dir.path().join("training")).unwrap();
         assert_eq!((records.epochs.len(), records.skipped_lines), (1, 1));
-        let runs = list(dir.path(), &LAYOUT);
-        assert_eq!(runs[0].name, "training", "the most recently updated first");
-        assert_eq!(runs[1].test_accuracy, Some(0.91));
-        assert_eq!(runs[1].best_validation_accuracy, Some(0.9));
-        assert_eq!(default_checkpoint(dir.path(), &LAYOUT).unwrap().0, "done");
+        let listed = runs.list();
+        assert_eq!(listed[0].name, "training", "the most recently updated first");
+        assert_eq!(listed[1].test_accuracy, Some(0.91));
+        assert_eq!(listed[1].best_validation_accuracy, Some(0.9));
+        assert_eq!(runs.default_checkpoint().unwrap().0, "done");
+    }
+
+    #[test]
+    fn links_fifos_and_oversized_records_are_not_followed_or_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        make_run(outside.path(), "elsewhere", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.5}\n", true);
+        let runs_dir = dir.path().join("runs");
+        std::fs::create_dir(&runs_dir).unwrap();
+        // A linked run folder is not a run; a linked checkpoint is no checkpoint.
+        std::os::unix::fs::symlink(outside.path().join("elsewhere"), runs_dir.join("linked")).unwrap();
+        make_run(&runs_dir, "local", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.7}\n", false);
+        std::os::unix::fs::symlink(
+            outside.path().join("elsewhere").join(LAYOUT.best_checkpoint),
+            runs_dir.join("local").join(LAYOUT.best_checkpoint),
+        )
+        .unwrap();
+        // A FIFO for records, and records over the cap.
+        std::fs::create_dir(runs_dir.join("fifo")).unwrap();
+        let status = std::process::Command::new("mkfifo").arg(runs_dir.join("fifo").join(LAYOUT.metrics)).status();
+        assert!(status.expect("mkfifo runs").success());
+        make_run(&runs_dir, "huge", &"x".repeat(1001), false);
+
+        let runs = runs(&runs_dir);
+        let listed = runs.list();
+        let names: Vec<&str> = listed.iter().map(|run| run.name.as_str()).collect();
+        assert!(!names.contains(&"linked"), "{names:?}");
+        assert_eq!(runs.resolve("linked"), None);
+        let local = listed.iter().find(|run| run.name == "local").unwrap();
+        assert!(!local.has_checkpoint, "a linked best checkpoint is not used");
+        assert!(runs.best_checkpoint(&runs_dir.join("local")).unwrap_err().to_string().contains("symbolic link"));
+        assert_eq!(runs.default_checkpoint(), None);
+        let fifo = listed.iter().find(|run| run.name == "fifo").unwrap();
+        assert!(fifo.problems[0].contains("not a regular file (a FIFO)"), "{:?}", fifo.problems);
+        let huge = listed.iter().find(|run| run.name == "huge").unwrap();
+        assert!(huge.problems[0].contains("1001 bytes, more than the limit of 1000"), "{:?}", huge.problems);
     }
 }

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use serve::{AppState, Backend, BatcherConfig, Model, PIXELS, RunLayout, ServeConfig, TestSet, router};
+use serve::{AppState, Backend, BatcherConfig, Limits, Model, PIXELS, RunLayout, ServeConfig, TestSet, router};
 use tower::ServiceExt;
 
 /// The trainer's run-directory layout (the trainer passes its own; these tests stand alone).
@@ -49,18 +49,26 @@ impl Model for FakeModel {
 struct FakeBackend {
     passes: Arc<Mutex<Vec<usize>>>,
     delay: Duration,
+    /// Every file the backend read, in order.
+    reads: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl Backend for FakeBackend {
     fn load(&self, checkpoint: &Path) -> Result<Box<dyn Model>, String> {
+        self.reads.lock().unwrap().push(checkpoint.to_path_buf());
         if std::fs::read(checkpoint).map_err(|error| error.to_string())? != b"checkpoint" {
             return Err(format!("{}: not a checkpoint", checkpoint.display()));
         }
         let names = (0..10).map(|digit| digit.to_string()).collect();
         Ok(Box::new(FakeModel { names, passes: self.passes.clone(), delay: self.delay }))
     }
-    fn dataset(&self, _: &Path) -> Result<String, String> {
-        Ok("mnist".into())
+    fn dataset(&self, checkpoint: &Path) -> Result<String, String> {
+        self.reads.lock().unwrap().push(checkpoint.to_path_buf());
+        match std::fs::read(checkpoint).map_err(|error| error.to_string())?.as_slice() {
+            b"checkpoint" => Ok("mnist".into()),
+            b"klingon checkpoint" => Ok("klingon-digits".into()),
+            _ => Err(format!("{}: not a checkpoint", checkpoint.display())),
+        }
     }
     fn test_set(&self, _: &str) -> Result<TestSet, String> {
         // Image i has i rows of ink and label 0: all but image 0 (and 10) are mistakes.
@@ -79,9 +87,17 @@ struct Fixture {
     runs: PathBuf,
     state: AppState,
     passes: Arc<Mutex<Vec<usize>>>,
+    reads: Arc<Mutex<Vec<PathBuf>>>,
 }
 
+/// The address the fixture's server claims to listen on (requests name it in `Host`).
+const HOST: &str = "127.0.0.1:8080";
+
 fn fixture(delay: Duration, max_batch: usize) -> Fixture {
+    fixture_with(delay, max_batch, Limits::default())
+}
+
+fn fixture_with(delay: Duration, max_batch: usize, limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     let run = runs.join("alpha");
@@ -94,14 +110,17 @@ fn fixture(delay: Duration, max_batch: usize) -> Fixture {
     .unwrap();
     std::fs::write(runs.join("secret.txt"), b"outside any run").unwrap();
     let passes = Arc::new(Mutex::new(Vec::new()));
-    let backend = Arc::new(FakeBackend { passes: passes.clone(), delay });
+    let reads = Arc::new(Mutex::new(Vec::new()));
+    let backend = Arc::new(FakeBackend { passes: passes.clone(), delay, reads: reads.clone() });
     let config = ServeConfig {
+        address: HOST.parse().unwrap(),
+        limits,
         runs_dir: runs.clone(),
         layout: LAYOUT,
         checkpoint: None,
         batcher: BatcherConfig { max_batch, queue: 64 },
     };
-    Fixture { _dir: dir, runs, state: AppState::new(config, backend), passes }
+    Fixture { _dir: dir, runs, state: AppState::new(config, backend), passes, reads }
 }
 
 async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
@@ -112,11 +131,18 @@ async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
 }
 
 fn get(path: &str) -> Request<Body> {
-    Request::get(path).body(Body::empty()).unwrap()
+    Request::get(path).header("host", HOST).body(Body::empty()).unwrap()
 }
 
-fn post(path: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
-    Request::post(path).header("content-type", content_type).body(body.into()).unwrap()
+/// A POST as a client sends it, with its `Content-Length`.
+fn post(path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Request<Body> {
+    let body = body.into();
+    Request::post(path)
+        .header("host", HOST)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .body(Body::from(body))
+        .unwrap()
 }
 
 /// A 28x28 array with ink in the first `rows` rows.
@@ -160,15 +186,11 @@ async fn bad_requests_get_a_json_error_and_the_right_status() {
     let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
         (post("/api/predict", "image/png", b"not an image".to_vec()), StatusCode::BAD_REQUEST, "not an image"),
         (
-            post("/api/predict", "application/octet-stream", huge_header),
-            StatusCode::BAD_REQUEST,
+            post("/api/predict", "image/x-portable-graymap", huge_header),
+            StatusCode::PAYLOAD_TOO_LARGE,
             "refused before decoding",
         ),
-        (
-            post("/api/predict", "application/octet-stream", too_big),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "larger than the limit",
-        ),
+        (post("/api/predict", "image/png", too_big), StatusCode::PAYLOAD_TOO_LARGE, "larger than the limit"),
         (post("/api/predict", "image/png", Vec::new()), StatusCode::BAD_REQUEST, "empty body"),
         (
             post("/api/predict", "application/json", json!({"pixels": vec![0.5; 100]}).to_string()),
@@ -288,4 +310,189 @@ async fn futures_join(tasks: impl Iterator<Item = tokio::task::JoinHandle<u64>>)
         results.push(task.await.unwrap());
     }
     results
+}
+
+/// The security headers every answer carries.
+fn assert_security_headers(headers: &axum::http::HeaderMap, what: &str) {
+    let policy = headers.get("content-security-policy").map(|value| value.to_str().unwrap().to_owned());
+    let policy = policy.unwrap_or_else(|| panic!("{what}: no Content-Security-Policy"));
+    assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"), "{what}: {policy}");
+    assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff", "{what}");
+}
+
+#[tokio::test]
+async fn other_sites_and_rebinding_hosts_are_refused() {
+    let fixture = fixture(Duration::ZERO, 64);
+    let state = &fixture.state;
+    let with = |request: Request<Body>, name: &str, value: &str| {
+        let (mut parts, body) = request.into_parts();
+        parts.headers.insert(axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        Request::from_parts(parts, body)
+    };
+    let json_body = || json!({"pixels": pixels(1)}).to_string();
+    let png = {
+        let mut image = ndarray::Array2::from_elem((60, 60), 1.0f32);
+        image.slice_mut(ndarray::s![10..50, 20..40]).fill(0.0);
+        preprocess::encode_png(image.view())
+    };
+    let no_host = Request::get("/api/runs").body(Body::empty()).unwrap();
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        // A DNS-rebinding page reaches the loopback port under its own name.
+        (
+            with(get("/api/runs"), "host", "attacker.example:8080"),
+            StatusCode::MISDIRECTED_REQUEST,
+            "is not this server",
+        ),
+        (with(get("/api/model"), "host", "attacker.example"), StatusCode::MISDIRECTED_REQUEST, "is not this server"),
+        (with(get("/"), "host", "127.0.0.1:9999"), StatusCode::MISDIRECTED_REQUEST, "on port 8080"),
+        (no_host, StatusCode::BAD_REQUEST, "no Host header"),
+        // A page of another site posting to the API, as a form or with fetch.
+        (
+            with(post("/api/predict", "application/json", json_body()), "origin", "http://attacker.example"),
+            StatusCode::FORBIDDEN,
+            "another site",
+        ),
+        (with(post("/api/predict", "image/png", png.clone()), "origin", "null"), StatusCode::FORBIDDEN, "another site"),
+        // Image bytes are decoded only when sent as an image (a CORS-free text/plain post is not).
+        (post("/api/predict", "text/plain", png.clone()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "send an image file"),
+        (
+            post("/api/predict", "application/x-www-form-urlencoded", png.clone()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "image/*",
+        ),
+        (post("/api/predict", "", png.clone()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type \"\""),
+    ];
+    for (request, expected_status, expected_text) in cases {
+        let description = format!("{} {} {:?}", request.method(), request.uri(), request.headers());
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), expected_status, "{description}");
+        assert_security_headers(response.headers(), &description);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("{description}: not JSON"));
+        assert!(answer["error"].as_str().unwrap().contains(expected_text), "{description}: {answer}");
+    }
+    // The page's own origin, and loopback names on the bound port, are served.
+    let same_site = with(post("/api/predict", "image/png", png), "origin", &format!("http://{HOST}"));
+    assert_eq!(call(state, same_site).await.0, StatusCode::OK);
+    for host in ["localhost:8080", "[::1]:8080", "127.0.0.1:8080"] {
+        let response = router(state.clone()).oneshot(with(get("/"), "host", host)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+        assert_security_headers(response.headers(), host);
+    }
+}
+
+#[tokio::test]
+async fn every_error_is_json_whatever_rejects_it() {
+    let fixture = fixture(Duration::ZERO, 64);
+    let long = format!("/api/runs?{}", "x".repeat(9000));
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (get("/api/predict"), StatusCode::METHOD_NOT_ALLOWED, "GET is not allowed on /api/predict; allowed: POST"),
+        (post("/api/runs", "application/json", "{}"), StatusCode::METHOD_NOT_ALLOWED, "allowed: GET, HEAD"),
+        (get(&long), StatusCode::URI_TOO_LONG, "more than the limit of 8192"),
+        (get("/api/runs/%FF/metrics"), StatusCode::BAD_REQUEST, "/api/runs/%FF/metrics"),
+        (get("/api/model?run=a&run=b"), StatusCode::BAD_REQUEST, "duplicate field"),
+    ];
+    for (request, expected_status, expected_text) in cases {
+        let description = format!("{} {}", request.method(), request.uri());
+        let (status, answer) = call(&fixture.state, request).await;
+        assert_eq!(status, expected_status, "{description}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_else(|| panic!("{description}: not a JSON error: {answer}"));
+        assert!(message.contains(expected_text), "{description}: {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_files_that_would_hang_or_flood_the_server_are_not_read() {
+    let limits = Limits { max_records_bytes: 10_000, ..Limits::default() };
+    let fixture = fixture_with(Duration::ZERO, 64, limits);
+    let fifo_run = fixture.runs.join("fifo");
+    std::fs::create_dir(&fifo_run).unwrap();
+    let status = std::process::Command::new("mkfifo").arg(fifo_run.join(LAYOUT.metrics)).status();
+    assert!(status.expect("mkfifo runs").success());
+    let huge_run = fixture.runs.join("huge");
+    std::fs::create_dir(&huge_run).unwrap();
+    let record = "{\"epoch\":0,\"loss\":0.5,\"validation_accuracy\":0.9,\"best_epoch\":0}\n";
+    std::fs::write(huge_run.join(LAYOUT.metrics), record.repeat(200)).unwrap();
+    // A run folder and a checkpoint that link outside --runs.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join(LAYOUT.best_checkpoint), b"checkpoint").unwrap();
+    std::fs::write(outside.path().join(LAYOUT.metrics), record).unwrap();
+    std::os::unix::fs::symlink(outside.path(), fixture.runs.join("linked")).unwrap();
+    let local = fixture.runs.join("local");
+    std::fs::create_dir(&local).unwrap();
+    std::fs::write(local.join(LAYOUT.metrics), record).unwrap();
+    std::os::unix::fs::symlink(outside.path().join(LAYOUT.best_checkpoint), local.join(LAYOUT.best_checkpoint))
+        .unwrap();
+
+    let within = |request| async { tokio::time::timeout(Duration::from_secs(5), call(&fixture.state, request)).await };
+    let (status, listing) = within(get("/api/runs")).await.expect("a FIFO must not hang the listing");
+    assert_eq!(status, StatusCode::OK);
+    let runs = listing["runs"].as_array().unwrap();
+    let find = |name: &str| runs.iter().find(|run| run["name"] == name);
+    assert!(find("linked").is_none(), "a linked run folder is not listed: {listing}");
+    assert_eq!(find("local").unwrap()["has_checkpoint"], false, "a linked checkpoint is not used");
+    assert!(find("fifo").unwrap()["problems"][0].as_str().unwrap().contains("not a regular file (a FIFO)"));
+    assert!(find("huge").unwrap()["problems"][0].as_str().unwrap().contains("more than the limit of 10000 bytes"));
+    let (status, answer) = within(get("/api/runs/fifo/metrics")).await.expect("no hang");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let (status, answer) = within(get("/api/runs/huge/metrics")).await.expect("no hang");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let (status, answer) = within(get("/api/runs/linked/metrics")).await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let (status, answer) = within(get("/api/model?run=local")).await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("symbolic link"), "{answer}");
+    let (status, _) = within(get("/")).await.expect("the page is served");
+    assert_eq!(status, StatusCode::OK);
+    assert!(fixture.reads.lock().unwrap().iter().all(|path| !path.starts_with(outside.path())));
+}
+
+#[tokio::test]
+async fn a_broken_checkpoint_is_read_once_until_it_changes() {
+    let fixture = fixture(Duration::ZERO, 64);
+    let best = fixture.runs.join("alpha").join(LAYOUT.best_checkpoint);
+    std::fs::write(&best, b"garbage, claiming a 99,999,999-byte header").unwrap();
+    let png = {
+        let mut image = ndarray::Array2::from_elem((60, 60), 1.0f32);
+        image.slice_mut(ndarray::s![10..50, 20..40]).fill(0.0);
+        preprocess::encode_png(image.view())
+    };
+    for _ in 0..5 {
+        let (status, answer) = call(&fixture.state, post("/api/predict", "image/png", png.clone())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("not a checkpoint"), "{answer}");
+        let json_request = post("/api/predict", "application/json", json!({"pixels": pixels(1)}).to_string());
+        assert_eq!(call(&fixture.state, json_request).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(call(&fixture.state, get("/api/runs/alpha/mistakes")).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let reads = fixture.reads.lock().unwrap().iter().filter(|path| **path == best).count();
+    assert_eq!(reads, 3, "one read each for its data set, the network and the mistakes, not one per request");
+    // A checkpoint of a data set this build does not know is an error, never MNIST.
+    std::fs::write(&best, b"klingon checkpoint").unwrap();
+    let (status, answer) = call(&fixture.state, post("/api/predict", "image/png", png.clone())).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("\"klingon-digits\", which this build does not know"));
+    // Once the file is fixed it is read again.
+    std::fs::write(&best, b"checkpoint").unwrap();
+    assert_eq!(call(&fixture.state, post("/api/predict", "image/png", png)).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_budget_in_flight_are_refused() {
+    let limits = Limits { max_upload_bytes_in_flight: 8 * 1024, ..Limits::default() };
+    let fixture = fixture_with(Duration::ZERO, 64, limits);
+    let big = json!({"pixels": vec![0.123_456_789_01f64; PIXELS]}).to_string();
+    assert!(big.len() > 8 * 1024);
+    let (status, answer) = call(&fixture.state, post("/api/predict", "application/json", big)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("the limit of 8192 bytes"), "{answer}");
+    // A body that does not say its length reserves the whole body limit.
+    let no_length = Request::post("/api/predict")
+        .header("host", HOST)
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"pixels": pixels(1)}).to_string()))
+        .unwrap();
+    assert_eq!(call(&fixture.state, no_length).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    let small = post("/api/predict", "application/json", json!({"bytes": vec![0u8; PIXELS]}).to_string());
+    assert_eq!(call(&fixture.state, small).await.0, StatusCode::OK, "what fits is served");
 }

@@ -419,6 +419,15 @@ pub struct ServeArgs {
     /// libtorch's CPU threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Seconds a connection has to send a whole request head; slower or idle ones are closed.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a request body has to arrive whole (408 past it).
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// Open connections at most; one more is answered 503 and closed.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
     /// Where the data is (the test images of the mistakes view).
     #[command(flatten)]
     pub data: DataArgs,

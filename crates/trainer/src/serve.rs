@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use model::{Network, checkpoint, probabilities};
@@ -60,13 +61,30 @@ impl Backend for TchBackend {
         if let Some(found) = cache.get(dataset) {
             return Ok(found.clone());
         }
-        let chosen = if dataset == "fashion-mnist" { Dataset::FashionMnist } else { Dataset::Mnist };
+        let chosen = match dataset {
+            "mnist" => Dataset::Mnist,
+            "fashion-mnist" => Dataset::FashionMnist,
+            other => return Err(format!("the data set {other:?} is unknown to this build (mnist, fashion-mnist)")),
+        };
         let data = DataArgs { dataset: chosen, ..self.data.clone() };
         let test = crate::data::load(&data).map_err(|error| format!("{error:#}"))?.test;
         let set = TestSet { pixels: test.images.iter().copied().collect(), labels: test.labels.to_vec() };
         cache.insert(dataset.to_owned(), set.clone());
         Ok(set)
     }
+}
+
+/// The server's limits from the flags (the rest at their defaults).
+fn limits(args: &ServeArgs) -> Result<serve::Limits> {
+    check_range("--header-timeout-secs", args.header_timeout_secs, 1, 3600)?;
+    check_range("--body-timeout-secs", args.body_timeout_secs, 1, 3600)?;
+    check_range("--max-connections", args.max_connections, 1, 65_536)?;
+    Ok(serve::Limits {
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
+        max_connections: args.max_connections,
+        ..serve::Limits::default()
+    })
 }
 
 /// Serves the web app until the process is stopped.
@@ -77,17 +95,17 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         check_range("--threads", threads, 1, MAX_THREADS)?;
         tch::set_num_threads(threads as i32);
     }
-    if let Some(path) = &args.checkpoint {
-        checkpoint::read_meta(path)?;
-    }
+    let limits = limits(args)?;
+    // The file named on the command line is trusted as given, links included: resolved once here.
+    let checkpoint = match &args.checkpoint {
+        Some(path) => {
+            checkpoint::read_meta(path)?;
+            Some(std::fs::canonicalize(path).with_context(|| format!("{}: cannot resolve", path.display()))?)
+        }
+        None => None,
+    };
     let device = args.device.resolve()?;
     let backend = Arc::new(TchBackend { device, data: args.data.clone(), test_sets: Mutex::default() });
-    let config = ServeConfig {
-        runs_dir: args.runs.clone(),
-        layout: crate::run_dir::LAYOUT,
-        checkpoint: args.checkpoint.clone(),
-        batcher: BatcherConfig { max_batch: args.max_batch, queue: args.queue },
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr)
@@ -100,10 +118,18 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             "reachable from other machines"
         };
         // Tests and scripts read this line for the port.
-        println!("serving on http://{address}/ ({reach})");
+        println!("serving on http://{address}/ ({reach}; symbolic links under --runs are not followed)");
         use std::io::Write;
         std::io::stdout().flush()?;
         tracing::info!("runs: {}, device: {}", args.runs.display(), model::device::describe(device));
+        let config = ServeConfig {
+            address,
+            limits,
+            runs_dir: args.runs.clone(),
+            layout: crate::run_dir::LAYOUT,
+            checkpoint,
+            batcher: BatcherConfig { max_batch: args.max_batch, queue: args.queue },
+        };
         serve::serve(listener, AppState::new(config, backend)).await.context("serving")
     })
 }
