@@ -7,11 +7,11 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::PrepError;
 
-/// The memory one image's decoding may take by default: 256 MiB, enough
-/// for a 36-megapixel RGB photo (7 bytes a pixel: 3 decoded, 4 grey), far
-/// below what a small compressed file can claim (a 78 KB PNG can expand to
-/// 62 megapixels).
-pub const DEFAULT_MAX_DECODE_BYTES: u64 = 256 << 20;
+/// The memory one image's decoding and preparation may take by default:
+/// 512 MiB, enough for a 31-megapixel photo ([`memory_needed`]: 17 bytes a
+/// pixel), far below what a small compressed file can claim (a 78 KB PNG
+/// can expand to 62 megapixels, which would take 1.06 GB).
+pub const DEFAULT_MAX_DECODE_BYTES: u64 = 512 << 20;
 
 /// Bounds on what one input may cost, checked before the work they bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,13 +35,29 @@ impl Default for Limits {
     }
 }
 
-/// The memory decoding an image of this size and colour type takes: the
-/// decoder's buffer, one `f32` of grey per pixel, and for images with
-/// transparency the alpha plane and the opaque pixels' copy for the median.
-fn decode_bytes(pixels: u64, bytes_per_pixel: u64, has_alpha: bool) -> u64 {
-    let working = if has_alpha { 12 } else { 4 };
-    pixels.saturating_mul(bytes_per_pixel + working)
+/// The memory that decoding and preparing an image of `pixels` pixels
+/// takes, checked against [`Limits::max_decode_bytes`] before decoding:
+/// the decoder's buffer (`bytes_per_pixel` each) and the greyscale copy
+/// (4), plus the alpha plane and the opaque pixels' copy for transparent
+/// images (8, and 1 for the allocator: 16-bit RGBA measured 20.4 in all); or, if more, what preparing it takes at full size once the
+/// decoded buffer is freed (17). Measured with `cargo run --release -p
+/// preprocess --example decode_memory` (`docs/PREDICT.md`).
+///
+/// ```
+/// // A 24-megapixel RGB photo fits the default limit; a 62-megapixel bomb does not.
+/// assert!(preprocess::memory_needed(24_000_000, 3, false) < preprocess::DEFAULT_MAX_DECODE_BYTES);
+/// assert!(preprocess::memory_needed(62_410_000, 1, false) > preprocess::DEFAULT_MAX_DECODE_BYTES);
+/// ```
+pub fn memory_needed(pixels: u64, bytes_per_pixel: u64, has_alpha: bool) -> u64 {
+    let decoding = bytes_per_pixel + 4 + if has_alpha { 9 } else { 0 };
+    pixels.saturating_mul(decoding.max(PREPARE_BYTES_PER_PIXEL))
 }
+
+/// Bytes a pixel that preparing a large image takes at full size, once the
+/// decoded buffer is freed: the greyscale input (4), its Gaussian before
+/// the shrink (4) and the shrink's double-precision copy (8). Measured:
+/// 16.5 for 16-megapixel images of every colour type.
+const PREPARE_BYTES_PER_PIXEL: u64 = 17;
 
 /// Reads at most [`Limits::max_file_bytes`] from `reader` (a file or
 /// standard input), failing with [`PrepError::FileTooLarge`] beyond it and
@@ -122,7 +138,7 @@ pub fn decode_grey(bytes: &[u8], name: &str, limits: Limits) -> Result<Array2<f3
         return Err(PrepError::NoPixels { name: name.to_owned(), width: width as usize, height: height as usize });
     }
     let color = decoder.color_type();
-    let needed = decode_bytes(pixels, u64::from(color.bytes_per_pixel()), color.has_alpha());
+    let needed = memory_needed(pixels, u64::from(color.bytes_per_pixel()), color.has_alpha());
     if needed > limits.max_decode_bytes {
         return Err(PrepError::TooMuchMemory {
             name: name.to_owned(),
@@ -295,16 +311,16 @@ mod tests {
         let started = std::time::Instant::now();
         let error = decode_grey(&grey, "grey.png", Limits::default()).unwrap_err();
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "refused before decoding");
-        assert!(matches!(error, PrepError::TooMuchMemory { needed: 312_050_000, .. }), "{error}");
+        assert!(matches!(error, PrepError::TooMuchMemory { needed: 1_060_970_000, .. }), "{error}");
         assert!(error.to_string().contains(&format!("more than the limit of {DEFAULT_MAX_DECODE_BYTES} bytes")));
-        // 16-bit RGBA costs 8 bytes a pixel decoded, 20 in all: 4,000 x 4,000 is over.
-        let deep = bomb(4000, 4000, png::ColorType::Rgba, png::BitDepth::Sixteen);
+        // 16-bit RGBA costs 8 bytes a pixel decoded, 21 in all: 6,000 x 6,000 is over.
+        let deep = bomb(6000, 6000, png::ColorType::Rgba, png::BitDepth::Sixteen);
         let error = decode_grey(&deep, "deep.png", Limits::default()).unwrap_err();
-        assert!(matches!(error, PrepError::TooMuchMemory { needed: 320_000_000, .. }), "{error}");
+        assert!(matches!(error, PrepError::TooMuchMemory { needed: 756_000_000, .. }), "{error}");
         // Within the limit the same kind of file decodes.
         let small = bomb(1000, 1000, png::ColorType::Rgba, png::BitDepth::Sixteen);
         assert_eq!(decode_grey(&small, "small.png", Limits::default()).unwrap().dim(), (1000, 1000));
-        let tight = Limits { max_decode_bytes: 1000 * 1000 * 20 - 1, ..Limits::default() };
+        let tight = Limits { max_decode_bytes: 1000 * 1000 * 21 - 1, ..Limits::default() };
         assert!(matches!(decode_grey(&small, "small.png", tight), Err(PrepError::TooMuchMemory { .. })));
     }
 }

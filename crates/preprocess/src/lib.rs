@@ -31,7 +31,7 @@ pub mod decode;
 pub mod prepare;
 pub mod render;
 
-pub use decode::{DEFAULT_MAX_DECODE_BYTES, Limits, decode_grey, encode_png, read_limited};
+pub use decode::{DEFAULT_MAX_DECODE_BYTES, Limits, decode_grey, encode_png, memory_needed, read_limited};
 pub use prepare::{Invert, Layout, Options, Prepared, prepare};
 
 /// Height and width of the network's input images.
@@ -88,8 +88,8 @@ pub enum PrepError {
     /// [`Limits::max_decode_bytes`] (a decompression bomb, or a photo too
     /// large for the limit), refused before decoding.
     #[error(
-        "{name}: a {width}x{height} {color} image needs {needed} bytes of memory to decode, more than the limit \
-         of {limit} bytes; refused before decoding (scale it down)"
+        "{name}: a {width}x{height} {color} image needs {needed} bytes of memory to decode and prepare, more \
+         than the limit of {limit} bytes; refused before decoding (scale it down)"
     )]
     TooMuchMemory {
         /// The file.

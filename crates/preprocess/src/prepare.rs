@@ -199,9 +199,11 @@ fn resize(image: ArrayView2<'_, f32>, factor: f64, border: BorderMode<f32>) -> A
     augment::zoom(source, factor, Order::Linear).expect("a non-empty image and a positive factor")
 }
 
-/// A Gaussian filter (ndarray-ndimage's) that works on any size: the image
-/// is padded by the filter's radius first, since ndarray-ndimage panics
-/// when the radius exceeds an axis.
+/// A Gaussian filter (ndarray-ndimage's) that works on any size: an image
+/// no larger than the filter's radius is padded by the radius first, since
+/// ndarray-ndimage panics when the radius exceeds an axis. A larger one is
+/// filtered as it is (for the nearest and zero borders, whose padding it
+/// reproduces bit for bit), which saves a large photo two full-size copies.
 fn gaussian(image: ArrayView2<'_, f32>, sigma: f32, border: BorderMode<f32>) -> Array2<f32> {
     const TRUNCATE: usize = 4;
     let radius = (TRUNCATE as f32 * sigma + 0.5) as usize;
@@ -209,6 +211,12 @@ fn gaussian(image: ArrayView2<'_, f32>, sigma: f32, border: BorderMode<f32>) -> 
         BorderMode::Constant(value) => PadMode::Constant(value),
         _ => PadMode::Edge,
     };
+    // A constant border other than 0 is not what padding gives: the padded
+    // margin is filtered too, and weights that do not sum to exactly 1 change it.
+    let border_is_padding = matches!(border, BorderMode::Nearest) || border == BorderMode::Constant(0.0);
+    if border_is_padding && radius < image.nrows().min(image.ncols()) {
+        return ndarray_ndimage::gaussian_filter(&image, sigma, 0, border, TRUNCATE);
+    }
     let padded = ndarray_ndimage::pad(&image, &[[radius, radius]], pad_mode);
     let filtered = ndarray_ndimage::gaussian_filter(&padded, sigma, 0, border, TRUNCATE);
     filtered.slice(s![radius..radius + image.nrows(), radius..radius + image.ncols()]).to_owned()
@@ -433,6 +441,27 @@ mod tests {
         let smoothed = gaussian(image.view(), 5.0, BorderMode::Nearest);
         assert_eq!(smoothed.dim(), (3, 2));
         assert!(smoothed.iter().all(|&v| (v - 1.0).abs() < 1e-5), "{smoothed:?}");
+    }
+
+    #[test]
+    fn filtering_unpadded_gives_the_padded_values_bit_for_bit() {
+        let image = Array2::from_shape_fn((53, 71), |(row, col)| ((row * 31 + col * 17) % 97) as f32 / 96.0);
+        for border in [BorderMode::Nearest, BorderMode::Constant(0.0), BorderMode::Constant(0.25), BorderMode::Reflect]
+        {
+            for sigma in [0.8f32, 3.0, 7.5] {
+                let radius = (4.0 * sigma + 0.5) as usize;
+                let pad_mode = match border {
+                    BorderMode::Constant(value) => PadMode::Constant(value),
+                    _ => PadMode::Edge,
+                };
+                let padded = ndarray_ndimage::pad(&image, &[[radius, radius]], pad_mode);
+                let filtered = ndarray_ndimage::gaussian_filter(&padded, sigma, 0, border, 4);
+                let expected = filtered.slice(s![radius..radius + 53, radius..radius + 71]);
+                let got = gaussian(image.view(), sigma, border);
+                let same = got.iter().zip(expected.iter()).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{border:?}, sigma {sigma}");
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,28 @@
 // The page of `trainer serve`: drawing, runs and mistakes, over the JSON API.
 // Plain JavaScript, no framework and nothing fetched from elsewhere.
+// Everything the server sends enters the page as text (textContent,
+// attributes set one by one), never as HTML: a run's files are data, and a
+// hostile one must not run script (the Content-Security-Policy forbids inline
+// script as a second line).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+
+// An element with attributes and children (strings become text nodes).
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+const svgNs = "http://www.w3.org/2000/svg";
+function svgEl(tag, attributes = {}, text = null) {
+  const node = document.createElementNS(svgNs, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  if (text !== null) node.textContent = text;
+  return node;
+}
 const state = { run: null, selectedRun: null, pollTimer: null, classNames: null };
 
 async function api(path, options) {
@@ -41,7 +61,7 @@ function clearPad() {
   pen.fillRect(0, 0, pad.width, pad.height);
   dirty = false;
   $("predicted").textContent = "–";
-  $("top3").innerHTML = "";
+  $("top3").replaceChildren();
   $("draw-status").textContent = "";
   $("seen").getContext("2d").clearRect(0, 0, 112, 112);
 }
@@ -116,13 +136,12 @@ async function predictBody(body, type, sequence = ++requestsSent, generation = d
 }
 
 function bars(list, predictions) {
-  list.innerHTML = "";
+  list.replaceChildren();
   for (const { name, probability } of predictions) {
-    const item = document.createElement("li");
-    const percent = (probability * 100).toFixed(1);
-    item.innerHTML = `<span class="label"></span><span class="bar"><span style="width:${percent}%"></span></span><span>${percent}%</span>`;
-    item.querySelector(".label").textContent = name;
-    list.appendChild(item);
+    const percent = (Number(probability) * 100).toFixed(1);
+    const fill = el("span");
+    fill.style.width = `${percent}%`;
+    list.appendChild(el("li", {}, el("span", { class: "label" }, String(name)), el("span", { class: "bar" }, fill), `${percent}%`));
   }
 }
 
@@ -149,10 +168,14 @@ function showPrediction(answer) {
   $("draw-status").textContent = `model: ${answer.model}`;
 }
 
+// The API decodes only image/* bodies; a file the browser could not type is
+// sent as one all the same, and the server recognises the format from its bytes.
+const imageType = (file) => (file.type.startsWith("image/") ? file.type : "image/x-unknown");
+
 $("clear").addEventListener("click", clearPad);
 $("file").addEventListener("change", () => {
   const file = $("file").files[0];
-  if (file) predictBody(file, file.type || "application/octet-stream");
+  if (file) predictBody(file, imageType(file));
 });
 pad.addEventListener("dragover", (event) => { event.preventDefault(); pad.classList.add("drop"); });
 pad.addEventListener("dragleave", () => pad.classList.remove("drop"));
@@ -160,7 +183,7 @@ pad.addEventListener("drop", (event) => {
   event.preventDefault();
   pad.classList.remove("drop");
   const file = event.dataTransfer.files[0];
-  if (file) predictBody(file, file.type || "application/octet-stream");
+  if (file) predictBody(file, imageType(file));
 });
 
 // ---- Model choice -----------------------------------------------------------
@@ -168,7 +191,7 @@ async function refreshModels() {
   const select = $("model-select");
   const [{ runs }, current] = await Promise.all([api("/api/runs"), api("/api/model").catch(() => null)]);
   const chosen = select.value;
-  select.innerHTML = "";
+  select.replaceChildren();
   const fallback = document.createElement("option");
   fallback.value = "";
   fallback.textContent = current ? `default (${current.name})` : "default (none yet)";
@@ -188,7 +211,7 @@ $("model-select").addEventListener("change", () => {
 
 // ---- Runs -------------------------------------------------------------------
 function percent(value) {
-  return value == null ? "–" : value.toFixed(4);
+  return typeof value === "number" ? value.toFixed(4) : "–";
 }
 
 async function refreshRuns() {
@@ -200,16 +223,16 @@ async function refreshRuns() {
     return;
   }
   const list = $("run-list");
-  list.innerHTML = "";
-  if (runs.length === 0) list.innerHTML = "<li>No runs yet: train one with <code>trainer --save-dir RUNS/NAME</code>.</li>";
+  list.replaceChildren();
+  if (runs.length === 0) list.appendChild(el("li", {}, "No runs yet: train one with ", el("code", {}, "trainer --save-dir RUNS/NAME"), "."));
   for (const run of runs) {
-    const item = document.createElement("li");
+    const total = Number(run.epochs_total) || Number(run.epochs_done) || 1;
+    const status = run.finished ? `test ${percent(run.test_accuracy)}` : `epoch ${run.epochs_done}/${run.epochs_total ?? "?"}`;
+    const fill = el("span");
+    fill.style.width = `${Math.min(100, (100 * Number(run.epochs_done)) / total)}%`;
+    const item = el("li", {}, el("div", { class: "name" }, String(run.name)), el("div", {}, status), el("div", { class: "progress" }, fill));
     item.dataset.run = run.name;
     item.classList.toggle("selected", run.name === state.selectedRun);
-    const total = run.epochs_total || run.epochs_done || 1;
-    const status = run.finished ? `test ${percent(run.test_accuracy)}` : `epoch ${run.epochs_done}/${run.epochs_total ?? "?"}`;
-    item.innerHTML = `<div class="name"></div><div>${status}</div><div class="progress"><span style="width:${(100 * run.epochs_done) / total}%"></span></div>`;
-    item.querySelector(".name").textContent = run.name;
     item.addEventListener("click", () => selectRun(run.name));
     list.appendChild(item);
   }
@@ -242,15 +265,18 @@ function renderRun(run, records) {
   if (!run) return;
   const detail = $("run-detail");
   if (!records) return;
-  const settings = Object.entries(run.settings).map(([key, value]) => `<tr><th>${key}</th><td>${JSON.stringify(value)}</td></tr>`).join("");
-  detail.innerHTML = `<h2></h2>
-    <p id="run-summary">${run.epochs_done} epochs recorded${run.epochs_total ? ` of ${run.epochs_total}` : ""};
-      best epoch ${run.best_epoch == null ? "–" : run.best_epoch + 1} (validation ${percent(run.best_validation_accuracy)});
-      ${run.finished ? `test accuracy ${percent(run.test_accuracy)}` : "training or stopped"}</p>
-    <div class="charts" id="charts"></div><table class="settings">${settings}</table>`;
-  detail.querySelector("h2").textContent = run.name;
+  const settings = el("table", { class: "settings" });
+  for (const [key, value] of Object.entries(run.settings || {})) {
+    settings.appendChild(el("tr", {}, el("th", {}, key), el("td", {}, JSON.stringify(value))));
+  }
+  const bestEpoch = typeof run.best_epoch === "number" ? run.best_epoch + 1 : "–";
+  const summary = `${run.epochs_done} epochs recorded${run.epochs_total ? ` of ${run.epochs_total}` : ""}; ` +
+    `best epoch ${bestEpoch} (validation ${percent(run.best_validation_accuracy)}); ` +
+    (run.finished ? `test accuracy ${percent(run.test_accuracy)}` : "training or stopped");
+  const charts = el("div", { class: "charts", id: "charts" });
+  const problems = (run.problems || []).map((problem) => el("p", { class: "status problem" }, String(problem)));
+  detail.replaceChildren(el("h2", {}, String(run.name)), el("p", { id: "run-summary" }, summary), ...problems, charts, settings);
   const epochs = records.epochs;
-  const charts = $("charts");
   charts.appendChild(chart("loss", [
     { name: "training", color: "#1f77b4", points: epochs.map((r) => [r.epoch + 1, r.loss]) },
     { name: "validation", color: "#ff7f0e", points: epochs.filter((r) => r.validation_loss != null).map((r) => [r.epoch + 1, r.validation_loss]) },
@@ -261,40 +287,40 @@ function renderRun(run, records) {
   ], run.best_epoch));
 }
 
-// A line chart as SVG: series of [x, y] points, the best epoch dashed.
+// A line chart as SVG: series of [x, y] points, the best epoch dashed. Built
+// element by element: the numbers come from run files, so nothing is parsed as markup.
 function chart(title, series, bestEpoch) {
   const width = 520, height = 300, left = 56, right = 12, top = 28, bottom = 36;
-  const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
+  const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const xs = all.map(([x]) => x), ys = all.map(([, y]) => y);
   const xMax = Math.max(2, ...xs), yMin = Math.min(...ys), yMax = Math.max(...ys);
   const pad = Math.max((yMax - yMin) * 0.08, 1e-3);
   const y0 = yMin - pad, y1 = yMax + pad;
   const px = (x) => left + ((x - 1) / Math.max(xMax - 1, 1)) * (width - left - right);
   const py = (y) => top + (1 - (y - y0) / (y1 - y0 || 1)) * (height - top - bottom);
-  const svgNs = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(svgNs, "svg");
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  svg.setAttribute("class", "chart");
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart" });
   svg.dataset.chart = title;
-  let markup = `<text x="${width / 2}" y="18" text-anchor="middle" font-size="15">${title}</text>`;
+  svg.appendChild(svgEl("text", { x: width / 2, y: 18, "text-anchor": "middle", "font-size": 15 }, title));
   for (let tick = 0; tick <= 4; tick++) {
     const value = y0 + ((y1 - y0) * tick) / 4;
-    markup += `<line x1="${left}" x2="${width - right}" y1="${py(value)}" y2="${py(value)}" stroke="#eee"/>`;
-    markup += `<text x="${left - 6}" y="${py(value) + 4}" text-anchor="end" font-size="11">${value.toFixed(title === "loss" ? 3 : 4)}</text>`;
+    svg.appendChild(svgEl("line", { x1: left, x2: width - right, y1: py(value), y2: py(value), stroke: "#eee" }));
+    svg.appendChild(svgEl("text", { x: left - 6, y: py(value) + 4, "text-anchor": "end", "font-size": 11 }, value.toFixed(title === "loss" ? 3 : 4)));
   }
-  markup += `<text x="${(left + width - right) / 2}" y="${height - 6}" text-anchor="middle" font-size="12">epoch (1 to ${xMax})</text>`;
-  if (bestEpoch != null) {
+  svg.appendChild(svgEl("text", { x: (left + width - right) / 2, y: height - 6, "text-anchor": "middle", "font-size": 12 }, `epoch (1 to ${xMax})`));
+  if (typeof bestEpoch === "number") {
     const x = px(bestEpoch + 1);
-    markup += `<line class="best" x1="${x}" x2="${x}" y1="${top}" y2="${height - bottom}" stroke="#2ca02c" stroke-dasharray="5,4"/>`;
+    svg.appendChild(svgEl("line", { class: "best", x1: x, x2: x, y1: top, y2: height - bottom, stroke: "#2ca02c", "stroke-dasharray": "5,4" }));
   }
   series.forEach((s, index) => {
-    if (s.points.length === 0) return;
-    const path = s.points.map(([x, y], i) => `${i ? "L" : "M"}${px(x).toFixed(1)},${py(y).toFixed(1)}`).join("");
-    markup += `<path class="series" data-series="${s.name}" d="${path}" fill="none" stroke="${s.color}" stroke-width="2"/>`;
-    for (const [x, y] of s.points) markup += `<circle cx="${px(x)}" cy="${py(y)}" r="2.5" fill="${s.color}"/>`;
-    markup += `<text x="${width - right - 90}" y="${top + 16 + 16 * index}" font-size="12" fill="${s.color}">${s.name}</text>`;
+    const points = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+    if (points.length === 0) return;
+    const path = points.map(([x, y], i) => `${i ? "L" : "M"}${px(x).toFixed(1)},${py(y).toFixed(1)}`).join("");
+    const line = svgEl("path", { class: "series", d: path, fill: "none", stroke: s.color, "stroke-width": 2 });
+    line.dataset.series = s.name;
+    svg.appendChild(line);
+    for (const [x, y] of points) svg.appendChild(svgEl("circle", { cx: px(x), cy: py(y), r: 2.5, fill: s.color }));
+    svg.appendChild(svgEl("text", { x: width - right - 90, y: top + 16 + 16 * index, "font-size": 12, fill: s.color }, s.name));
   });
-  svg.innerHTML = markup;
   return svg;
 }
 
@@ -312,8 +338,8 @@ async function loadMistakes() {
     return loadMistakes();
   }
   status.textContent = `Evaluating the test set with ${name}'s best checkpoint…`;
-  $("mistake-grid").innerHTML = "";
-  $("mistake-detail").innerHTML = "";
+  $("mistake-grid").replaceChildren();
+  $("mistake-detail").replaceChildren();
   try {
     const { test } = await api(`/api/runs/${encodeURIComponent(name)}/mistakes`);
     state.classNames = test.class_names;
@@ -339,9 +365,9 @@ async function loadMistakes() {
 
 function showMistake(cell, mistake, classNames) {
   for (const other of document.querySelectorAll(".mistake")) other.classList.toggle("selected", other === cell);
-  const detail = $("mistake-detail");
-  detail.innerHTML = `<canvas width="112" height="112"></canvas><div><div id="mistake-title"></div><ol class="bars" id="mistake-bars"></ol></div>`;
-  paint(detail.querySelector("canvas"), mistake.pixels, 255);
+  const canvas = el("canvas", { width: 112, height: 112 });
+  $("mistake-detail").replaceChildren(canvas, el("div", {}, el("div", { id: "mistake-title" }), el("ol", { class: "bars", id: "mistake-bars" })));
+  paint(canvas, mistake.pixels, 255);
   $("mistake-title").textContent =
     `test image ${mistake.index}: true ${classNames[mistake.true_class]}, predicted ${classNames[mistake.predicted_class]}`;
   const ranked = mistake.probabilities.map((probability, index) => ({ name: classNames[index], probability }))

@@ -219,3 +219,53 @@ async fn the_page_draws_watches_runs_and_shows_mistakes_in_chromium() {
     assert!(width.as_f64().unwrap() <= 390.0, "the pad overflows a phone-width screen: {width}");
     client.close().await.unwrap();
 }
+
+/// Markup that runs script if a page ever parses it as HTML.
+const HOSTILE: &str = "<img src=x onerror=\"window.pwned=(window.pwned||0)+1\">";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_run_cannot_run_script_in_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    // The folder's name, a setting's name and value, and a record's fields all carry markup.
+    let name = "<img src=x onerror=window.pwned=100>";
+    let run = runs.join(name);
+    std::fs::create_dir_all(&run).unwrap();
+    let config = json!({"settings": {"network": HOSTILE, "epochs": 3, HOSTILE: 1, "data": {"dataset": HOSTILE}}});
+    std::fs::write(run.join("config.json"), config.to_string()).unwrap();
+    let record = json!({"epoch": 0, "loss": 0.5, "train_accuracy": 0.9, "validation_accuracy": 0.91,
+        "validation_loss": HOSTILE, "best_epoch": HOSTILE});
+    std::fs::write(run.join("metrics.jsonl"), format!("{record}\n")).unwrap();
+    let (_server, url) = start_server(&runs);
+    let (_driver, port) = start_driver();
+    let client = browser(port).await;
+    client.goto(&url).await.unwrap();
+    client.find(Locator::Id("tab-runs")).await.unwrap().click().await.unwrap();
+    wait_until(&client, "document.querySelectorAll('#run-list li').length === 1", "the planted run listed").await;
+    client.find(Locator::Css("#run-list li")).await.unwrap().click().await.unwrap();
+    wait_until(&client, "document.querySelector('#run-detail table.settings') !== null", "the run's settings").await;
+    // Give an image that failed to load time to fire its handler.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ran = client.execute("return window.pwned === undefined ? 0 : window.pwned;", Vec::new()).await.unwrap();
+    assert_eq!(ran, json!(0), "markup from a run's files ran script");
+    let images = client.execute("return document.querySelectorAll('#view-runs img').length;", Vec::new()).await;
+    assert_eq!(images.unwrap(), json!(0), "markup from a run's files became elements");
+    let shown = client.execute("return document.getElementById('view-runs').textContent;", Vec::new()).await.unwrap();
+    let shown = shown.as_str().unwrap();
+    assert!(shown.contains(name) && shown.contains("onerror=\\\"window.pwned"), "shown as text: {shown}");
+
+    // The policy is a second line: inline script is refused even if markup got in.
+    let policy = client
+        .execute_async(
+            "const done = arguments[0]; fetch('/').then((r) => done(r.headers.get('content-security-policy')));",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert!(policy.as_str().unwrap().contains("script-src 'self'"), "{policy}");
+    client.execute("document.body.insertAdjacentHTML('beforeend', arguments[0]);", vec![json!(HOSTILE)]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ran = client.execute("return window.pwned === undefined ? 0 : window.pwned;", Vec::new()).await.unwrap();
+    assert_eq!(ran, json!(0), "the Content-Security-Policy let an inline handler run");
+    client.close().await.unwrap();
+}
