@@ -182,9 +182,15 @@ impl Drop for KillOnDrop {
 /// `trainer serve` over `runs` on a free loopback port (CPU, two threads,
 /// the repository's data), and the line it prints first: `serving on http://ADDRESS/ (...)`.
 pub fn start_serve(runs: &Path) -> (KillOnDrop, String) {
+    start_serve_with(runs, &[])
+}
+
+/// [`start_serve`] with more flags.
+pub fn start_serve_with(runs: &Path, extra: &[&str]) -> (KillOnDrop, String) {
     use std::io::BufRead;
     let mut child = trainer()
         .args(["serve", "--runs", &runs.display().to_string(), "--addr", "127.0.0.1:0"])
+        .args(extra)
         .args(["--device", "cpu", "--threads", "2", "--data-dir", &data_dir().display().to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
