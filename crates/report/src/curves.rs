@@ -14,7 +14,8 @@ pub struct EpochPoint {
     pub train_loss: f64,
     /// Mean loss on the validation images, when recorded.
     pub validation_loss: Option<f64>,
-    /// Accuracy on the training images.
+    /// Accuracy on a random sample of the training images (see
+    /// [`Curves::train_sample_images`]).
     pub train_accuracy: f64,
     /// Accuracy on the validation images.
     pub validation_accuracy: f64,
@@ -31,6 +32,26 @@ pub struct Curves {
     pub best_epoch: Option<u64>,
     /// The best checkpoint's test accuracy, annotated when the run has one.
     pub test_accuracy: Option<f64>,
+    /// How many training images each epoch's training accuracy was measured
+    /// on, when known: the curve is then drawn with its 95% interval (a
+    /// sample of 500 images puts 0.99 anywhere from 0.977 to 0.996).
+    pub train_sample_images: Option<u64>,
+}
+
+/// The 95% Wilson score interval of an accuracy measured on `n` images:
+/// unlike the normal approximation it stays within `[0, 1]` near 1.
+///
+/// ```
+/// let (low, high) = report::wilson_interval(0.99, 500);
+/// assert!((low - 0.9768).abs() < 1e-3 && (high - 0.9957).abs() < 1e-3);
+/// ```
+pub fn wilson_interval(accuracy: f64, n: u64) -> (f64, f64) {
+    const Z: f64 = 1.959_963_984_540_054;
+    let n = n.max(1) as f64;
+    let denominator = 1.0 + Z * Z / n;
+    let centre = (accuracy + Z * Z / (2.0 * n)) / denominator;
+    let half = Z * (accuracy * (1.0 - accuracy) / n + Z * Z / (4.0 * n * n)).max(0.0).sqrt() / denominator;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
 const SIZE: (u32, u32) = (1200, 480);
@@ -60,10 +81,25 @@ pub fn curves_png(curves: &Curves) -> Result<Vec<u8>, ReportError> {
     Ok(encode_png(rgb, SIZE))
 }
 
+/// The last epoch plotted (1-based), at least 2.
+fn last_epoch(curves: &Curves) -> u64 {
+    curves.epochs.iter().map(|point| point.epoch + 1).max().unwrap_or(1).max(2)
+}
+
 /// The x range: epochs 1 to the last (at least two ticks wide).
 fn epoch_range(curves: &Curves) -> std::ops::Range<f64> {
-    let last = curves.epochs.iter().map(|point| point.epoch + 1).max().unwrap_or(1);
-    0.5..(last as f64 + 0.5).max(2.5)
+    0.5..last_epoch(curves) as f64 + 0.5
+}
+
+/// At most as many x labels as epochs (and 10), so that plotters' tick
+/// step is a whole number of epochs and each epoch is labelled once.
+fn epoch_labels(curves: &Curves) -> usize {
+    last_epoch(curves).min(10) as usize
+}
+
+/// An epoch tick's label: whole epochs only.
+fn epoch_label(epoch: &f64) -> String {
+    if epoch.fract() == 0.0 { format!("{epoch:.0}") } else { String::new() }
 }
 
 /// A range covering `values` with a little room, within `[floor, ceiling]`.
@@ -107,7 +143,8 @@ fn draw_losses<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &Curve
     chart
         .configure_mesh()
         .x_desc("epoch")
-        .x_label_formatter(&|epoch| format!("{epoch:.0}"))
+        .x_labels(epoch_labels(curves))
+        .x_label_formatter(&epoch_label)
         .label_style((font(), 14))
         .axis_desc_style((font(), 15))
         .draw()?;
@@ -147,13 +184,21 @@ fn draw_accuracies<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &C
     chart
         .configure_mesh()
         .x_desc("epoch")
-        .x_label_formatter(&|epoch| format!("{epoch:.0}"))
+        .x_labels(epoch_labels(curves))
+        .x_label_formatter(&epoch_label)
         .y_label_formatter(&|value| format!("{value:.3}"))
         .label_style((font(), 14))
         .axis_desc_style((font(), 15))
         .draw()?;
+    let train_label = match curves.train_sample_images {
+        Some(n) => {
+            draw_interval(&mut chart, curves, n)?;
+            format!("training ({n} random images an epoch, 95% interval)")
+        }
+        None => "training (a random sample)".to_owned(),
+    };
     let train = curves.epochs.iter().map(|point| ((point.epoch + 1) as f64, point.train_accuracy));
-    chart.draw_series(LineSeries::new(train, TRAIN.stroke_width(2)))?.label("training").legend(legend(TRAIN));
+    chart.draw_series(LineSeries::new(train, TRAIN.stroke_width(2)))?.label(train_label).legend(legend(TRAIN));
     let validation = curves.epochs.iter().map(|point| ((point.epoch + 1) as f64, point.validation_accuracy));
     chart
         .draw_series(LineSeries::new(validation, VALIDATION.stroke_width(2)))?
@@ -173,15 +218,22 @@ fn draw_accuracies<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &C
         .draw()
 }
 
+type EpochChart<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// The training accuracy's 95% interval as a shaded band.
+fn draw_interval<DB: DrawingBackend>(chart: &mut EpochChart<'_, DB>, curves: &Curves, n: u64) -> DrawResult<DB> {
+    let finite: Vec<&EpochPoint> = curves.epochs.iter().filter(|point| point.train_accuracy.is_finite()).collect();
+    let x = |point: &EpochPoint| (point.epoch + 1) as f64;
+    let upper = finite.iter().map(|point| (x(point), wilson_interval(point.train_accuracy, n).1));
+    let lower = finite.iter().rev().map(|point| (x(point), wilson_interval(point.train_accuracy, n).0));
+    let outline: Vec<(f64, f64)> = upper.chain(lower).collect();
+    chart.draw_series([Polygon::new(outline, TRAIN.mix(0.18).filled())])?;
+    Ok(())
+}
+
 /// A dashed vertical line at the best epoch, labelled.
-fn mark_best<DB: DrawingBackend>(
-    chart: &mut ChartContext<
-        '_,
-        DB,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
-    curves: &Curves,
-) -> DrawResult<DB> {
+fn mark_best<DB: DrawingBackend>(chart: &mut EpochChart<'_, DB>, curves: &Curves) -> DrawResult<DB> {
     let Some(best) = curves.best_epoch else { return Ok(()) };
     let x = (best + 1) as f64;
     let y_range = chart.y_range();

@@ -25,6 +25,7 @@
 //!     epochs: vec![point(0, 0.9), point(1, 0.95)],
 //!     best_epoch: Some(1),
 //!     test_accuracy: Some(0.94),
+//!     train_sample_images: Some(500),
 //! };
 //! let svg = curves_svg(&curves).unwrap();
 //! assert!(svg.starts_with("<svg") && svg.contains("test accuracy 0.9400"));
@@ -37,7 +38,7 @@ mod html;
 mod mistakes;
 
 pub use confusion::confusion_png;
-pub use curves::{Curves, EpochPoint, curves_png, curves_svg};
+pub use curves::{Curves, EpochPoint, curves_png, curves_svg, wilson_interval};
 pub use html::{Figure, Page, index_html};
 pub use mistakes::{Mistake, mistakes_png};
 

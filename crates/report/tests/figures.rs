@@ -19,7 +19,13 @@ fn curves(n_epochs: u64, test_accuracy: Option<f64>) -> Curves {
             }
         })
         .collect();
-    Curves { title: "synthetic run".into(), epochs, best_epoch: Some(n_epochs.saturating_sub(2)), test_accuracy }
+    Curves {
+        title: "synthetic run".into(),
+        epochs,
+        best_epoch: Some(n_epochs.saturating_sub(2)),
+        test_accuracy,
+        train_sample_images: Some(500),
+    }
 }
 
 fn decode(png: &[u8]) -> image::RgbImage {
@@ -131,4 +137,42 @@ fn the_page_inlines_everything_and_escapes_text() {
     assert!(
         !html.contains("http://") && !html.contains("https://") || html.matches("http").all(|_| html.contains("xmlns"))
     );
+}
+
+/// The text of every `<text>` element of an SVG.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|rest| Some(rest.split_once('>')?.1.split_once("</text>")?.0.to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_epoch_is_labelled_once_and_only_whole_epochs() {
+    for n_epochs in [1u64, 2, 3, 7, 15, 50] {
+        let svg = curves_svg(&curves(n_epochs, None)).unwrap();
+        let texts = svg_texts(&svg);
+        let labels: Vec<u64> = texts.iter().filter_map(|text| text.trim().parse::<u64>().ok()).collect();
+        // Two charts, each with its own epoch axis.
+        let mut per_chart = labels.clone();
+        per_chart.sort_unstable();
+        per_chart.dedup();
+        assert_eq!(labels.len(), 2 * per_chart.len(), "{n_epochs} epochs: labels {labels:?}");
+        assert!(per_chart.iter().all(|&epoch| (1..=n_epochs.max(2)).contains(&epoch)), "{per_chart:?}");
+        assert!(per_chart.len() >= 2, "{n_epochs} epochs: {per_chart:?}");
+        assert!(!texts.iter().any(|text| text.contains('.') && text.trim().parse::<f64>().is_ok_and(|v| v > 1.5)));
+    }
+}
+
+#[test]
+fn the_training_accuracy_is_drawn_with_its_interval_and_says_so() {
+    let svg = curves_svg(&curves(5, None)).unwrap();
+    assert!(svg.contains("training (500 random images an epoch, 95% interval)"), "the legend names the sample");
+    assert!(svg.contains("<polygon"), "the interval is a band");
+    let mut without = curves(5, None);
+    without.train_sample_images = None;
+    let svg = curves_svg(&without).unwrap();
+    assert!(svg.contains("training (a random sample)") && !svg.contains("<polygon"));
+    let (low, high) = report::wilson_interval(1.0, 500);
+    assert!(high == 1.0 && low > 0.99 && low < 0.995, "{low}");
 }

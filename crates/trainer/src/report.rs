@@ -65,6 +65,14 @@ pub fn read_records(path: &Path) -> Result<Records> {
 }
 
 /// The run's settings from `config.json`, as `key: value` rows (empty without one).
+/// How many training images each epoch's training accuracy was measured on
+/// (the recipe's `train_accuracy_images`), when the run recorded it.
+fn train_sample_images(run: &RunDir) -> Option<u64> {
+    let text = std::fs::read_to_string(run.config_path()).ok()?;
+    let config: Value = serde_json::from_str(&text).ok()?;
+    config["recipe"]["train_accuracy_images"].as_u64()
+}
+
 fn settings(run: &RunDir) -> Vec<(String, String)> {
     let Ok(text) = std::fs::read_to_string(run.config_path()) else { return Vec::new() };
     let Ok(config) = serde_json::from_str::<Value>(&text) else { return Vec::new() };
@@ -223,8 +231,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create --out {}", out.display()))?;
     let name = run_name(&args.save_dir);
     let test_accuracy = records.test.as_ref().and_then(|test| test.get("accuracy")).and_then(Value::as_f64);
-    let curves =
-        Curves { title: name.clone(), epochs: records.epochs.clone(), best_epoch: records.best_epoch, test_accuracy };
+    let curves = Curves {
+        title: name.clone(),
+        epochs: records.epochs.clone(),
+        best_epoch: records.best_epoch,
+        test_accuracy,
+        train_sample_images: train_sample_images(&run),
+    };
     let svg = report::curves_svg(&curves)?;
     let mut written =
         vec![write(&out, "curves.svg", svg.as_bytes())?, write(&out, "curves.png", &report::curves_png(&curves)?)?];
