@@ -62,9 +62,10 @@ fn crates_depend_only_as_the_architecture_allows() {
         ("model", &[]),
         ("preprocess", &["augment"]),
         ("report", &[]),
-        ("serve", &["preprocess"]),
+        ("runfiles", &[]),
+        ("serve", &["preprocess", "runfiles"]),
         ("xtask", &[]),
-        ("trainer", &["augment", "idx", "model", "preprocess", "report", "serve"]),
+        ("trainer", &["augment", "idx", "model", "preprocess", "report", "runfiles", "serve"]),
     ];
     for (name, expected) in allowed {
         assert_eq!(ours(name), set(expected), "{name}'s workspace dependencies differ from docs/ARCHITECTURE.md");

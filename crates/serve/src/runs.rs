@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use runfiles::Records;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -49,33 +50,6 @@ pub struct RunInfo {
     pub problems: Vec<String>,
 }
 
-/// The records of `metrics.jsonl` that parse, and how many lines did not
-/// (a line being written, or torn by a kill).
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct Records {
-    /// Epoch records, in order.
-    pub epochs: Vec<Value>,
-    /// The final test record.
-    pub test: Option<Value>,
-    /// Lines skipped.
-    pub skipped_lines: usize,
-}
-
-/// Parses `metrics.jsonl` leniently: lines that are not records are counted, not fatal.
-fn parse_records(text: &str) -> Records {
-    let mut records = Records::default();
-    for line in text.lines().filter(|line| !line.trim().is_empty()) {
-        match serde_json::from_str::<Value>(line) {
-            Ok(record) if record.get("test").is_some() => records.test = record.get("test").cloned(),
-            // A learning-rate change made on resume: a record, not an epoch.
-            Ok(record) if record.get("recipe_change").is_some() => {}
-            Ok(record) if record.get("epoch").and_then(Value::as_u64).is_some() => records.epochs.push(record),
-            _ => records.skipped_lines += 1,
-        }
-    }
-    records
-}
-
 /// A run's parsed records, or why they could not be read.
 type RecordsEntry = Result<Arc<Records>, FileProblem>;
 
@@ -118,7 +92,7 @@ impl Runs {
         let limit = self.limits.max_records_bytes;
         let read = |path: &Path| {
             let (_, bytes) = read_regular(path, limit)?;
-            Ok(Arc::new(parse_records(&String::from_utf8_lossy(&bytes))))
+            Ok(Arc::new(Records::parse(&String::from_utf8_lossy(&bytes))))
         };
         match self.records.get(&run.join(self.layout.metrics), read) {
             Ok(entry) => entry,
@@ -158,20 +132,15 @@ impl Runs {
         });
         let (config, config_problem) = self.config(path);
         problems.extend(config_problem.map(|problem| problem.to_string()));
-        let last = records.epochs.last();
-        let best_epoch = last.and_then(|record| record["best_epoch"].as_u64());
-        let best_validation_accuracy = best_epoch.and_then(|best| {
-            records.epochs.iter().find(|record| record["epoch"].as_u64() == Some(best))?["validation_accuracy"].as_f64()
-        });
         let updated =
             regular_stamp(&path.join(self.layout.metrics)).map_or(0.0, |stamp| stamp.modified_ns as f64 / 1e9);
         RunInfo {
             name,
             epochs_done: records.epochs.len(),
             epochs_total: config["settings"]["epochs"].as_u64(),
-            best_epoch,
-            best_validation_accuracy,
-            test_accuracy: records.test.as_ref().and_then(|test| test["accuracy"].as_f64()),
+            best_epoch: records.best_epoch(),
+            best_validation_accuracy: records.best_validation_accuracy(),
+            test_accuracy: records.test.as_ref().map(|test| test.accuracy),
             finished: records.test.is_some(),
             has_checkpoint: self.best_checkpoint(path).is_ok(),
             settings: shown_settings(&config),
@@ -271,7 +240,7 @@ mod tests {
     #[test]
     fn names_are_checked_against_the_listing() {
         let dir = tempfile::tempdir().unwrap();
-        make_run(dir.path(), "a", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.9}\n", true);
+        make_run(dir.path(), "a", "{\"epoch\":0,\"loss\":0.5,\"best_epoch\":0,\"validation_accuracy\":0.9}\n", true);
         std::fs::create_dir(dir.path().join("not-a-run")).unwrap();
         let runs = runs(dir.path());
         assert_eq!(runs.resolve("a"), Some(dir.path().join("a")));
@@ -286,11 +255,16 @@ mod tests {
         make_run(
             dir.path(),
             "done",
-            "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.9}\n{\"test\":{\"accuracy\":0.91}}\n",
+            "{\"epoch\":0,\"loss\":0.5,\"best_epoch\":0,\"validation_accuracy\":0.9}\n{\"test\":{\"accuracy\":0.91}}\n",
             true,
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
-        make_run(dir.path(), "training", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.8}\n{\"epo", true);
+        make_run(
+            dir.path(),
+            "training",
+            "{\"epoch\":0,\"loss\":0.5,\"best_epoch\":0,\"validation_accuracy\":0.8}\n{\"epo",
+            true,
+        );
         let runs = runs(dir.path());
         let records = runs.records(&dir.path().join("training")).unwrap();
         assert_eq!((records.epochs.len(), records.skipped_lines), (1, 1));
@@ -305,12 +279,22 @@ mod tests {
     fn links_fifos_and_oversized_records_are_not_followed_or_read() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
-        make_run(outside.path(), "elsewhere", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.5}\n", true);
+        make_run(
+            outside.path(),
+            "elsewhere",
+            "{\"epoch\":0,\"loss\":0.5,\"best_epoch\":0,\"validation_accuracy\":0.5}\n",
+            true,
+        );
         let runs_dir = dir.path().join("runs");
         std::fs::create_dir(&runs_dir).unwrap();
         // A linked run folder is not a run; a linked checkpoint is no checkpoint.
         std::os::unix::fs::symlink(outside.path().join("elsewhere"), runs_dir.join("linked")).unwrap();
-        make_run(&runs_dir, "local", "{\"epoch\":0,\"best_epoch\":0,\"validation_accuracy\":0.7}\n", false);
+        make_run(
+            &runs_dir,
+            "local",
+            "{\"epoch\":0,\"loss\":0.5,\"best_epoch\":0,\"validation_accuracy\":0.7}\n",
+            false,
+        );
         std::os::unix::fs::symlink(
             outside.path().join("elsewhere").join(LAYOUT.best_checkpoint),
             runs_dir.join("local").join(LAYOUT.best_checkpoint),

@@ -10,58 +10,28 @@ use anyhow::{Context, Result, bail};
 use idx::mnist::Split;
 use model::probabilities;
 use report::{Curves, EpochPoint, Figure, Mistake, Page};
+use runfiles::{EpochRecord, Records};
 use serde_json::Value;
 use tch::Device;
 
 use crate::cli::{DataArgs, Dataset, ReportArgs};
 use crate::run_dir::{self, RunDir};
 
-/// What `metrics.jsonl` holds so far.
-#[derive(Debug, Default, PartialEq)]
-pub struct Records {
-    /// One record per finished epoch.
-    pub epochs: Vec<EpochPoint>,
-    /// The best epoch of the newest record.
-    pub best_epoch: Option<u64>,
-    /// The final test record, once the run has finished.
-    pub test: Option<Value>,
-    /// Lines that are not records (a line a killed run left half-written).
-    pub skipped_lines: usize,
-}
-
-/// Reads `metrics.jsonl`, skipping lines that do not parse.
+/// Reads `metrics.jsonl`, skipping lines that are not records.
 pub fn read_records(path: &Path) -> Result<Records> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut records = Records::default();
-    for line in text.lines().filter(|line| !line.trim().is_empty()) {
-        let Ok(record) = serde_json::from_str::<Value>(line) else {
-            records.skipped_lines += 1;
-            continue;
-        };
-        if let Some(test) = record.get("test") {
-            records.test = Some(test.clone());
-            continue;
-        }
-        // A learning-rate change made on resume: a record, not an epoch.
-        if record.get("recipe_change").is_some() {
-            continue;
-        }
-        let number = |key: &str| record.get(key).and_then(Value::as_f64);
-        match (record.get("epoch").and_then(Value::as_u64), number("loss"), number("validation_accuracy")) {
-            (Some(epoch), Some(train_loss), Some(validation_accuracy)) => {
-                records.epochs.push(EpochPoint {
-                    epoch,
-                    train_loss,
-                    validation_loss: number("validation_loss"),
-                    train_accuracy: number("train_accuracy").unwrap_or(f64::NAN),
-                    validation_accuracy,
-                });
-                records.best_epoch = record.get("best_epoch").and_then(Value::as_u64).or(records.best_epoch);
-            }
-            _ => records.skipped_lines += 1,
-        }
+    Ok(Records::parse(&text))
+}
+
+/// An epoch's record as the curves plot it.
+fn epoch_point(record: &EpochRecord) -> EpochPoint {
+    EpochPoint {
+        epoch: record.epoch,
+        train_loss: record.loss,
+        validation_loss: record.validation_loss,
+        train_accuracy: record.train_accuracy.unwrap_or(f64::NAN),
+        validation_accuracy: record.validation_accuracy,
     }
-    Ok(records)
 }
 
 /// The run's settings from `config.json`, as `key: value` rows (empty without one).
@@ -185,7 +155,7 @@ fn facts(records: &Records, test_accuracy: Option<f64>) -> Vec<(String, String)>
     let status = if records.test.is_some() { "finished" } else { "training (or stopped)" };
     facts.push(("status".into(), status.into()));
     facts.push(("epochs recorded".into(), records.epochs.len().to_string()));
-    if let Some(best) = records.best_epoch.and_then(|best| records.epochs.iter().find(|point| point.epoch == best)) {
+    if let Some(best) = records.best_epoch().and_then(|best| records.epochs.iter().find(|point| point.epoch == best)) {
         let text = format!("{} (validation accuracy {:.4})", best.epoch + 1, best.validation_accuracy);
         facts.push(("best epoch".into(), text));
     }
@@ -230,11 +200,11 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| args.save_dir.join("report"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create --out {}", out.display()))?;
     let name = run_name(&args.save_dir);
-    let test_accuracy = records.test.as_ref().and_then(|test| test.get("accuracy")).and_then(Value::as_f64);
+    let test_accuracy = records.test.as_ref().map(|test| test.accuracy);
     let curves = Curves {
         title: name.clone(),
-        epochs: records.epochs.clone(),
-        best_epoch: records.best_epoch,
+        epochs: records.epochs.iter().map(epoch_point).collect(),
+        best_epoch: records.best_epoch(),
         test_accuracy,
         train_sample_images: train_sample_images(&run),
     };
@@ -284,8 +254,8 @@ mod tests {
         let records = read_records(&path).unwrap();
         assert_eq!(records.epochs.len(), 2);
         assert_eq!(records.epochs[1].validation_loss, None);
-        assert_eq!(records.best_epoch, Some(0));
-        assert_eq!(records.test.unwrap()["accuracy"], 0.93);
+        assert_eq!(records.best_epoch(), Some(0));
+        assert_eq!(records.test.unwrap().accuracy, 0.93);
         assert_eq!(records.skipped_lines, 2);
     }
 }

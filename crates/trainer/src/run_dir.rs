@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use atomic_write_file::AtomicWriteFile;
 use model::{Adam, CheckpointMeta, Network};
+use runfiles::Record;
 
 use crate::fault;
 
@@ -305,19 +306,19 @@ pub fn append_line(path: &Path, value: &serde_json::Value) -> Result<()> {
 /// records of earlier epochs and the recipe changes made before `step` (a
 /// change made at the checkpoint it resumes from came after that file was
 /// written). Lines a killed run left half-written are dropped.
-pub fn read_metrics_before(path: &Path, epoch: u64, step: u64) -> Result<Vec<serde_json::Value>> {
+pub fn read_metrics_before(path: &Path, epoch: u64, step: u64) -> Result<Vec<Record>> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
     };
-    let number = |value: &serde_json::Value, key: &str| value.get(key).and_then(serde_json::Value::as_u64);
     Ok(text
         .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|record| match record.get("recipe_change") {
-            Some(change) => number(change, "step").is_some_and(|changed| changed < step),
-            None => number(record, "epoch").is_some_and(|recorded| recorded < epoch),
+        .filter_map(Record::parse)
+        .filter(|record| match record {
+            Record::RecipeChange(change) => change.step < step,
+            Record::Epoch(record) => record.epoch < epoch,
+            Record::Test(_) => false,
         })
         .collect())
 }
@@ -365,15 +366,18 @@ mod tests {
     fn metrics_before_an_epoch_skip_later_and_torn_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
-        fs::write(&path, "{\"epoch\":0}\n{\"epoch\":1}\n{\"epoch\":2}\n{\"epo").unwrap();
+        let epoch = |epoch: u64| serde_json::json!({"epoch": epoch, "loss": 0.5, "validation_accuracy": 0.9});
+        let lines = |values: &[serde_json::Value]| values.iter().map(|value| format!("{value}\n")).collect::<String>();
+        let values = |records: Vec<Record>| records.iter().map(Record::to_value).collect::<Vec<_>>();
+        fs::write(&path, lines(&[epoch(0), epoch(1), epoch(2)]) + "{\"epo").unwrap();
         let kept = read_metrics_before(&path, 2, 100).unwrap();
-        assert_eq!(kept, vec![serde_json::json!({"epoch": 0}), serde_json::json!({"epoch": 1})]);
+        assert_eq!(values(kept), vec![epoch(0), epoch(1)]);
         assert!(read_metrics_before(&dir.path().join("none"), 5, 100).unwrap().is_empty());
         // Recipe changes are kept when made before the resumed step.
-        let change = |step: u64| serde_json::json!({"recipe_change": {"step": step, "learning_rate": {"to": 1e-4}}});
-        fs::write(&path, format!("{{\"epoch\":0}}\n{}\n{{\"epoch\":1}}\n{}\n", change(30), change(60))).unwrap();
+        let change = |step: u64| serde_json::json!({"recipe_change": {"epoch": 1, "step": step, "learning_rate": {"from": 1e-3, "to": 1e-4}}});
+        fs::write(&path, lines(&[epoch(0), change(30), epoch(1), change(60)])).unwrap();
         let kept = read_metrics_before(&path, 2, 60).unwrap();
-        assert_eq!(kept, vec![serde_json::json!({"epoch": 0}), change(30), serde_json::json!({"epoch": 1})]);
+        assert_eq!(values(kept), vec![epoch(0), change(30), epoch(1)]);
     }
 
     #[test]

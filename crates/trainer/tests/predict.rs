@@ -100,12 +100,16 @@ fn bad_inputs_are_named_and_the_others_still_predicted() {
     let good = png(&digit);
     let mut huge = b"P5 100000 100000 255\n".to_vec();
     huge.extend([0u8; 64]);
-    let files: [(&str, Vec<u8>); 6] = [
+    // Under the pixel limit, over the memory one: 62 megapixels would take 1.06 GB to decode and prepare.
+    let mut bomb = b"P5 7900 7900 255\n".to_vec();
+    bomb.extend([0u8; 64]);
+    let files: [(&str, Vec<u8>); 7] = [
         ("good.png", good.clone()),
         ("notes.png", b"shopping list: eggs".to_vec()),
         ("truncated.png", good[..good.len() / 2].to_vec()),
         ("empty.png", Vec::new()),
         ("huge.pgm", huge),
+        ("bomb.pgm", bomb),
         ("blank.png", png(&Array2::from_elem((50, 50), 1.0))),
     ];
     let mut args = vec!["predict".to_owned(), "--checkpoint".to_owned(), trained_checkpoint().display().to_string()];
@@ -124,12 +128,13 @@ fn bad_inputs_are_named_and_the_others_still_predicted() {
         ("truncated.png", "cannot decode the PNG image"),
         ("empty.png", "empty file"),
         ("huge.pgm", "refused before decoding"),
+        ("bomb.pgm", "more than the limit of 536870912 bytes; refused before decoding"),
         ("blank.png", "no ink found"),
     ] {
         assert!(stderr.lines().any(|line| line.contains(name) && line.contains(reason)), "{name}: {stderr}");
         assert!(!stdout.contains(name), "{name} has a prediction: {stdout}");
     }
-    assert!(stderr.contains("5 of 6 inputs could not be predicted"), "{stderr}");
+    assert!(stderr.contains("6 of 7 inputs could not be predicted"), "{stderr}");
 
     // A checkpoint that is not one stops everything, naming it.
     let not_checkpoint = dir.path().join("good.png").display().to_string();

@@ -234,7 +234,7 @@ async fn a_planted_run_cannot_run_script_in_the_page() {
     let config = json!({"settings": {"network": HOSTILE, "epochs": 3, HOSTILE: 1, "data": {"dataset": HOSTILE}}});
     std::fs::write(run.join("config.json"), config.to_string()).unwrap();
     let record = json!({"epoch": 0, "loss": 0.5, "train_accuracy": 0.9, "validation_accuracy": 0.91,
-        "validation_loss": HOSTILE, "best_epoch": HOSTILE});
+        "validation_loss": 0.3, "best_epoch": 0, "note": HOSTILE});
     std::fs::write(run.join("metrics.jsonl"), format!("{record}\n")).unwrap();
     let (_server, url) = start_server(&runs);
     let (_driver, port) = start_driver();

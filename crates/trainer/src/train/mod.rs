@@ -23,7 +23,8 @@ use anyhow::{Context, Result, bail, ensure};
 use augment::Augmenter;
 use idx::mnist::{Mnist, Split};
 use model::{Evaluation, ModelError, checkpoint, evaluate, train_step_on_device};
-use serde_json::{Value, json};
+use runfiles::{EpochRecord, RecipeChange, Record, TestRecord};
+use serde_json::json;
 use tch::{Device, Tensor};
 
 use self::pending::{PendingSteps, StepPosition};
@@ -303,8 +304,8 @@ impl<'a> Run<'a> {
             self.state.best = Some((validation_accuracy, epoch));
         }
         let record = self.epoch_record(&train_evaluation, &validation_evaluation, evaluated);
-        run_dir::append_line(&self.dir.metrics_path(), &record)?;
         self.print_epoch(&record);
+        run_dir::append_line(&self.dir.metrics_path(), &Record::Epoch(record).to_value())?;
         self.state.trainer = TrainerState::epoch_start(self.args.seed);
         self.state.epoch += 1;
         self.save_epoch_checkpoints(epoch, improved)
@@ -324,37 +325,38 @@ impl<'a> Run<'a> {
     }
 
     /// The epoch's line of `metrics.jsonl`.
-    fn epoch_record(&self, train: &Evaluation, validation: &Evaluation, evaluated: Instant) -> Value {
+    fn epoch_record(&self, train: &Evaluation, validation: &Evaluation, evaluated: Instant) -> EpochRecord {
         let trainer = &self.state.trainer;
         let n_steps = self.data.n_steps;
         let n_images_trained = n_steps * self.args.batch_size as u64;
-        json!({
-            "epoch": self.state.epoch,
-            "loss": trainer.epoch_loss_sum / n_steps as f64,
-            "train_batch_accuracy": trainer.epoch_n_correct as f64 / n_images_trained as f64,
-            "train_accuracy": train.accuracy(),
-            "validation_accuracy": validation.accuracy(),
-            "validation_loss": validation.mean_loss(),
-            "validation_n_correct": validation.n_correct,
-            "best_epoch": self.state.best.map(|(_, best_epoch)| best_epoch),
-            "step": self.state.step,
-            "seconds": trainer.epoch_seconds + evaluated.elapsed().as_secs_f64(),
-            "train_seconds": trainer.epoch_seconds,
-            "images_per_second": n_images_trained as f64 / trainer.epoch_seconds,
-        })
+        EpochRecord {
+            epoch: self.state.epoch,
+            loss: trainer.epoch_loss_sum / n_steps as f64,
+            train_batch_accuracy: Some(trainer.epoch_n_correct as f64 / n_images_trained as f64),
+            train_accuracy: Some(train.accuracy()),
+            validation_accuracy: validation.accuracy(),
+            validation_loss: Some(validation.mean_loss()),
+            validation_n_correct: Some(validation.n_correct),
+            best_epoch: self.state.best.map(|(_, best_epoch)| best_epoch),
+            step: Some(self.state.step),
+            seconds: Some(trainer.epoch_seconds + evaluated.elapsed().as_secs_f64()),
+            train_seconds: Some(trainer.epoch_seconds),
+            images_per_second: Some(n_images_trained as f64 / trainer.epoch_seconds),
+            extra: Default::default(),
+        }
     }
 
     /// The epoch in the log, and the seed's report every `--display-step` epochs.
-    fn print_epoch(&mut self, record: &Value) {
-        let number = |key: &str| record[key].as_f64().unwrap_or(f64::NAN);
+    fn print_epoch(&mut self, record: &EpochRecord) {
+        let number = |value: Option<f64>| value.unwrap_or(f64::NAN);
         let (epoch, epochs) = (self.state.epoch + 1, self.args.epochs);
         let (loss, train_accuracy, validation_accuracy) =
-            (number("loss"), number("train_accuracy"), number("validation_accuracy"));
+            (record.loss, number(record.train_accuracy), record.validation_accuracy);
         tracing::info!(
             "epoch {epoch}/{epochs}: cost {loss:.6}, train accuracy {train_accuracy:.5}, validation accuracy \
              {validation_accuracy:.5}, {:.1} s training, {:.0} images/s",
-            number("train_seconds"),
-            number("images_per_second")
+            number(record.train_seconds),
+            number(record.images_per_second)
         );
         if epoch % self.args.display_step == 0 {
             report(&format!("time spent is {:.1} s", self.display_timer.elapsed().as_secs_f64()));
@@ -405,16 +407,17 @@ impl<'a> Run<'a> {
         let (test_images, test_labels) = data::split_tensors(&self.data.test, None, self.device)?;
         let test = evaluate(&best.network, &test_images, &test_labels, self.args.eval_batch_size)?;
         report(&format!("TEST ACCURACY: {:.5}", test.accuracy()));
-        let record = json!({
-            "accuracy": test.accuracy(),
-            "n_correct": test.n_correct,
-            "n_images": test.n_images,
-            "loss": test.mean_loss(),
-            "checkpoint": run_dir::BEST_FILE,
-            "best_epoch": best.meta.best_validation_accuracy.map(|(_, epoch)| epoch),
-            "best_validation_accuracy": best.meta.best_validation_accuracy.map(|(accuracy, _)| accuracy),
-        });
-        run_dir::append_line(&self.dir.metrics_path(), &json!({ "test": record }))
+        let record = TestRecord {
+            accuracy: test.accuracy(),
+            n_correct: Some(test.n_correct),
+            n_images: Some(test.n_images),
+            loss: Some(test.mean_loss()),
+            checkpoint: Some(run_dir::BEST_FILE.to_owned()),
+            best_epoch: best.meta.best_validation_accuracy.map(|(_, epoch)| epoch),
+            best_validation_accuracy: best.meta.best_validation_accuracy.map(|(accuracy, _)| accuracy),
+            extra: Default::default(),
+        };
+        run_dir::append_line(&self.dir.metrics_path(), &Record::Test(record).to_value())
     }
 }
 
@@ -452,18 +455,13 @@ fn write_config(
     data: &RunData,
     state: &RunState,
     recorded: &Recorded,
-    change: Option<&Value>,
+    change: Option<&RecipeChange>,
 ) -> Result<()> {
     let model_summary = model::Architecture::from(args.network).summary();
     tracing::info!("{}", crate::summary::totals_line(&model_summary, args.batch_size as u64));
     let places = Places { run: dir, command: std::env::args().collect() };
     // Changes made after the state resumed from are gone with the steps they came after.
-    let mut changes: Vec<Value> = recorded
-        .changes
-        .iter()
-        .filter(|old| old["step"].as_u64().is_some_and(|step| step < state.step))
-        .cloned()
-        .collect();
+    let mut changes: Vec<RecipeChange> = recorded.changes.iter().filter(|old| old.step < state.step).cloned().collect();
     changes.extend(change.cloned());
     let config = json!({
         "program": "trainer",
@@ -491,12 +489,12 @@ fn write_config(
 
 /// Keeps the records of the epochs a resumed run does not redo (none for a
 /// fresh run), then records this start's recipe change, if any.
-fn restart_records(dir: &RunDir, state: &RunState, change: Option<&Value>) -> Result<()> {
+fn restart_records(dir: &RunDir, state: &RunState, change: Option<&RecipeChange>) -> Result<()> {
     let kept = run_dir::read_metrics_before(&dir.metrics_path(), state.epoch, state.step)?;
-    let text: String = kept.iter().map(|record| format!("{record}\n")).collect();
+    let text: String = kept.iter().map(|record| format!("{}\n", record.to_line())).collect();
     run_dir::write_atomically(&dir.metrics_path(), text.as_bytes())?;
     match change {
-        Some(change) => run_dir::append_line(&dir.metrics_path(), &json!({ "recipe_change": change })),
+        Some(change) => run_dir::append_line(&dir.metrics_path(), &Record::RecipeChange(change.clone()).to_value()),
         None => Ok(()),
     }
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail, ensure};
+use runfiles::RecipeChange;
 use serde_json::{Value, json};
 
 use crate::cli::{MAX_BATCH, MAX_EPOCHS, MAX_QUEUE, MAX_THREADS, TrainArgs, check_range};
@@ -78,8 +79,8 @@ fn default_recipe() -> Value {
 pub struct Recorded {
     /// The recipe the run was started with (`None` without a `config.json`).
     pub recipe: Option<Value>,
-    /// `recipe_changes`: one object per explicit change, oldest first.
-    pub changes: Vec<Value>,
+    /// `recipe_changes`: each explicit change, oldest first.
+    pub changes: Vec<RecipeChange>,
 }
 
 /// Refuses to resume with another recipe than the run was started with.
@@ -117,7 +118,12 @@ pub fn check_resumed_recipe(args: &TrainArgs, run: &RunDir) -> Result<Recorded> 
         }
         started_with.insert(key.clone(), recorded.clone());
     }
-    let changes = config["recipe_changes"].as_array().cloned().unwrap_or_default();
+    let changes = match config.get("recipe_changes") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(changes) => serde_json::from_value(changes.clone()).map_err(|error| {
+            anyhow::anyhow!("{}: `recipe_changes` is not a list of recipe changes ({error})", path.display())
+        })?,
+    };
     Ok(Recorded { recipe: Some(Value::Object(started_with)), changes })
 }
 

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use model::checkpoint;
-use serde_json::{Value, json};
+use runfiles::{LearningRateChange, RecipeChange};
 use tch::Device;
 
 use super::recipe::{Recorded, check_resumed_recipe};
@@ -34,7 +34,7 @@ pub fn open_state(args: &TrainArgs, dir: &RunDir, device: Device, n_steps: u64) 
 
 /// Applies `--override-learning-rate` to a resumed state; returns the change
 /// to record (`recipe_change`), with where in the run it was made.
-pub fn override_learning_rate(args: &TrainArgs, state: &mut RunState) -> Option<Value> {
+pub fn override_learning_rate(args: &TrainArgs, state: &mut RunState) -> Option<RecipeChange> {
     let rate = args.override_learning_rate?;
     let before = state.optimizer.config.learning_rate;
     state.optimizer.config.learning_rate = rate;
@@ -42,11 +42,12 @@ pub fn override_learning_rate(args: &TrainArgs, state: &mut RunState) -> Option<
         "learning rate {before} -> {rate} from epoch {} (0-based), step {} of the run",
         state.epoch, state.step
     ));
-    Some(json!({
-        "epoch": state.epoch,
-        "step": state.step,
-        "learning_rate": { "from": before, "to": rate },
-    }))
+    Some(RecipeChange {
+        epoch: state.epoch,
+        step: state.step,
+        learning_rate: Some(LearningRateChange { from: before, to: rate }),
+        extra: Default::default(),
+    })
 }
 
 /// Makes `best.safetensors` agree with the best epoch the resumed state

@@ -1,0 +1,37 @@
+//! Every run committed under `docs/results/` reads: each line of its
+//! `metrics.jsonl` is a record, written back it is the same JSON, and the
+//! run's epochs and test record are all there.
+
+use std::path::Path;
+
+use runfiles::{Record, Records};
+
+#[test]
+fn every_committed_run_reads_and_writes_back_unchanged() {
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
+    let mut runs = 0;
+    for entry in std::fs::read_dir(&results).unwrap() {
+        let run = entry.unwrap().path();
+        let metrics = run.join("metrics.jsonl");
+        if !metrics.is_file() {
+            continue;
+        }
+        runs += 1;
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let record =
+                Record::parse(line).unwrap_or_else(|| panic!("{}:{}: not a record", metrics.display(), number + 1));
+            let original: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(record.to_value(), original, "{}:{}", metrics.display(), number + 1);
+        }
+        let records = Records::parse(&text);
+        assert_eq!(records.skipped_lines, 0, "{}", metrics.display());
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+        let epochs = config["settings"]["epochs"].as_u64().unwrap();
+        assert_eq!(records.epochs.len() as u64, epochs, "{}", metrics.display());
+        assert!(records.test.is_some(), "{}: no test record", metrics.display());
+        assert!(records.best_validation_accuracy().is_some(), "{}", metrics.display());
+    }
+    assert!(runs >= 5, "found {runs} committed runs");
+}
