@@ -79,6 +79,22 @@ impl Dataset {
         }
     }
 
+    /// The data set a checkpoint names (`DatasetMeta::name`): a name this
+    /// build does not know is an error naming it, never MNIST.
+    pub fn from_name(name: &str) -> anyhow::Result<Dataset> {
+        [Dataset::Mnist, Dataset::FashionMnist].into_iter().find(|dataset| dataset.dir_name() == name).ok_or_else(
+            || anyhow::anyhow!("the data set {name:?} is unknown to this build (it knows mnist and fashion-mnist)"),
+        )
+    }
+
+    /// How photos of this data set's images are laid out for the network.
+    pub fn layout(self) -> preprocess::Layout {
+        match self {
+            Dataset::Mnist => preprocess::Layout::Mnist,
+            Dataset::FashionMnist => preprocess::Layout::FashionMnist,
+        }
+    }
+
     /// What checkpoints record about the data set.
     pub fn meta(self) -> model::DatasetMeta {
         model::DatasetMeta {

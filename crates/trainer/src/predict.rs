@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use model::{Checkpoint, probabilities};
-use preprocess::{Layout, Limits, Options, PrepError, SIDE};
+use preprocess::{Limits, Options, PrepError, SIDE};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use tch::Tensor;
 
-use crate::cli::PredictArgs;
+use crate::cli::{Dataset, PredictArgs};
 
 /// One input: where it came from, and what the network was shown.
 struct Input {
@@ -31,14 +31,6 @@ struct Prepared {
     pixels: Vec<f32>,
     /// Whether preprocessing inverted it (`None` for IDX images, which are not preprocessed).
     inverted: Option<bool>,
-}
-
-/// The preprocessing conventions of the data set a checkpoint was trained on.
-fn layout_for(dataset: &str) -> Layout {
-    match dataset {
-        "fashion-mnist" => Layout::FashionMnist,
-        _ => Layout::Mnist,
-    }
 }
 
 fn read_input(path: &Path, limits: Limits) -> Result<Vec<u8>, PrepError> {
@@ -196,7 +188,8 @@ fn load_checkpoint(args: &PredictArgs) -> Result<(PathBuf, Checkpoint)> {
 pub fn run(args: &PredictArgs) -> Result<()> {
     crate::cli::check_range("--batch-size", args.batch_size, 1, crate::cli::MAX_BATCH)?;
     let (_, loaded) = load_checkpoint(args)?;
-    let options = Options { invert: args.invert.into(), layout: layout_for(&loaded.meta.dataset.name) };
+    let options =
+        Options { invert: args.invert.into(), layout: Dataset::from_name(&loaded.meta.dataset.name)?.layout() };
     let mut inputs = image_inputs(&args.files, &options)?;
     if let Some(path) = &args.images {
         inputs.extend(idx_inputs(path)?);

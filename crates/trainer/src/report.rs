@@ -69,8 +69,7 @@ fn settings(run: &RunDir) -> Vec<(String, String)> {
 
 /// The test images of the data set the checkpoint was trained on.
 fn test_split(data: &DataArgs, dataset_name: &str) -> Result<Split> {
-    let dataset = if dataset_name == "fashion-mnist" { Dataset::FashionMnist } else { Dataset::Mnist };
-    let data = DataArgs { dataset, ..data.clone() };
+    let data = DataArgs { dataset: Dataset::from_name(dataset_name)?, ..data.clone() };
     Ok(crate::data::load(&data)?.test)
 }
 

@@ -61,11 +61,7 @@ impl Backend for TchBackend {
         if let Some(found) = cache.get(dataset) {
             return Ok(found.clone());
         }
-        let chosen = match dataset {
-            "mnist" => Dataset::Mnist,
-            "fashion-mnist" => Dataset::FashionMnist,
-            other => return Err(format!("the data set {other:?} is unknown to this build (mnist, fashion-mnist)")),
-        };
+        let chosen = Dataset::from_name(dataset).map_err(|error| error.to_string())?;
         let data = DataArgs { dataset: chosen, ..self.data.clone() };
         let test = crate::data::load(&data).map_err(|error| format!("{error:#}"))?.test;
         let set = TestSet { pixels: test.images.iter().copied().collect(), labels: test.labels.to_vec() };

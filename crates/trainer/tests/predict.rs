@@ -235,3 +235,26 @@ fn a_fashion_checkpoint_names_its_classes_and_lays_items_out_its_way() {
     let rows_with_ink = (0..28).filter(|&y| (0..28).any(|x| seen.get_pixel(x, y)[0] > 127)).count();
     assert!(rows_with_ink >= 26, "the item fills {rows_with_ink} rows, Fashion-MNIST's layout fills 28");
 }
+
+#[test]
+fn a_checkpoint_of_a_data_set_this_build_does_not_know_is_an_error_never_mnist() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = model::Network::new(model::Architecture::Intended, tch::Device::Cpu);
+    let adam = model::Adam::new(&network.trainable(), model::AdamConfig::default());
+    let meta = model::CheckpointMeta {
+        dataset: model::DatasetMeta {
+            name: "klingon-digits".into(),
+            class_names: (0..10).map(|class| format!("glyph {class}")).collect(),
+        },
+        ..model::CheckpointMeta::default()
+    };
+    let checkpoint = dir.path().join("klingon.safetensors");
+    model::checkpoint::save(&checkpoint, &network, &adam, &meta).unwrap();
+    let mut photo = Array2::from_elem((100, 100), 1.0f32);
+    photo.slice_mut(s![20..80, 45..55]).fill(0.0);
+    let path = dir.path().join("glyph.png");
+    std::fs::write(&path, png(&photo)).unwrap();
+    let output = run(&["predict", "--checkpoint", &checkpoint.display().to_string(), &path.display().to_string()]);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("the data set \"klingon-digits\" is unknown to this build"), "{}", text(&output));
+}
