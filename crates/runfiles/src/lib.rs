@@ -3,6 +3,8 @@
 //! `serve`, resume). Without tch or any other heavy dependency, so that a
 //! reader of runs needs nothing else.
 //!
+//! `config.json`'s `recipe` is a [`Recipe`]: what a resumed run must match.
+//!
 //! `metrics.jsonl` holds one JSON object a line, three kinds:
 //!
 //! - an [`EpochRecord`] per finished epoch (a flat object with `epoch`);
@@ -22,6 +24,8 @@
 //! ```
 #![warn(missing_docs)]
 
+mod recipe;
 mod records;
 
+pub use recipe::{Difference, Recipe};
 pub use records::{EpochRecord, LearningRateChange, RecipeChange, Record, Records, TestRecord};

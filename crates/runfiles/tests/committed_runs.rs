@@ -4,7 +4,23 @@
 
 use std::path::Path;
 
-use runfiles::{Record, Records};
+use runfiles::{Recipe, Record, Records};
+
+/// The trainer's defaults for the settings older runs did not record.
+fn defaults() -> Recipe {
+    Recipe {
+        augment: "seed".into(),
+        batch_size: 50,
+        dataset: "mnist".into(),
+        learning_rate: 0.001,
+        network: "intended".into(),
+        precision: "fp32".into(),
+        seed: 0,
+        train_accuracy_images: 500,
+        train_images: None,
+        validation_size: 5000,
+    }
+}
 
 #[test]
 fn every_committed_run_reads_and_writes_back_unchanged() {
@@ -29,6 +45,9 @@ fn every_committed_run_reads_and_writes_back_unchanged() {
         let config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
         let epochs = config["settings"]["epochs"].as_u64().unwrap();
+        let recipe = Recipe::from_recorded(&config["recipe"], &defaults())
+            .unwrap_or_else(|error| panic!("{}: the recipe does not read: {error}", run.display()));
+        assert_eq!(recipe.dataset, "mnist", "{}", run.display());
         assert_eq!(records.epochs.len() as u64, epochs, "{}", metrics.display());
         assert!(records.test.is_some(), "{}: no test record", metrics.display());
         assert!(records.best_validation_accuracy().is_some(), "{}", metrics.display());

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail, ensure};
-use runfiles::RecipeChange;
+use runfiles::{Difference, Recipe, RecipeChange};
 use serde_json::{Value, json};
 
 use crate::cli::{MAX_BATCH, MAX_EPOCHS, MAX_QUEUE, MAX_THREADS, TrainArgs, check_range};
@@ -48,26 +48,34 @@ pub fn validate(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The name a choice is recorded by (its kebab-case flag value).
+fn name_of(choice: impl serde::Serialize) -> String {
+    match serde_json::to_value(choice) {
+        Ok(Value::String(name)) => name,
+        other => unreachable!("a unit enum serializes to its name, not {other:?}"),
+    }
+}
+
 /// Everything that must stay the same for a resumed run to continue the
 /// same run: compared with `config.json` on `--resume`.
-pub fn recipe(args: &TrainArgs) -> Value {
-    json!({
-        "dataset": args.data.dataset,
-        "validation_size": args.data.validation_size,
-        "train_images": args.train_images,
-        "network": args.network,
-        "augment": args.augment,
-        "precision": args.precision,
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
-        "train_accuracy_images": args.train_accuracy_images,
-    })
+pub fn recipe(args: &TrainArgs) -> Recipe {
+    Recipe {
+        dataset: name_of(args.data.dataset),
+        validation_size: args.data.validation_size as u64,
+        train_images: args.train_images.map(|images| images as u64),
+        network: name_of(args.network),
+        augment: name_of(args.augment),
+        precision: name_of(args.precision),
+        seed: args.seed,
+        batch_size: args.batch_size as u64,
+        learning_rate: args.learning_rate,
+        train_accuracy_images: args.train_accuracy_images as u64,
+    }
 }
 
 /// The recipe of a command with every flag at its default: what a recipe
 /// key missing from an older run's `config.json` stands for.
-fn default_recipe() -> Value {
+fn default_recipe() -> Recipe {
     use clap::Parser;
     let defaults = crate::cli::Cli::try_parse_from(["trainer"]).expect("the defaults parse");
     recipe(&defaults.train)
@@ -78,7 +86,7 @@ fn default_recipe() -> Value {
 #[derive(Debug, Default)]
 pub struct Recorded {
     /// The recipe the run was started with (`None` without a `config.json`).
-    pub recipe: Option<Value>,
+    pub recipe: Option<Recipe>,
     /// `recipe_changes`: each explicit change, oldest first.
     pub changes: Vec<RecipeChange>,
 }
@@ -101,22 +109,19 @@ pub fn check_resumed_recipe(args: &TrainArgs, run: &RunDir) -> Result<Recorded> 
     };
     let config: Value =
         serde_json::from_str(&text).map_err(|error| anyhow::anyhow!("{}: not valid JSON ({error})", path.display()))?;
-    let defaults = default_recipe();
-    let mut started_with = serde_json::Map::new();
-    for (key, value) in recipe(args).as_object().into_iter().flatten() {
-        let recorded = config["recipe"].get(key).unwrap_or(&defaults[key]);
-        if recorded != value {
-            let hint = if key == "learning_rate" {
-                "pass the run's value; to train on with another, add --override-learning-rate"
-            } else {
-                "pass the run's value (or start a new run with another --save-dir)"
-            };
-            bail!(
-                "--resume: the run in {} was started with {key} = {recorded}, but this command gives {value}; {hint}",
-                run.path().display()
-            );
-        }
-        started_with.insert(key.clone(), recorded.clone());
+    let recorded_recipe = config.get("recipe").cloned().unwrap_or_else(|| json!({}));
+    let started_with = Recipe::from_recorded(&recorded_recipe, &default_recipe())
+        .map_err(|error| anyhow::anyhow!("{}: its `recipe` cannot be read ({error})", path.display()))?;
+    if let Some(Difference { key, recorded, given }) = started_with.differences(&recipe(args)).into_iter().next() {
+        let hint = if key == "learning_rate" {
+            "pass the run's value; to train on with another, add --override-learning-rate"
+        } else {
+            "pass the run's value (or start a new run with another --save-dir)"
+        };
+        bail!(
+            "--resume: the run in {} was started with {key} = {recorded}, but this command gives {given}; {hint}",
+            run.path().display()
+        );
     }
     let changes = match config.get("recipe_changes") {
         None | Some(Value::Null) => Vec::new(),
@@ -124,7 +129,7 @@ pub fn check_resumed_recipe(args: &TrainArgs, run: &RunDir) -> Result<Recorded> 
             anyhow::anyhow!("{}: `recipe_changes` is not a list of recipe changes ({error})", path.display())
         })?,
     };
-    Ok(Recorded { recipe: Some(Value::Object(started_with)), changes })
+    Ok(Recorded { recipe: Some(started_with), changes })
 }
 
 /// The repository this binary was built from: paths inside it are recorded relative to it.
@@ -235,9 +240,9 @@ mod tests {
         let dir = committed_run(|_| {});
         let recorded = check_resumed_recipe(&resume, &RunDir::new(dir.path())).unwrap();
         let recipe = recorded.recipe.unwrap();
-        assert_eq!(recipe["learning_rate"], 0.001);
+        assert_eq!(recipe.learning_rate, 0.001);
         // The committed run predates --precision: it was fp32, the default.
-        assert_eq!(recipe["precision"], "fp32");
+        assert_eq!(recipe.precision, "fp32");
         assert!(recorded.changes.is_empty());
 
         // A run directory from before `train_accuracy_images` was recorded.
@@ -245,7 +250,7 @@ mod tests {
             config["recipe"].as_object_mut().unwrap().remove("train_accuracy_images");
         });
         let recorded = check_resumed_recipe(&resume, &RunDir::new(older.path())).unwrap();
-        assert_eq!(recorded.recipe.unwrap()["train_accuracy_images"], 500);
+        assert_eq!(recorded.recipe.unwrap().train_accuracy_images, 500);
         let other = parse(&["--resume", "--train-accuracy-images", "100"]);
         let message = check_resumed_recipe(&other, &RunDir::new(older.path())).unwrap_err().to_string();
         assert!(message.contains("train_accuracy_images = 500, but this command gives 100"), "{message}");
