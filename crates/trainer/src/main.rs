@@ -1,5 +1,7 @@
 //! `trainer`: the command-line program. The work is in the library crates
-//! (`idx`, `augment`, `model`); this binary wires them into a training run.
+//! (`idx`, `augment`, `model`, `preprocess`, `report`, `runfiles`, `serve`);
+//! this binary wires them into training, evaluation, prediction, reports,
+//! export and the web app.
 
 mod cli;
 mod console;

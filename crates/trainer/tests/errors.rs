@@ -81,7 +81,7 @@ fn a_diverging_loss_stops_the_run_naming_epoch_and_step() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the loss became NaN at epoch 0, step "), "{stderr}");
-    assert!(stderr.contains("try a lower --learning-rate"), "{stderr}");
+    assert!(stderr.contains("--resume --override-learning-rate R"), "{stderr}");
 }
 
 #[test]

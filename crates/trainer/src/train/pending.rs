@@ -74,7 +74,8 @@ impl PendingSteps {
             if !result.loss.is_finite() {
                 bail!(
                     "the loss became {} at epoch {}, step {} of the epoch's {} (step {} of the run; all 0-based): \
-                     training diverged; try a lower --learning-rate",
+                     training diverged; resume from the last checkpoint with a lower rate (--resume \
+                     --override-learning-rate R), or start a new run with a lower --learning-rate",
                     result.loss,
                     position.epoch,
                     position.step_in_epoch,
