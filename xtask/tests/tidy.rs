@@ -326,3 +326,83 @@ fn unsafe_code_lives_in_the_model_crates_ffi_module_alone() {
     let blocks = fused.matches("unsafe {").count();
     assert!(blocks > 0 && fused.matches("// SAFETY:").count() == blocks, "one SAFETY comment per unsafe block");
 }
+
+/// The methods tch offers in a fallible form (`f_NAME`): calling `NAME`
+/// itself panics when libtorch fails. Read from tch's own source.
+fn tch_fallible_names() -> BTreeSet<String> {
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(repository())
+        .output()
+        .expect("cannot run cargo metadata");
+    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let tch = metadata["packages"].as_array().unwrap().iter().find(|package| package["name"] == "tch").unwrap();
+    let source = Path::new(tch["manifest_path"].as_str().unwrap()).parent().unwrap().join("src");
+    let mut names = BTreeSet::new();
+    for file in ["wrappers/tensor_fallible_generated.rs", "tensor/mod.rs"] {
+        for line in read(&source.join(file)).lines() {
+            if let Some(rest) = line.trim_start().strip_prefix("pub fn f_") {
+                names.insert(rest.split(['(', '<']).next().unwrap().to_owned());
+            }
+        }
+    }
+    assert!(
+        names.len() > 1000 && names.contains("to_device"),
+        "tch's fallible methods not found in {}",
+        source.display()
+    );
+    names
+}
+
+#[test]
+fn the_model_crate_makes_no_panicking_libtorch_call_outside_tests() {
+    // Names tch shares with methods of integers, floats, strings, readers and
+    // iterators, which this crate calls on those.
+    let not_tensor_methods = [
+        "sum", "max", "min", "clone", "sqrt", "abs", "copy", "eq", "ne", "le", "lt", "ge", "gt", "take", "split",
+        "data",
+    ];
+    // Files that may call them, each with its reason.
+    let allowed: &[(&str, &str)] = &[
+        ("src/bin/eval_memory.rs", "a measurement program run by hand and by its test, not a path of the library"),
+        ("src/summary.rs", "layer arithmetic: its `batch_norm` is its own builder's, and it holds no tensor"),
+    ];
+    let fallible = tch_fallible_names();
+    let crate_dir = repository().join("crates/model");
+    let mut files = Vec::new();
+    for file in sources().into_iter().filter(|file| file.starts_with(crate_dir.join("src"))) {
+        let relative = file.strip_prefix(&crate_dir).unwrap().display().to_string();
+        if !allowed.iter().any(|(allowed_file, _)| relative == *allowed_file) {
+            files.push((relative, file));
+        }
+    }
+    let mut panicking = Vec::new();
+    for (relative, file) in files {
+        let text = read(&file);
+        // Tests may panic: everything from the first test module on is skipped.
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (number, line) in code.lines().enumerate() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("//") {
+                continue;
+            }
+            for (index, _) in line.match_indices('(') {
+                let before = &line[..index];
+                let name_start =
+                    before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |at| at + 1);
+                let name = &before[name_start..];
+                let called_on = &before[..name_start];
+                let is_method = called_on.ends_with('.') || called_on.ends_with("Tensor::");
+                if is_method && fallible.contains(name) && !not_tensor_methods.contains(&name) {
+                    panicking.push(format!("crates/model/{relative}:{}: {name}: {}", number + 1, trimmed));
+                }
+            }
+        }
+    }
+    assert!(
+        panicking.is_empty(),
+        "panicking libtorch calls outside tests (use tch's f_ form and return the error):\n{}",
+        panicking.join("\n")
+    );
+}

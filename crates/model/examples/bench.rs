@@ -77,10 +77,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::manual_seed(0);
     let device = options.device.resolve()?;
     options.precision.check_native(device)?;
-    let network = Network::new(Architecture::Intended, device);
+    let network = Network::new(Architecture::Intended, device)?;
     match options.mode.as_str() {
         "train" => {
-            let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+            let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
             if std::env::var("BENCH_ADAM").as_deref() == Ok("composite") {
                 optimizer.kernel = model::AdamKernel::Composite;
             }

@@ -55,16 +55,25 @@ pub struct Adam {
 
 impl Adam {
     /// A fresh optimizer for `parameters` (zero moments, step 0).
-    pub fn new(parameters: &[&Tensor], config: AdamConfig) -> Self {
-        let zeros = || parameters.iter().map(|parameter| parameter.zeros_like()).collect();
-        Self {
+    ///
+    /// # Errors
+    /// [`ModelError::Libtorch`] when the device cannot hold the moments.
+    pub fn new(parameters: &[&Tensor], config: AdamConfig) -> Result<Self, ModelError> {
+        let zeros = || {
+            parameters
+                .iter()
+                .map(|parameter| parameter.f_zeros_like())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ModelError::libtorch("allocating the optimizer's moments"))
+        };
+        Ok(Self {
             config,
             kernel: AdamKernel::default(),
             step: 0,
-            exp_avg: zeros(),
-            exp_avg_sq: zeros(),
+            exp_avg: zeros()?,
+            exp_avg_sq: zeros()?,
             scratch: Vec::new(),
-        }
+        })
     }
 
     /// An optimizer with the given state (as read from a checkpoint).
@@ -121,7 +130,7 @@ impl Adam {
     fn fused_update(&mut self, parameters: &[&Tensor]) -> Result<(), ModelError> {
         let (mut params, mut grads, mut exp_avgs, mut exp_avg_sqs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for ((parameter, exp_avg), exp_avg_sq) in parameters.iter().zip(&self.exp_avg).zip(&self.exp_avg_sq) {
-            let grad = parameter.grad();
+            let grad = parameter.f_grad().map_err(ModelError::libtorch("reading a gradient"))?;
             if grad.defined() {
                 params.push(parameter.shallow_clone());
                 grads.push(grad);
@@ -163,7 +172,7 @@ impl Adam {
         let updated = tch::no_grad(|| -> Result<(), tch::TchError> {
             let moments = self.exp_avg.iter_mut().zip(&mut self.exp_avg_sq).zip(&mut self.scratch);
             for (parameter, ((exp_avg, exp_avg_sq), scratch)) in parameters.iter().zip(moments) {
-                let grad = parameter.grad();
+                let grad = parameter.f_grad()?;
                 if !grad.defined() {
                     continue;
                 }

@@ -72,8 +72,8 @@ pub struct Checkpoint {
 
 fn tensor_bytes(tensor: &Tensor) -> Result<(Vec<usize>, Vec<u8>), ModelError> {
     let values = tensor
-        .detach()
-        .f_to_device(Device::Cpu)
+        .f_detach()
+        .and_then(|detached| detached.f_to_device(Device::Cpu))
         .and_then(|cpu| cpu.f_to_kind(Kind::Float))
         .and_then(|cpu| cpu.f_flatten(0, -1))
         .and_then(Vec::<f32>::try_from)
@@ -348,8 +348,8 @@ pub fn max_file_bytes() -> u64 {
 /// use model::{Adam, AdamConfig, Architecture, CheckpointMeta, DatasetMeta, Network, checkpoint};
 /// use tch::Device;
 ///
-/// let network = Network::new(Architecture::Intended, Device::Cpu);
-/// let optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+/// let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
+/// let optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
 /// let meta = CheckpointMeta {
 ///     epoch: 3,
 ///     step: 3300,
@@ -416,11 +416,14 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
 
     let mut take = |name: &str| read.remove(name).ok_or_else(|| bad(format!("tensor `{name}` is missing")));
     let network_tensors = specs.iter().map(|spec| take(spec.name)).collect::<Result<Vec<_>, _>>()?;
-    let network = Network::from_tensors(architecture, device, network_tensors);
+    let network = Network::from_tensors(architecture, device, network_tensors)?;
+    let to_device = |tensor: Tensor| {
+        tensor.f_to_device(device).map_err(ModelError::libtorch("moving a checkpoint's optimizer state to the device"))
+    };
     let (mut exp_avg, mut exp_avg_sq) = (Vec::new(), Vec::new());
     for spec in specs.iter().filter(|spec| spec.role.is_trainable()) {
-        exp_avg.push(take(&format!("optimizer.exp_avg.{}", spec.name))?.to_device(device));
-        exp_avg_sq.push(take(&format!("optimizer.exp_avg_sq.{}", spec.name))?.to_device(device));
+        exp_avg.push(to_device(take(&format!("optimizer.exp_avg.{}", spec.name))?)?);
+        exp_avg_sq.push(to_device(take(&format!("optimizer.exp_avg_sq.{}", spec.name))?)?);
     }
     let optimizer = Adam::from_state(adam, optimizer_step, exp_avg, exp_avg_sq);
     Ok(Checkpoint { network, optimizer, meta })

@@ -64,7 +64,7 @@ fn batch_on(images: &Tensor, start: i64, length: i64, device: tch::Device) -> Re
 /// use model::{Architecture, Network, evaluate};
 /// use tch::{Device, Kind, Tensor};
 ///
-/// let network = Network::new(Architecture::Intended, Device::Cpu);
+/// let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
 /// let images = Tensor::rand([10, 28, 28], (Kind::Float, Device::Cpu));
 /// let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
 /// let evaluation = evaluate(&network, &images, &labels, 4)?;
@@ -179,7 +179,7 @@ pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<
 /// use model::{Architecture, Network, probabilities};
 /// use tch::{Device, Kind, Tensor};
 ///
-/// let network = Network::new(Architecture::Intended, Device::Cpu);
+/// let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
 /// let images = Tensor::zeros([3, 28, 28], (Kind::Float, Device::Cpu));
 /// let rows = probabilities(&network, &images, 2).unwrap();
 /// assert_eq!(rows.len(), 3);
@@ -219,8 +219,8 @@ pub struct StepResult {
 /// use tch::{Device, Kind, Tensor};
 ///
 /// tch::manual_seed(0);
-/// let network = Network::new(Architecture::Intended, Device::Cpu);
-/// let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+/// let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
+/// let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
 /// let images = Tensor::rand([8, 28, 28], (Kind::Float, Device::Cpu));
 /// let labels = Tensor::from_slice(&[3i64; 8]);
 /// let first = train_step(&network, &mut optimizer, &images, &labels)?;
@@ -253,8 +253,8 @@ pub fn train_step(
 /// use tch::{Device, Kind, Tensor};
 ///
 /// tch::manual_seed(0);
-/// let network = Network::new(Architecture::Intended, Device::Cpu);
-/// let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+/// let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
+/// let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
 /// let images = Tensor::rand([8, 28, 28], (Kind::Float, Device::Cpu));
 /// let labels = Tensor::from_slice(&[3i64; 8]);
 /// let first = train_step_in(&network, &mut optimizer, &images, &labels, Precision::BFloat16)?;
@@ -301,8 +301,8 @@ impl StepOnDevice {
     /// use model::{Adam, AdamConfig, Architecture, Network, Precision, StepOnDevice, train_step_on_device};
     /// use tch::{Device, Kind, Tensor};
     ///
-    /// let network = Network::new(Architecture::Intended, Device::Cpu);
-    /// let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+    /// let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
+    /// let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
     /// let images = Tensor::rand([8, 28, 28], (Kind::Float, Device::Cpu));
     /// let labels = Tensor::from_slice(&[3i64; 8]);
     /// let mut pending = Vec::new();
@@ -354,5 +354,6 @@ pub fn train_step_on_device(
     optimizer.step(&parameters)?;
     let n_correct = tch::no_grad(|| logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Int64))
         .map_err(ModelError::libtorch("counting the step's correct answers"))?;
-    Ok(StepOnDevice { loss: loss.detach(), n_correct })
+    let loss = loss.f_detach().map_err(ModelError::libtorch("detaching the step's loss"))?;
+    Ok(StepOnDevice { loss, n_correct })
 }

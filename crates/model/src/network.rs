@@ -252,63 +252,95 @@ mod idx {
 
 /// Samples a truncated normal: values beyond two standard deviations are
 /// redrawn, as TensorFlow's `truncated_normal_initializer` does.
-pub fn truncated_normal(shape: &[i64], stddev: f64, device: Device) -> Tensor {
-    let mut values = Tensor::randn(shape, (Kind::Float, device)) * stddev;
-    loop {
-        let outside = values.abs().gt(2.0 * stddev);
-        if outside.any().int64_value(&[]) == 0 {
-            return values;
+///
+/// # Errors
+/// [`ModelError::Libtorch`] when libtorch cannot allocate or compute (a device out of memory).
+pub fn truncated_normal(shape: &[i64], stddev: f64, device: Device) -> Result<Tensor, ModelError> {
+    let draw = || Tensor::f_randn(shape, (Kind::Float, device))?.f_mul_scalar(stddev);
+    let sample = || -> Result<Tensor, tch::TchError> {
+        let mut values = draw()?;
+        loop {
+            let outside = values.f_abs()?.f_gt(2.0 * stddev)?;
+            if outside.f_any()?.f_int64_value(&[])? == 0 {
+                return Ok(values);
+            }
+            values = draw()?.f_where_self(&outside, &values)?;
         }
-        let redrawn = Tensor::randn(shape, (Kind::Float, device)) * stddev;
-        values = redrawn.where_self(&outside, &values);
-    }
+    };
+    sample().map_err(ModelError::libtorch("drawing initial weights (truncated normal)"))
 }
 
 /// Samples Glorot (Xavier) uniform for a dense weight `[fan_out, fan_in]`.
-fn glorot_uniform(shape: &[i64], device: Device) -> Tensor {
+fn glorot_uniform(shape: &[i64], device: Device) -> Result<Tensor, tch::TchError> {
     let (fan_out, fan_in) = (shape[0] as f64, shape[1] as f64);
     let limit = (6.0 / (fan_in + fan_out)).sqrt();
-    Tensor::empty(shape, (Kind::Float, device)).uniform_(-limit, limit)
+    Tensor::f_empty(shape, (Kind::Float, device))?.f_uniform_(-limit, limit)
 }
 
 impl Network {
     /// A freshly initialised network (seed it with `tch::manual_seed` for reproducibility):
     /// truncated normal (stddev 0.01) for conv1, conv2 and fc4, Glorot uniform for
     /// fco's weights, zeros for shifts and biases, moving means 0 and variances 1.
-    pub fn new(architecture: Architecture, device: Device) -> Self {
+    ///
+    /// # Errors
+    /// [`ModelError::Libtorch`] when the device cannot hold the tensors.
+    pub fn new(architecture: Architecture, device: Device) -> Result<Self, ModelError> {
+        let initial = |spec: &TensorSpec| -> Result<Tensor, ModelError> {
+            let options = (Kind::Float, device);
+            let tensor = match (spec.role, spec.name) {
+                (Role::Weight, "fco.weight") => glorot_uniform(&spec.shape, device),
+                (Role::Weight, _) => return truncated_normal(&spec.shape, INIT_STDDEV, device),
+                (Role::RunningVar, _) => Tensor::f_ones(spec.shape.as_slice(), options),
+                _ => Tensor::f_zeros(spec.shape.as_slice(), options),
+            };
+            tensor.map_err(ModelError::libtorch("allocating the network's tensors"))
+        };
         let tensors = architecture
             .tensor_specs()
             .iter()
             .map(|spec| {
-                let tensor = match (spec.role, spec.name) {
-                    (Role::Weight, "fco.weight") => glorot_uniform(&spec.shape, device),
-                    (Role::Weight, _) => truncated_normal(&spec.shape, INIT_STDDEV, device),
-                    (Role::RunningVar, _) => Tensor::ones(spec.shape.as_slice(), (Kind::Float, device)),
-                    _ => Tensor::zeros(spec.shape.as_slice(), (Kind::Float, device)),
-                };
-                tensor.set_requires_grad(spec.role.is_trainable())
+                initial(spec)?
+                    .f_set_requires_grad(spec.role.is_trainable())
+                    .map_err(ModelError::libtorch("marking the network's trainable tensors"))
             })
-            .collect();
-        Self { architecture, device, tensors }
+            .collect::<Result<_, _>>()?;
+        Ok(Self { architecture, device, tensors })
     }
 
     /// Builds a network from tensors in [`Architecture::tensor_specs`] order
-    /// (checked by the caller, e.g. the checkpoint loader).
-    pub(crate) fn from_tensors(architecture: Architecture, device: Device, tensors: Vec<Tensor>) -> Self {
+    /// (checked by the caller, e.g. the checkpoint loader), on `device`.
+    pub(crate) fn from_tensors(
+        architecture: Architecture,
+        device: Device,
+        tensors: Vec<Tensor>,
+    ) -> Result<Self, ModelError> {
         let specs = architecture.tensor_specs();
         let tensors = tensors
             .into_iter()
             .zip(&specs)
-            .map(|(tensor, spec)| tensor.to_device(device).set_requires_grad(spec.role.is_trainable()))
-            .collect();
-        Self { architecture, device, tensors }
+            .map(|(tensor, spec)| {
+                tensor
+                    .f_to_device(device)
+                    .and_then(|moved| moved.f_set_requires_grad(spec.role.is_trainable()))
+                    .map_err(ModelError::libtorch("moving a checkpoint's tensors to the device"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { architecture, device, tensors })
     }
 
     /// A copy for inference and export: the same values, detached from
     /// autograd, nothing requiring gradients.
-    pub fn detached_copy(&self) -> Network {
-        let tensors = self.tensors.iter().map(|tensor| tensor.detach().copy()).collect();
-        Self { architecture: self.architecture, device: self.device, tensors }
+    ///
+    /// # Errors
+    /// [`ModelError::Libtorch`] when the device cannot hold the copy.
+    pub fn detached_copy(&self) -> Result<Network, ModelError> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|tensor| tensor.f_detach_copy())
+            .collect::<Result<_, _>>()
+            .map_err(ModelError::libtorch("copying the network"))?;
+        Ok(Self { architecture: self.architecture, device: self.device, tensors })
     }
 
     /// The architecture.
@@ -349,7 +381,7 @@ impl Network {
     /// use model::{Architecture, Network};
     /// use tch::{Device, Kind, Tensor};
     ///
-    /// let network = Network::new(Architecture::Intended, Device::Cpu);
+    /// let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     /// let images = Tensor::rand([4, 28, 28], (Kind::Float, Device::Cpu));
     /// let logits = tch::no_grad(|| network.forward(&images, false))?;
     /// assert_eq!(logits.size(), [4, 10]);
@@ -370,7 +402,7 @@ impl Network {
     /// use model::{Architecture, Network, Precision};
     /// use tch::{Device, Kind, Tensor};
     ///
-    /// let network = Network::new(Architecture::Intended, Device::Cpu);
+    /// let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     /// let images = Tensor::rand([8, 28, 28], (Kind::Float, Device::Cpu));
     /// let logits = network.forward_in(&images, true, Precision::BFloat16)?;
     /// assert_eq!(logits.kind(), Kind::Float);

@@ -30,7 +30,7 @@ fn matches_torch_optim_adam_step_for_step() {
     let b = Tensor::from_slice(&vector(&fixture["start"]["b"])).set_requires_grad(true);
     let x = Tensor::from_slice(&matrix(&fixture["x"])).view([5, 4]);
     let y = Tensor::from_slice(&matrix(&fixture["y"])).view([5, 3]);
-    let mut adam = Adam::new(&[&w, &b], config);
+    let mut adam = Adam::new(&[&w, &b], config).unwrap();
     let steps = fixture["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 25);
     for (step_idx, expected) in steps.iter().enumerate() {
@@ -56,7 +56,7 @@ fn matches_torch_optim_adam_step_for_step() {
 #[test]
 fn a_wrong_parameter_list_is_an_error() {
     let w = Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
-    let mut adam = Adam::new(&[&w], AdamConfig::default());
+    let mut adam = Adam::new(&[&w], AdamConfig::default()).unwrap();
     let error = adam.step(&[&w, &w]).unwrap_err();
     assert_eq!(error.to_string(), "the optimizer holds state for 1 parameters but was given 2");
 }

@@ -23,8 +23,8 @@ fn batch(seed: i64) -> (Tensor, Tensor) {
 
 fn trained(architecture: Architecture, n_steps: i64) -> (Network, Adam) {
     tch::manual_seed(10);
-    let network = Network::new(architecture, Device::Cpu);
-    let mut adam = Adam::new(&network.trainable(), AdamConfig::default());
+    let network = Network::new(architecture, Device::Cpu).unwrap();
+    let mut adam = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
     for step in 0..n_steps {
         let (images, labels) = batch(100 + step);
         train_step(&network, &mut adam, &images, &labels).unwrap();

@@ -6,7 +6,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 #[test]
 fn batched_evaluation_equals_one_big_batch_for_any_batch_size() {
     tch::manual_seed(20);
-    let network = Network::new(Architecture::Intended, Device::Cpu);
+    let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     let images = Tensor::rand([1003, 28, 28], (Kind::Float, Device::Cpu));
     let labels = Tensor::randint(10, [1003], (Kind::Int64, Device::Cpu));
     let logits = tch::no_grad(|| network.forward(&images, false).unwrap());
@@ -28,7 +28,7 @@ fn batched_evaluation_equals_one_big_batch_for_any_batch_size() {
 
 #[test]
 fn bad_inputs_are_errors() {
-    let network = Network::new(Architecture::Intended, Device::Cpu);
+    let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     let images = Tensor::rand([4, 28, 28], (Kind::Float, Device::Cpu));
     let message =
         evaluate(&network, &images, &Tensor::zeros([3], (Kind::Int64, Device::Cpu)), 2).unwrap_err().to_string();
@@ -53,12 +53,12 @@ fn bad_inputs_are_errors() {
 #[test]
 fn libtorch_failures_are_errors_not_panics() {
     // A label outside the ten classes makes libtorch's loss fail: an error the caller can report.
-    let network = Network::new(Architecture::Intended, Device::Cpu);
+    let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     let images = Tensor::rand([4, 28, 28], (Kind::Float, Device::Cpu));
     let labels = Tensor::from_slice(&[0i64, 12, 3, 4]);
     let error = evaluate(&network, &images, &labels, 4).unwrap_err();
     assert!(matches!(error, ModelError::Libtorch { .. }), "{error}");
-    let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+    let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
     let error = train_step(&network, &mut optimizer, &images, &labels).unwrap_err();
     assert!(error.to_string().starts_with("libtorch: computing the loss"), "{error}");
     let error = train_step(&network, &mut optimizer, &images, &Tensor::from_slice(&[1i64, 2])).unwrap_err();

@@ -56,8 +56,8 @@ fn max_difference(a: &Tensor, b: &Tensor) -> f64 {
 /// A network whose moving averages are not the initial 0 and 1, so that folding them matters.
 fn trained_a_little() -> Network {
     tch::manual_seed(3);
-    let network = Network::new(Architecture::Intended, Device::Cpu);
-    let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+    let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
+    let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
     let images = Tensor::rand([20, 28, 28], (Kind::Float, Device::Cpu));
     let labels = Tensor::randint(10, [20], (Kind::Int64, Device::Cpu));
     for _ in 0..5 {
@@ -225,7 +225,7 @@ fn fused_adam_matches_the_composite_formula_within_rounding() {
     let run = |kernel| {
         let parameters: Vec<Tensor> = start.iter().map(|tensor| tensor.copy().set_requires_grad(true)).collect();
         let borrowed: Vec<&Tensor> = parameters.iter().collect();
-        let mut optimizer = Adam::new(&borrowed, AdamConfig::default());
+        let mut optimizer = Adam::new(&borrowed, AdamConfig::default()).unwrap();
         optimizer.kernel = kernel;
         for _ in 0..20 {
             Adam::zero_grad(&borrowed).unwrap();

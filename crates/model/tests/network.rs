@@ -17,7 +17,7 @@ fn random_images(n: i64) -> Tensor {
 fn both_networks_map_images_to_ten_logits() {
     tch::manual_seed(0);
     for architecture in [Architecture::Intended, Architecture::Seed] {
-        let network = Network::new(architecture, Device::Cpu);
+        let network = Network::new(architecture, Device::Cpu).unwrap();
         for train in [false, true] {
             assert_eq!(network.forward(&random_images(7), train).unwrap().size(), [7, 10], "{architecture:?}");
         }
@@ -28,9 +28,9 @@ fn both_networks_map_images_to_ten_logits() {
 #[test]
 fn parameter_counts() {
     // conv1 800 + 32, conv2 51,200 + 64, fc4 3,211,264 + 1,024, fco 10,240 + 10.
-    assert_eq!(Network::new(Architecture::Intended, Device::Cpu).n_trainable_values(), 3_274_634);
+    assert_eq!(Network::new(Architecture::Intended, Device::Cpu).unwrap().n_trainable_values(), 3_274_634);
     // conv1 800 + 32, conv2 1,600 + 64, fc4 12,845,056 + 1,024, fco 10,240 + 10.
-    assert_eq!(Network::new(Architecture::Seed, Device::Cpu).n_trainable_values(), 12_858_826);
+    assert_eq!(Network::new(Architecture::Seed, Device::Cpu).unwrap().n_trainable_values(), 12_858_826);
 }
 
 #[test]
@@ -45,8 +45,8 @@ fn the_seed_network_lists_exactly_the_seeds_variables() {
 [6/8] [fco/weights:0] / SAHPE IS (1024, 10)
 [7/8] [fco/biases:0] / SAHPE IS (10,)
 ";
-    assert_eq!(Network::new(Architecture::Seed, Device::Cpu).variable_listing(), expected);
-    let intended = Network::new(Architecture::Intended, Device::Cpu).variable_listing();
+    assert_eq!(Network::new(Architecture::Seed, Device::Cpu).unwrap().variable_listing(), expected);
+    let intended = Network::new(Architecture::Intended, Device::Cpu).unwrap().variable_listing();
     assert!(intended.contains("[2/8] [conv2/weights:0] / SAHPE IS (5, 5, 32, 64)\n"), "{intended}");
     assert!(intended.contains("[4/8] [fc4/weights:0] / SAHPE IS (3136, 1024)\n"), "{intended}");
 }
@@ -54,7 +54,7 @@ fn the_seed_network_lists_exactly_the_seeds_variables() {
 #[test]
 fn initialisation_follows_the_seed() {
     tch::manual_seed(1);
-    let network = Network::new(Architecture::Intended, Device::Cpu);
+    let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     for name in ["conv1.weight", "conv2.weight", "fc4.weight"] {
         let weights = tensor(&network, name);
         let max_abs = weights.abs().max().double_value(&[]);
@@ -75,7 +75,7 @@ fn initialisation_follows_the_seed() {
 #[test]
 fn batch_norm_uses_batch_statistics_in_training_and_moving_averages_in_evaluation() {
     tch::manual_seed(2);
-    let network = Network::new(Architecture::Intended, Device::Cpu);
+    let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     let images = random_images(8);
 
     // Evaluation: each image's logits do not depend on the rest of the batch, and nothing moves.
@@ -108,7 +108,7 @@ fn batch_norm_uses_batch_statistics_in_training_and_moving_averages_in_evaluatio
 #[test]
 fn dropout_is_active_only_in_training() {
     tch::manual_seed(4);
-    let network = Network::new(Architecture::Intended, Device::Cpu);
+    let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     let images = random_images(4);
     let first = network.forward(&images, false).unwrap();
     assert!(first.equal(&network.forward(&images, false).unwrap()));
@@ -126,8 +126,8 @@ fn overfits_fifty_real_digits_to_full_training_accuracy() {
     let labels = Tensor::from_slice(&mnist.train.labels.iter().take(50).map(|&l| i64::from(l)).collect::<Vec<_>>());
     for architecture in [Architecture::Intended, Architecture::Seed] {
         tch::manual_seed(5);
-        let network = Network::new(architecture, Device::Cpu);
-        let mut adam = Adam::new(&network.trainable(), AdamConfig::default());
+        let network = Network::new(architecture, Device::Cpu).unwrap();
+        let mut adam = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
         let mut last = None;
         for _ in 0..80 {
             last = Some(train_step(&network, &mut adam, &images, &labels).unwrap());
@@ -146,8 +146,8 @@ fn overfits_fifty_real_digits_to_full_training_accuracy() {
 #[test]
 fn the_seed_networks_conv1_gets_no_gradient() {
     tch::manual_seed(6);
-    let network = Network::new(Architecture::Seed, Device::Cpu);
-    let mut adam = Adam::new(&network.trainable(), AdamConfig::default());
+    let network = Network::new(Architecture::Seed, Device::Cpu).unwrap();
+    let mut adam = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
     let before = tensor(&network, "conv1.weight").copy();
     let labels = Tensor::from_slice(&[1i64, 2, 3, 4]);
     train_step(&network, &mut adam, &random_images(4), &labels).unwrap();

@@ -29,10 +29,10 @@ fn pytorch_loads_the_checkpoint_and_computes_the_same_logits() {
     let dir = tempfile::tempdir().unwrap();
     for architecture in [Architecture::Intended, Architecture::Seed] {
         tch::manual_seed(30);
-        let network = Network::new(architecture, Device::Cpu);
+        let network = Network::new(architecture, Device::Cpu).unwrap();
         // Move the moving averages away from their initial values so that they matter.
         tch::no_grad(|| drop(network.forward(&Tensor::rand([32, 28, 28], (Kind::Float, Device::Cpu)), true).unwrap()));
-        let adam = Adam::new(&network.trainable(), AdamConfig::default());
+        let adam = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
         let path = dir.path().join(format!("{}.safetensors", architecture.name()));
         checkpoint::save(&path, &network, &adam, &CheckpointMeta::default()).unwrap();
 

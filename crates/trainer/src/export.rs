@@ -23,7 +23,7 @@ fn export_torchscript(args: &ExportArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let loaded = crate::evaluate::load_for_inference(&args.checkpoint, device, false)?;
     // Traced on detached copies: the module holds plain constants, no autograd state.
-    let network = loaded.network.detached_copy();
+    let network = loaded.network.detached_copy()?;
     let side = model::network::IMAGE_SIDE;
     let example = Tensor::rand([2, 1, side, side], (Kind::Float, device));
     // The tracer wants tensors back; a failed forward pass is kept here and reported instead.

@@ -39,10 +39,10 @@ print(json.dumps({"torchscript": scripted.tolist(), "onnx": exported.tolist()}))
 
 fn trained_checkpoint(dir: &Path, architecture: Architecture) -> (PathBuf, Network) {
     tch::manual_seed(7);
-    let network = Network::new(architecture, Device::Cpu);
+    let network = Network::new(architecture, Device::Cpu).unwrap();
     // Move the moving averages away from their initial values so that they matter.
     tch::no_grad(|| drop(network.forward(&Tensor::rand([32, 28, 28], (Kind::Float, Device::Cpu)), true).unwrap()));
-    let adam = Adam::new(&network.trainable(), AdamConfig::default());
+    let adam = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
     let path = dir.join(format!("{}.safetensors", architecture.name()));
     checkpoint::save(&path, &network, &adam, &CheckpointMeta::default()).unwrap();
     (path, network)

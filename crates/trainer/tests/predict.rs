@@ -203,8 +203,8 @@ fn idx_input_agrees_with_evaluate() {
 #[test]
 fn a_fashion_checkpoint_names_its_classes_and_lays_items_out_its_way() {
     let dir = tempfile::tempdir().unwrap();
-    let network = model::Network::new(model::Architecture::Intended, tch::Device::Cpu);
-    let adam = model::Adam::new(&network.trainable(), model::AdamConfig::default());
+    let network = model::Network::new(model::Architecture::Intended, tch::Device::Cpu).unwrap();
+    let adam = model::Adam::new(&network.trainable(), model::AdamConfig::default()).unwrap();
     let names =
         ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
     let meta = model::CheckpointMeta {
@@ -239,8 +239,8 @@ fn a_fashion_checkpoint_names_its_classes_and_lays_items_out_its_way() {
 #[test]
 fn a_checkpoint_of_a_data_set_this_build_does_not_know_is_an_error_never_mnist() {
     let dir = tempfile::tempdir().unwrap();
-    let network = model::Network::new(model::Architecture::Intended, tch::Device::Cpu);
-    let adam = model::Adam::new(&network.trainable(), model::AdamConfig::default());
+    let network = model::Network::new(model::Architecture::Intended, tch::Device::Cpu).unwrap();
+    let adam = model::Adam::new(&network.trainable(), model::AdamConfig::default()).unwrap();
     let meta = model::CheckpointMeta {
         dataset: model::DatasetMeta {
             name: "klingon-digits".into(),

@@ -54,7 +54,13 @@ fn main() -> ExitCode {
     let batch_size = parse(args.next(), 500);
     let keep_copies = args.next().as_deref() == Some("--keep-copies");
     tch::manual_seed(0);
-    let network = Network::new(Architecture::Intended, Device::Cpu);
+    let network = match Network::new(Architecture::Intended, Device::Cpu) {
+        Ok(network) => network,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let images = Tensor::rand([n_images, 28, 28], (Kind::Float, Device::Cpu));
     let labels = Tensor::randint(10, [n_images], (Kind::Int64, Device::Cpu));
     // Warm up libtorch's thread pool and allocator first: its peak settles

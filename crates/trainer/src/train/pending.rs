@@ -103,7 +103,7 @@ mod tests {
 
     /// `n` steps on one batch, their results left on the device.
     fn steps(network: &Network, n: usize) -> Vec<StepOnDevice> {
-        let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default());
+        let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
         let images = Tensor::rand([4, 28, 28], (Kind::Float, Device::Cpu));
         let labels = Tensor::randint(10, [4], (Kind::Int64, Device::Cpu));
         let mut step = || train_step_on_device(network, &mut optimizer, &images, &labels, Precision::Float32).unwrap();
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn one_read_of_many_steps_sums_them_bit_for_bit_as_a_read_after_each() {
-        let network = Network::new(Architecture::Intended, Device::Cpu);
+        let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
         let taken = steps(&network, 7);
         let mut one_by_one = TrainerState::epoch_start(0);
         for step in &taken {
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_non_finite_loss_is_reported_with_its_own_step() {
-        let network = Network::new(Architecture::Intended, Device::Cpu);
+        let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
         let mut taken = steps(&network, 2);
         crate::fault::poison(&network);
         taken.extend(steps(&network, 3));
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_read_is_due_after_the_interval_or_when_many_are_kept() {
-        let network = Network::new(Architecture::Intended, Device::Cpu);
+        let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
         let mut pending = PendingSteps::new();
         let just_before = pending.last_read + READ_INTERVAL - Duration::from_millis(1);
         assert!(!pending.due_at(pending.last_read + READ_INTERVAL), "nothing kept");

@@ -18,7 +18,7 @@ use crate::run_dir::{self, CheckpointFile, RunDir};
 /// checkpoint yet, so a scheduler's job script can always pass `--resume`).
 pub fn open_state(args: &TrainArgs, dir: &RunDir, device: Device, n_steps: u64) -> Result<(RunState, Recorded)> {
     if !args.resuming() {
-        return Ok((RunState::fresh(args, device), Recorded::default()));
+        return Ok((RunState::fresh(args, device)?, Recorded::default()));
     }
     if args.resume_from.is_none() && dir.checkpoints()?.is_empty() {
         // Nothing to continue yet (a first attempt that ended before its first epoch did, or no attempt).
@@ -26,7 +26,7 @@ pub fn open_state(args: &TrainArgs, dir: &RunDir, device: Device, n_steps: u64) 
             "--resume: {} holds no checkpoint yet: starting the run from the beginning",
             dir.path().display()
         ));
-        return Ok((RunState::fresh(args, device), Recorded::default()));
+        return Ok((RunState::fresh(args, device)?, Recorded::default()));
     }
     let recorded = check_resumed_recipe(args, dir)?;
     Ok((RunState::resumed(args, dir, device, n_steps)?, recorded))

@@ -54,12 +54,12 @@ pub struct RunState {
 
 impl RunState {
     /// A fresh network (initialised from the seed) and optimizer.
-    pub fn fresh(args: &TrainArgs, device: Device) -> Self {
+    pub fn fresh(args: &TrainArgs, device: Device) -> Result<Self> {
         tch::manual_seed(streams::torch_seed(args.seed, Purpose::Init, 0));
-        let network = Network::new(args.network.into(), device);
+        let network = Network::new(args.network.into(), device)?;
         let config = AdamConfig { learning_rate: args.learning_rate, ..AdamConfig::default() };
-        let optimizer = Adam::new(&network.trainable(), config);
-        Self { network, optimizer, epoch: 0, step: 0, best: None, trainer: TrainerState::epoch_start(args.seed) }
+        let optimizer = Adam::new(&network.trainable(), config)?;
+        Ok(Self { network, optimizer, epoch: 0, step: 0, best: None, trainer: TrainerState::epoch_start(args.seed) })
     }
 
     /// The state to resume from: the `--resume-from` file, else the run's
@@ -166,7 +166,7 @@ mod tests {
         let args = crate::cli::Cli::try_parse_from(["trainer", "--resume"]).unwrap().train;
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
-        let state = RunState::fresh(&args, Device::Cpu);
+        let state = RunState::fresh(&args, Device::Cpu).unwrap();
         let trainer = TrainerState { step_in_epoch: 5000, ..TrainerState::epoch_start(args.seed) };
         let meta = model::CheckpointMeta {
             epoch: 1,
