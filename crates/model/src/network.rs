@@ -337,8 +337,14 @@ impl Network {
         let tensors = self
             .tensors
             .iter()
-            .map(|tensor| tensor.f_detach_copy())
-            .collect::<Result<_, _>>()
+            .map(|tensor| {
+                // A plain copy of the detached values (`detach_copy` would keep requiring gradients).
+                let detached = tensor.f_detach()?;
+                let mut copy = detached.f_zeros_like()?;
+                copy.f_copy_(&detached)?;
+                Ok(copy)
+            })
+            .collect::<Result<_, tch::TchError>>()
             .map_err(ModelError::libtorch("copying the network"))?;
         Ok(Self { architecture: self.architecture, device: self.device, tensors })
     }
