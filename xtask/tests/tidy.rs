@@ -20,8 +20,13 @@ fn read(path: &Path) -> String {
 
 /// `cargo metadata` of the workspace (without resolving: offline and fast).
 fn metadata() -> Value {
+    cargo_metadata("--no-deps")
+}
+
+/// `cargo metadata` with `scope`: `--no-deps`, or `--offline` for every package.
+fn cargo_metadata(scope: &str) -> Value {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .args(["metadata", "--format-version", "1", scope])
         .current_dir(repository())
         .output()
         .expect("cannot run cargo metadata");
@@ -330,13 +335,7 @@ fn unsafe_code_lives_in_the_model_crates_ffi_module_alone() {
 /// The methods tch offers in a fallible form (`f_NAME`): calling `NAME`
 /// itself panics when libtorch fails. Read from tch's own source.
 fn tch_fallible_names() -> BTreeSet<String> {
-    let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(repository())
-        .output()
-        .expect("cannot run cargo metadata");
-    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
-    let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let metadata = cargo_metadata("--offline");
     let tch = metadata["packages"].as_array().unwrap().iter().find(|package| package["name"] == "tch").unwrap();
     let source = Path::new(tch["manifest_path"].as_str().unwrap()).parent().unwrap().join("src");
     let mut names = BTreeSet::new();

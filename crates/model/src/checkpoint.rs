@@ -340,6 +340,38 @@ pub fn max_file_bytes() -> u64 {
     tensor_bytes(Architecture::Intended).max(tensor_bytes(Architecture::Seed)) + (1 << 20)
 }
 
+/// The tensors named in `expected`, each checked for its dtype and shape,
+/// and no tensor besides them.
+fn read_tensors(
+    tensors: &SafeTensors<'_>,
+    expected: &[(String, Vec<i64>)],
+    architecture: Architecture,
+    bad: &dyn Fn(String) -> ModelError,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let mut read = HashMap::new();
+    for (name, shape) in expected {
+        let view = tensors.tensor(name).map_err(|_| bad(format!("tensor `{name}` is missing")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype())));
+        }
+        let found: Vec<i64> = view.shape().iter().map(|&dim| dim as i64).collect();
+        if &found != shape {
+            return Err(bad(format!(
+                "tensor `{name}` has shape {found:?}, expected {shape:?} for the {} network",
+                architecture.name()
+            )));
+        }
+        let tensor = Tensor::f_from_data_size(view.data(), shape, Kind::Float)
+            .map_err(|error| bad(format!("tensor `{name}`: {error}")))?;
+        read.insert(name.clone(), tensor);
+    }
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
+    if let Some(unexpected) = tensors.names().into_iter().find(|name| !known.contains(name)) {
+        return Err(bad(format!("unexpected tensor `{unexpected}` for the {} network", architecture.name())));
+    }
+    Ok(read)
+}
+
 /// Reads a checkpoint onto `device`, checking every name, shape and dtype.
 ///
 /// # Examples
@@ -392,39 +424,22 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
         expected.push((format!("optimizer.exp_avg.{}", spec.name), spec.shape.clone()));
         expected.push((format!("optimizer.exp_avg_sq.{}", spec.name), spec.shape.clone()));
     }
-    let mut read = HashMap::new();
-    for (name, shape) in &expected {
-        let view = tensors.tensor(name).map_err(|_| bad(format!("tensor `{name}` is missing")))?;
-        if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype())));
-        }
-        let found: Vec<i64> = view.shape().iter().map(|&dim| dim as i64).collect();
-        if &found != shape {
-            return Err(bad(format!(
-                "tensor `{name}` has shape {found:?}, expected {shape:?} for the {} network",
-                architecture.name()
-            )));
-        }
-        let tensor = Tensor::f_from_data_size(view.data(), shape, Kind::Float)
-            .map_err(|error| bad(format!("tensor `{name}`: {error}")))?;
-        read.insert(name.clone(), tensor);
-    }
-    let known: std::collections::HashSet<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
-    if let Some(unexpected) = tensors.names().into_iter().find(|name| !known.contains(name)) {
-        return Err(bad(format!("unexpected tensor `{unexpected}` for the {} network", architecture.name())));
-    }
+    let mut read = read_tensors(&tensors, &expected, architecture, &bad)?;
 
     let mut take = |name: &str| read.remove(name).ok_or_else(|| bad(format!("tensor `{name}` is missing")));
     let network_tensors = specs.iter().map(|spec| take(spec.name)).collect::<Result<Vec<_>, _>>()?;
     let network = Network::from_tensors(architecture, device, network_tensors)?;
-    let to_device = |tensor: Tensor| {
-        tensor.f_to_device(device).map_err(ModelError::libtorch("moving a checkpoint's optimizer state to the device"))
+    let mut moments = |kind: &str| -> Result<Vec<Tensor>, ModelError> {
+        let trainable = specs.iter().filter(|spec| spec.role.is_trainable());
+        trainable
+            .map(|spec| {
+                take(&format!("optimizer.{kind}.{}", spec.name))?
+                    .f_to_device(device)
+                    .map_err(ModelError::libtorch("moving a checkpoint's optimizer state to the device"))
+            })
+            .collect()
     };
-    let (mut exp_avg, mut exp_avg_sq) = (Vec::new(), Vec::new());
-    for spec in specs.iter().filter(|spec| spec.role.is_trainable()) {
-        exp_avg.push(to_device(take(&format!("optimizer.exp_avg.{}", spec.name))?)?);
-        exp_avg_sq.push(to_device(take(&format!("optimizer.exp_avg_sq.{}", spec.name))?)?);
-    }
+    let (exp_avg, exp_avg_sq) = (moments("exp_avg")?, moments("exp_avg_sq")?);
     let optimizer = Adam::from_state(adam, optimizer_step, exp_avg, exp_avg_sq);
     Ok(Checkpoint { network, optimizer, meta })
 }
