@@ -10,6 +10,7 @@ pub mod eval;
 #[allow(unsafe_code)]
 mod fused;
 pub mod network;
+pub mod schedule;
 pub mod summary;
 
 pub use adam::{Adam, AdamConfig, AdamKernel};

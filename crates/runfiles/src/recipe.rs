@@ -23,6 +23,8 @@ pub struct Recipe {
     pub network: String,
     /// The training step's arithmetic (`fp32`, `bf16`).
     pub precision: String,
+    /// The learning-rate schedule's spec (`constant`).
+    pub schedule: String,
     /// The random seed.
     pub seed: u64,
     /// Training images sampled each epoch for the training accuracy.
@@ -73,7 +75,8 @@ impl Recipe {
     /// # use runfiles::Recipe;
     /// let recorded = Recipe {
     ///     augment: "seed".into(), batch_size: 50, dataset: "mnist".into(), learning_rate: 0.001,
-    ///     network: "intended".into(), precision: "fp32".into(), seed: 0, train_accuracy_images: 500,
+    ///     network: "intended".into(), precision: "fp32".into(), schedule: "constant".into(), seed: 0,
+    ///     train_accuracy_images: 500,
     ///     train_images: None, validation_size: 5000,
     /// };
     /// let given = Recipe { batch_size: 100, ..recorded.clone() };
@@ -109,6 +112,7 @@ mod tests {
             learning_rate: 0.001,
             network: "intended".into(),
             precision: "fp32".into(),
+            schedule: "constant".into(),
             seed: 0,
             train_accuracy_images: 500,
             train_images: None,
@@ -131,7 +135,7 @@ mod tests {
     fn a_change_of_any_field_is_a_difference_naming_it() {
         let base = recipe();
         let Value::Object(fields) = serde_json::to_value(&base).unwrap() else { unreachable!() };
-        assert_eq!(fields.len(), 10, "a new field: this test covers it by itself");
+        assert_eq!(fields.len(), 11, "a new field: this test covers it by itself");
         for (key, value) in &fields {
             let mut changed = fields.clone();
             changed.insert(key.clone(), other(value));
@@ -152,9 +156,10 @@ mod tests {
         let read = Recipe::from_recorded(&older, &defaults).unwrap();
         assert_eq!((read.precision.as_str(), read.train_accuracy_images), ("fp32", 500));
         assert_eq!((read.augment.as_str(), read.batch_size, read.train_images), ("none", 100, Some(1000)));
-        let unknown = serde_json::json!({"schedule": "cosine"});
+        assert_eq!(read.schedule, "constant", "runs from before schedules were recorded had none");
+        let unknown = serde_json::json!({"warmup": 5});
         let message = Recipe::from_recorded(&unknown, &defaults).unwrap_err().to_string();
-        assert!(message.contains("unknown field `schedule`"), "{message}");
+        assert!(message.contains("unknown field `warmup`"), "{message}");
         assert!(Recipe::from_recorded(&serde_json::json!([1]), &defaults).is_err());
     }
 }

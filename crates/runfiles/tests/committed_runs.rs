@@ -15,6 +15,7 @@ fn defaults() -> Recipe {
         learning_rate: 0.001,
         network: "intended".into(),
         precision: "fp32".into(),
+        schedule: "constant".into(),
         seed: 0,
         train_accuracy_images: 500,
         train_images: None,

@@ -198,9 +198,12 @@ pub struct TrainArgs {
     /// Images per training step.
     #[arg(long, default_value_t = 50)]
     pub batch_size: usize,
-    /// Adam's learning rate.
+    /// Adam's learning rate (the base rate the schedule scales).
     #[arg(long, default_value_t = 0.001)]
     pub learning_rate: f64,
+    /// The learning-rate schedule over the run: `constant` (the seed's); see docs/TRAINING.md.
+    #[arg(long, default_value = "constant", value_name = "SPEC")]
+    pub schedule: String,
     /// Print the seed's report (cost, train and validation accuracy) every this many epochs.
     #[arg(long, default_value_t = 3)]
     pub display_step: u64,
@@ -254,7 +257,7 @@ pub struct TrainArgs {
     /// Continue the run in --save-dir from this checkpoint (implies --resume).
     #[arg(long, value_name = "FILE")]
     pub resume_from: Option<PathBuf>,
-    /// On resume, train on with this learning rate (recorded in config.json and metrics.jsonl).
+    /// On resume, train on with this constant learning rate in place of the schedule (recorded in config.json and metrics.jsonl).
     #[arg(long, value_name = "RATE")]
     pub override_learning_rate: Option<f64>,
     /// Resume even though the run's config.json is missing (its recipe cannot be checked).

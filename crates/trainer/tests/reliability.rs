@@ -288,4 +288,7 @@ fn a_state_that_is_not_finite_stops_the_run_and_leaves_the_good_checkpoints() {
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(config["recipe_changes"], serde_json::json!([change]));
+    // The rate of the steps after that resume comes from the recorded change, not the base rate.
+    let last = model::checkpoint::load(&dir.path().join("last.safetensors"), tch::Device::Cpu).unwrap();
+    assert_eq!((last.meta.step, last.optimizer.config.learning_rate), (60, 0.0005));
 }

@@ -9,6 +9,8 @@
 //!   record, and the checkpoints the [`policy`] says;
 //! - [`Run::finish`]: the best checkpoint restored and tested.
 
+mod inventory;
+mod options;
 mod pending;
 mod policy;
 mod recipe;
@@ -27,12 +29,14 @@ use runfiles::{EpochRecord, RecipeChange, Record, TestRecord};
 use serde_json::json;
 use tch::{Device, Tensor};
 
+use self::inventory::Inventory;
+use self::options::RunOptions;
 use self::pending::{PendingSteps, StepPosition};
 use self::policy::CheckpointPolicy;
+use self::recipe::Places;
 pub use self::recipe::TCH_VERSION;
-use self::recipe::{Places, Recorded, validate};
-use self::resume::{open_state, override_learning_rate, reconcile_best, reconcile_last};
-use self::state::{RunState, TrainerState};
+use self::resume::{RateHistory, open_state, rate_history, reconcile_best, reconcile_last};
+use self::state::{Opening, RunState, TrainerState};
 use crate::cli::TrainArgs;
 use crate::console::{self, EpochProgress, report};
 use crate::data;
@@ -43,8 +47,8 @@ use crate::streams::{self, Purpose};
 
 /// Trains as `args` say; `stop` is raised by Ctrl-C.
 pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
-    let mut run = Run::open(args)?;
-    while run.state.epoch < args.epochs {
+    let mut run = Run::open(RunOptions::from_args(args)?)?;
+    while run.state.epoch < run.options.epochs {
         match run.train_epoch(stop)? {
             EpochEnd::Completed => run.end_epoch()?,
             EpochEnd::Interrupted => return run.save_interrupted(),
@@ -81,16 +85,16 @@ struct RunData {
 }
 
 impl RunData {
-    fn load(args: &TrainArgs, device: Device) -> Result<Self> {
+    fn load(options: &RunOptions, device: Device) -> Result<Self> {
         let started = Instant::now();
-        let Mnist { train, validation, test } = data::load(&args.data)?;
-        let name = args.data.dataset.dir_name();
+        let Mnist { train, validation, test } = data::load(&options.data)?;
+        let name = options.data.dataset.dir_name();
         data::check_image_size(&format!("{name} train"), &train)?;
-        let train = data::first_training_images(train, args.train_images)?;
+        let train = data::first_training_images(train, options.train_images)?;
         ensure!(
-            args.batch_size <= train.len(),
+            options.batch_size <= train.len(),
             "--batch-size {} is larger than the {} training images: not one full batch",
-            args.batch_size,
+            options.batch_size,
             train.len()
         );
         tracing::info!(
@@ -101,7 +105,7 @@ impl RunData {
             started.elapsed().as_secs_f64()
         );
         Ok(Self {
-            n_steps: (train.len() / args.batch_size) as u64,
+            n_steps: (train.len() / options.batch_size) as u64,
             validation: data::split_tensors(&validation, None, device)?,
             train: Arc::new(train),
             test,
@@ -109,15 +113,17 @@ impl RunData {
     }
 }
 
-/// A training run: its settings, directory, data and changing state.
-struct Run<'a> {
-    args: &'a TrainArgs,
+/// A training run: its options, directory, data and changing state.
+struct Run {
+    options: RunOptions,
     dir: RunDir,
     /// The run directory's writer lock, held for the whole run.
     _lock: RunLock,
     device: Device,
     data: RunData,
     state: RunState,
+    /// The learning rate of every step: the schedule and its recorded changes.
+    learning_rate: model::schedule::LearningRate,
     policy: CheckpointPolicy,
     augmenter: Augmenter,
     /// The augmentation pool when `--augment-threads` is above 1.
@@ -126,19 +132,19 @@ struct Run<'a> {
     display_timer: Instant,
 }
 
-impl<'a> Run<'a> {
-    /// Checks the settings and the directory, loads the data, starts fresh
-    /// or resumes, and writes `config.json`: nothing is written before every
-    /// check has passed.
-    fn open(args: &'a TrainArgs) -> Result<Self> {
-        validate(args)?;
-        let dir = RunDir::new(&args.save_dir);
+impl Run {
+    /// Checks the directory, loads the data, starts fresh or resumes, and
+    /// writes `config.json`: nothing is written before every check has passed.
+    fn open(options: RunOptions) -> Result<Self> {
+        let dir = RunDir::new(&options.save_dir);
         // A second writer on an existing run stops here, before touching anything.
         let early_lock = if dir.path().is_dir() { Some(dir.lock()?) } else { None };
-        dir.check(args.resuming())?;
-        let (device, threads) = configure_device(args)?;
-        let data = RunData::load(args, device)?;
-        let (mut state, recorded) = open_state(args, &dir, device, data.n_steps)?;
+        dir.check(options.resuming())?;
+        let device = configure_device(&options)?;
+        let data = RunData::load(&options, device)?;
+        let inventory = if options.resuming() { Inventory::take(&dir)? } else { Inventory::default() };
+        let opening = Opening { dir: dir.path(), inventory: &inventory, device, n_steps: data.n_steps };
+        let (mut state, recorded) = open_state(&options, &opening, &dir)?;
         tracing::debug!("trainable variables:\n{}", state.network.variable_listing());
         dir.create()?;
         let lock = match early_lock {
@@ -148,24 +154,26 @@ impl<'a> Run<'a> {
         for removed in dir.remove_temporaries()? {
             tracing::info!("removed {}, left by a killed run", removed.display());
         }
-        let change = override_learning_rate(args, &mut state);
-        if args.resuming() {
-            reconcile_best(args, &dir, &mut state)?;
-            reconcile_last(args, &dir, &state)?;
+        let rates = rate_history(&options, &recorded, &state, data.n_steps);
+        if options.resuming() {
+            reconcile_best(&options, &dir, &inventory, &mut state)?;
+            reconcile_last(&options, &dir, &inventory, &state)?;
         }
-        write_config(args, &dir, (device, threads), &data, &state, &recorded, change.as_ref())?;
-        restart_records(&dir, &state, change.as_ref())?;
+        let recipe = recorded.recipe.unwrap_or_else(|| options.recipe());
+        write_config(&options, &dir, device, &data, &state, (&recipe, &rates))?;
+        restart_records(&dir, &state, rates.new_change.as_ref())?;
         Ok(Self {
-            args,
             dir,
             _lock: lock,
             device,
             data,
             state,
-            policy: CheckpointPolicy::new(args),
-            augmenter: Augmenter::new(args.augment.into(), args.seed),
-            pool: augmentation_pool(args.augment_threads)?,
+            learning_rate: rates.timeline,
+            policy: options.policy,
+            augmenter: Augmenter::new(options.augment.into(), options.seed),
+            pool: augmentation_pool(options.machine.augment_threads)?,
             display_timer: Instant::now(),
+            options,
         })
     }
 
@@ -179,8 +187,8 @@ impl<'a> Run<'a> {
         let first_step = self.state.trainer.step_in_epoch;
         let plan = EpochPlan {
             epoch,
-            order: Arc::new(streams::epoch_order(self.args.seed, epoch, self.data.train.len())),
-            batch_size: self.args.batch_size,
+            order: Arc::new(streams::epoch_order(self.options.seed, epoch, self.data.train.len())),
+            batch_size: self.options.batch_size,
             first_step,
             n_steps,
         };
@@ -189,9 +197,9 @@ impl<'a> Run<'a> {
             self.augmenter.clone(),
             self.pool.clone(),
             plan,
-            self.args.prefetch,
+            self.options.machine.prefetch,
         );
-        let label = format!("epoch {}/{}", epoch + 1, self.args.epochs);
+        let label = format!("epoch {}/{}", epoch + 1, self.options.epochs);
         let mut progress = EpochProgress::start(label, n_steps, first_step);
         let seconds_before = self.state.trainer.epoch_seconds;
         let mut pending = PendingSteps::new();
@@ -211,7 +219,7 @@ impl<'a> Run<'a> {
             let elapsed = progress.elapsed().as_secs_f64();
             trainer.epoch_seconds = seconds_before + elapsed;
             let images_per_second =
-                ((trainer.step_in_epoch - first_step) * self.args.batch_size as u64) as f64 / elapsed;
+                ((trainer.step_in_epoch - first_step) * self.options.batch_size as u64) as f64 / elapsed;
             progress.update(trainer.step_in_epoch, images_per_second, mean_loss);
             if stop.load(Ordering::SeqCst) {
                 // The sums of the checkpoint about to be written must hold every step.
@@ -236,11 +244,14 @@ impl<'a> Run<'a> {
     /// the device in `pending` (read a few times a second, see [`pending`]).
     fn step(&mut self, batch: &Batch, pending: &mut PendingSteps) -> Result<()> {
         let side = model::network::IMAGE_SIDE;
-        let images = Tensor::from_slice(&batch.images).view([self.args.batch_size as i64, side, side]);
+        let images = Tensor::from_slice(&batch.images).view([self.options.batch_size as i64, side, side]);
         let labels = Tensor::from_slice(&batch.labels);
         // Dropout's randomness depends on the step alone: resumable without libtorch's generator state.
-        tch::manual_seed(streams::torch_seed(self.args.seed, Purpose::Dropout, self.state.step));
-        let precision = self.args.precision.into();
+        tch::manual_seed(streams::torch_seed(self.options.seed, Purpose::Dropout, self.state.step));
+        // The schedule (with its recorded changes) is the only source of the optimizer's rate.
+        let at = model::schedule::StepPosition { step: self.state.step, steps_per_epoch: self.data.n_steps };
+        self.state.optimizer.config.learning_rate = self.learning_rate.at(at);
+        let precision = self.options.precision.into();
         let (network, optimizer) = (&self.state.network, &mut self.state.optimizer);
         let result = train_step_on_device(network, optimizer, &images, &labels, precision)?;
         let position = StepPosition {
@@ -279,7 +290,7 @@ impl<'a> Run<'a> {
     /// Saves the mid-epoch state to `last` and says how to resume.
     fn save_interrupted(&self) -> Result<()> {
         self.check_finite()?;
-        let meta = self.state.checkpoint_meta(self.args, self.state.epoch)?;
+        let meta = self.state.checkpoint_meta(&self.options, self.state.epoch)?;
         let path = self.dir.checkpoint(self.policy.on_interrupt());
         run_dir::write_checkpoint(&path, &self.state.network, &self.state.optimizer, &meta)?;
         report(&format!(
@@ -306,21 +317,21 @@ impl<'a> Run<'a> {
         let record = self.epoch_record(&train_evaluation, &validation_evaluation, evaluated);
         self.print_epoch(&record);
         run_dir::append_line(&self.dir.metrics_path(), &Record::Epoch(record).to_value())?;
-        self.state.trainer = TrainerState::epoch_start(self.args.seed);
+        self.state.trainer = TrainerState::epoch_start(self.options.seed);
         self.state.epoch += 1;
         self.save_epoch_checkpoints(epoch, improved)
     }
 
     /// Accuracy on this epoch's random sample of training images, and on the validation images.
     fn evaluate_epoch(&self) -> Result<(Evaluation, Evaluation)> {
-        let args = self.args;
+        let options = &self.options;
         let sample =
-            streams::train_sample(args.seed, self.state.epoch, self.data.train.len(), args.train_accuracy_images);
+            streams::train_sample(options.seed, self.state.epoch, self.data.train.len(), options.train_accuracy_images);
         let (sample_images, sample_labels) = data::split_tensors(&self.data.train, Some(&sample), self.device)?;
         let network = &self.state.network;
-        let train = evaluate(network, &sample_images, &sample_labels, args.eval_batch_size)?;
+        let train = evaluate(network, &sample_images, &sample_labels, options.eval_batch_size)?;
         let (validation_images, validation_labels) = &self.data.validation;
-        let validation = evaluate(network, validation_images, validation_labels, args.eval_batch_size)?;
+        let validation = evaluate(network, validation_images, validation_labels, options.eval_batch_size)?;
         Ok((train, validation))
     }
 
@@ -328,7 +339,7 @@ impl<'a> Run<'a> {
     fn epoch_record(&self, train: &Evaluation, validation: &Evaluation, evaluated: Instant) -> EpochRecord {
         let trainer = &self.state.trainer;
         let n_steps = self.data.n_steps;
-        let n_images_trained = n_steps * self.args.batch_size as u64;
+        let n_images_trained = n_steps * self.options.batch_size as u64;
         EpochRecord {
             epoch: self.state.epoch,
             loss: trainer.epoch_loss_sum / n_steps as f64,
@@ -349,7 +360,7 @@ impl<'a> Run<'a> {
     /// The epoch in the log, and the seed's report every `--display-step` epochs.
     fn print_epoch(&mut self, record: &EpochRecord) {
         let number = |value: Option<f64>| value.unwrap_or(f64::NAN);
-        let (epoch, epochs) = (self.state.epoch + 1, self.args.epochs);
+        let (epoch, epochs) = (self.state.epoch + 1, self.options.epochs);
         let (loss, train_accuracy, validation_accuracy) =
             (record.loss, number(record.train_accuracy), record.validation_accuracy);
         tracing::info!(
@@ -358,7 +369,7 @@ impl<'a> Run<'a> {
             number(record.train_seconds),
             number(record.images_per_second)
         );
-        if epoch % self.args.display_step == 0 {
+        if epoch % self.options.display_step == 0 {
             report(&format!("time spent is {:.1} s", self.display_timer.elapsed().as_secs_f64()));
             self.display_timer = Instant::now();
             report(&format!("Epoch: {epoch:03}/{epochs:03} cost: {loss:.9}"));
@@ -369,7 +380,7 @@ impl<'a> Run<'a> {
 
     /// Writes the checkpoints the policy names for the end of 0-based `epoch`.
     fn save_epoch_checkpoints(&self, epoch: u64, improved: bool) -> Result<()> {
-        let meta = self.state.checkpoint_meta(self.args, self.state.epoch)?;
+        let meta = self.state.checkpoint_meta(&self.options, self.state.epoch)?;
         for file in self.policy.at_epoch_end(epoch, improved) {
             let path = self.dir.checkpoint(file);
             run_dir::write_checkpoint(&path, &self.state.network, &self.state.optimizer, &meta)?;
@@ -405,7 +416,7 @@ impl<'a> Run<'a> {
             best_path.display()
         );
         let (test_images, test_labels) = data::split_tensors(&self.data.test, None, self.device)?;
-        let test = evaluate(&best.network, &test_images, &test_labels, self.args.eval_batch_size)?;
+        let test = evaluate(&best.network, &test_images, &test_labels, self.options.eval_batch_size)?;
         report(&format!("TEST ACCURACY: {:.5}", test.accuracy()));
         let record = TestRecord {
             accuracy: test.accuracy(),
@@ -421,14 +432,13 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Sets libtorch's threads and resolves the device; returns both.
-fn configure_device(args: &TrainArgs) -> Result<(Device, usize)> {
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    tch::set_num_threads(threads as i32);
-    let device = args.device.resolve()?;
-    model::Precision::from(args.precision).check_native(device).context("--precision")?;
+/// Sets libtorch's threads and resolves the device.
+fn configure_device(options: &RunOptions) -> Result<Device> {
+    tch::set_num_threads(options.machine.threads as i32);
+    let device = options.machine.device.resolve()?;
+    model::Precision::from(options.precision).check_native(device).context("--precision")?;
     tracing::info!("device: {}", model::device::describe(device));
-    Ok((device, threads))
+    Ok(device)
 }
 
 /// A rayon pool for more than one augmentation thread; with one, the
@@ -449,39 +459,37 @@ fn augmentation_pool(augment_threads: usize) -> Result<Option<Arc<rayon::ThreadP
 /// started with and its explicit changes, the settings (paths relative to
 /// the run or the repository) and the model's size.
 fn write_config(
-    args: &TrainArgs,
+    options: &RunOptions,
     dir: &RunDir,
-    (device, threads): (Device, usize),
+    device: Device,
     data: &RunData,
     state: &RunState,
-    recorded: &Recorded,
-    change: Option<&RecipeChange>,
+    (recipe, rates): (&runfiles::Recipe, &RateHistory),
 ) -> Result<()> {
-    let model_summary = model::Architecture::from(args.network).summary();
-    tracing::info!("{}", crate::summary::totals_line(&model_summary, args.batch_size as u64));
+    let batch_size = options.batch_size as u64;
+    let model_summary = model::Architecture::from(options.network).summary();
+    tracing::info!("{}", crate::summary::totals_line(&model_summary, batch_size));
     let places = Places { run: dir, command: std::env::args().collect() };
-    // Changes made after the state resumed from are gone with the steps they came after.
-    let mut changes: Vec<RecipeChange> = recorded.changes.iter().filter(|old| old.step < state.step).cloned().collect();
-    changes.extend(change.cloned());
+    let data_dir = options.data.data_dir.join(options.data.dataset.dir_name());
     let config = json!({
         "program": "trainer",
         "version": env!("CARGO_PKG_VERSION"),
         "tch": TCH_VERSION,
         "libtorch": env!("LIBTORCH_VERSION"),
         "device": model::device::describe(device),
-        "threads": threads,
-        "recipe": recorded.recipe.clone().unwrap_or_else(|| recipe::recipe(args)),
-        "recipe_changes": changes,
-        "settings": recipe::portable_settings(args, &places)?,
+        "threads": options.machine.threads,
+        "recipe": recipe,
+        "recipe_changes": rates.changes,
+        "settings": recipe::portable_settings(options, &places),
         "data": {
-            "dir": recipe::portable_path(&args.data.data_dir.join(args.data.dataset.dir_name()), dir.path()),
+            "dir": recipe::portable_path(&data_dir, dir.path()),
             "n_train": data.train.len(),
             "n_validation": data.validation.1.size()[0],
             "n_test": data.test.len(),
         },
         "steps_per_epoch": data.n_steps,
         "network_trainable_values": state.network.n_trainable_values(),
-        "model": crate::summary::totals_json(&model_summary, args.batch_size as u64),
+        "model": crate::summary::totals_json(&model_summary, batch_size),
         "command": recipe::portable_command(&places),
     });
     run_dir::write_atomically(&dir.config_path(), serde_json::to_string_pretty(&config)?.as_bytes())

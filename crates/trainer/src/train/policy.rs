@@ -1,6 +1,5 @@
 //! Which checkpoints a run writes, when, and which it prunes: in one place.
 
-use crate::cli::TrainArgs;
 use crate::run_dir::CheckpointFile;
 
 /// The checkpoint policy of a run (`--save-step`, `--keep`).
@@ -13,11 +12,6 @@ pub struct CheckpointPolicy {
 }
 
 impl CheckpointPolicy {
-    /// The policy `args` ask for.
-    pub fn new(args: &TrainArgs) -> Self {
-        Self { save_step: args.save_step, keep: args.keep }
-    }
-
     /// The files written at the end of 0-based `epoch`, in this order:
     /// `net-{epoch}` every `save_step` epochs (then older ones beyond `keep`
     /// are pruned), `best` when validation improved, and always `last`, so

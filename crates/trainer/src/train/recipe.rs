@@ -1,84 +1,24 @@
-//! The run's settings: checked before any work, the recipe a resumed run
-//! must share with its start, and `config.json`.
+//! The recipe a resumed run must share with its start, and the portable
+//! settings and command `config.json` records.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, bail};
 use runfiles::{Difference, Recipe, RecipeChange};
 use serde_json::{Value, json};
 
-use crate::cli::{MAX_BATCH, MAX_EPOCHS, MAX_QUEUE, MAX_THREADS, TrainArgs, check_range};
+use super::options::{RunOptions, Start};
 use crate::run_dir::RunDir;
 
 /// The `tch` this program is built with (checked against Cargo.toml by the tidy test).
 pub const TCH_VERSION: &str = "0.24.0";
-
-/// Rejects impossible settings before any work is done.
-pub fn validate(args: &TrainArgs) -> Result<()> {
-    let positive = [
-        ("--display-step", args.display_step),
-        ("--save-step", args.save_step),
-        ("--keep", args.keep as u64),
-        ("--train-accuracy-images", args.train_accuracy_images as u64),
-        ("--validation-size", args.data.validation_size as u64),
-        ("--train-images", args.train_images.unwrap_or(1) as u64),
-    ];
-    for (flag, value) in positive {
-        ensure!(value > 0, "{flag} must be at least 1, found 0");
-    }
-    // Bounded, so no value wraps around in a conversion or asks for a huge allocation.
-    check_range("--epochs", args.epochs, 1, MAX_EPOCHS)?;
-    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)?;
-    check_range("--eval-batch-size", args.eval_batch_size, 1, MAX_BATCH)?;
-    check_range("--threads", args.threads.unwrap_or(1), 1, MAX_THREADS)?;
-    check_range("--augment-threads", args.augment_threads, 1, MAX_THREADS)?;
-    check_range("--prefetch", args.prefetch, 1, MAX_QUEUE)?;
-    ensure!(
-        args.learning_rate.is_finite() && args.learning_rate > 0.0,
-        "--learning-rate must be a positive number, found {}",
-        args.learning_rate
-    );
-    if let Some(rate) = args.override_learning_rate {
-        ensure!(
-            args.resuming(),
-            "--override-learning-rate changes a resumed run (with --resume); a new run takes --learning-rate"
-        );
-        ensure!(rate.is_finite() && rate > 0.0, "--override-learning-rate must be a positive number, found {rate}");
-    }
-    Ok(())
-}
-
-/// The name a choice is recorded by (its kebab-case flag value).
-fn name_of(choice: impl serde::Serialize) -> String {
-    match serde_json::to_value(choice) {
-        Ok(Value::String(name)) => name,
-        other => unreachable!("a unit enum serializes to its name, not {other:?}"),
-    }
-}
-
-/// Everything that must stay the same for a resumed run to continue the
-/// same run: compared with `config.json` on `--resume`.
-pub fn recipe(args: &TrainArgs) -> Recipe {
-    Recipe {
-        dataset: name_of(args.data.dataset),
-        validation_size: args.data.validation_size as u64,
-        train_images: args.train_images.map(|images| images as u64),
-        network: name_of(args.network),
-        augment: name_of(args.augment),
-        precision: name_of(args.precision),
-        seed: args.seed,
-        batch_size: args.batch_size as u64,
-        learning_rate: args.learning_rate,
-        train_accuracy_images: args.train_accuracy_images as u64,
-    }
-}
 
 /// The recipe of a command with every flag at its default: what a recipe
 /// key missing from an older run's `config.json` stands for.
 fn default_recipe() -> Recipe {
     use clap::Parser;
     let defaults = crate::cli::Cli::try_parse_from(["trainer"]).expect("the defaults parse");
-    recipe(&defaults.train)
+    RunOptions::from_args(&defaults.train).expect("the defaults are valid").recipe()
 }
 
 /// What a resumed run inherits from its `config.json`: the recipe it was
@@ -94,11 +34,12 @@ pub struct Recorded {
 /// Refuses to resume with another recipe than the run was started with.
 /// Keys a newer version added read as their defaults; a missing
 /// `config.json` is an error unless `--force`.
-pub fn check_resumed_recipe(args: &TrainArgs, run: &RunDir) -> Result<Recorded> {
+pub fn check_resumed_recipe(options: &RunOptions, run: &RunDir) -> Result<Recorded> {
     let path = run.config_path();
+    let force = matches!(options.start, Start::Resume { force: true, .. });
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(_) if args.force => {
+        Err(_) if force => {
             tracing::warn!("{} is missing: resuming without checking the recipe (--force)", path.display());
             return Ok(Recorded::default());
         }
@@ -112,8 +53,8 @@ pub fn check_resumed_recipe(args: &TrainArgs, run: &RunDir) -> Result<Recorded> 
     let recorded_recipe = config.get("recipe").cloned().unwrap_or_else(|| json!({}));
     let started_with = Recipe::from_recorded(&recorded_recipe, &default_recipe())
         .map_err(|error| anyhow::anyhow!("{}: its `recipe` cannot be read ({error})", path.display()))?;
-    if let Some(Difference { key, recorded, given }) = started_with.differences(&recipe(args)).into_iter().next() {
-        let hint = if key == "learning_rate" {
+    if let Some(Difference { key, recorded, given }) = started_with.differences(&options.recipe()).into_iter().next() {
+        let hint = if key == "learning_rate" || key == "schedule" {
             "pass the run's value; to train on with another, add --override-learning-rate"
         } else {
             "pass the run's value (or start a new run with another --save-dir)"
@@ -165,12 +106,12 @@ pub struct Places<'a> {
 }
 
 /// `settings` (the arguments as JSON) with their paths made portable.
-pub fn portable_settings(args: &TrainArgs, places: &Places<'_>) -> Result<Value> {
+pub fn portable_settings(options: &RunOptions, places: &Places<'_>) -> Value {
     let run_path = places.run.path();
-    let mut settings = serde_json::to_value(args)?;
-    settings["save_dir"] = json!(portable_path(&args.save_dir, run_path));
-    settings["data"]["data_dir"] = json!(portable_path(&args.data.data_dir, run_path));
-    Ok(settings)
+    let mut settings = options.settings.clone();
+    settings["save_dir"] = json!(portable_path(&options.save_dir, run_path));
+    settings["data"]["data_dir"] = json!(portable_path(&options.data.data_dir, run_path));
+    settings
 }
 
 /// The command line with the paths among its words made portable.
@@ -192,35 +133,9 @@ mod tests {
     use super::*;
     use crate::cli::Cli;
 
-    fn parse(extra: &[&str]) -> TrainArgs {
-        Cli::try_parse_from(std::iter::once("trainer").chain(extra.iter().copied())).unwrap().train
-    }
-
-    #[test]
-    fn impossible_settings_name_the_flag() {
-        for (flag, value) in [("--display-step", "0"), ("--keep", "0"), ("--save-step", "0")] {
-            let message = validate(&parse(&[flag, value])).unwrap_err().to_string();
-            assert!(message.contains(flag) && message.contains("at least 1"), "{message}");
-        }
-        let message = validate(&parse(&["--learning-rate", "nan"])).unwrap_err().to_string();
-        assert!(message.contains("--learning-rate"), "{message}");
-        let message = validate(&parse(&["--override-learning-rate", "0.0001"])).unwrap_err().to_string();
-        assert!(message.contains("changes a resumed run"), "{message}");
-        let message = validate(&parse(&["--resume", "--override-learning-rate=-1"])).unwrap_err().to_string();
-        assert!(message.contains("--override-learning-rate must be a positive number"), "{message}");
-        validate(&parse(&["--resume-from", "x.safetensors", "--override-learning-rate", "1e-4"])).unwrap();
-        for (flag, value, range) in [
-            ("--threads", "3000000000", "between 1 and 1024, found 3000000000"),
-            ("--prefetch", "1000000000", "between 1 and 65536, found 1000000000"),
-            ("--eval-batch-size", "10000000", "between 1 and 65536"),
-            ("--batch-size", "1000000", "between 1 and 65536"),
-            ("--augment-threads", "0", "between 1 and 1024, found 0"),
-            ("--epochs", "99999999999", "between 1 and 1000000"),
-        ] {
-            let message = validate(&parse(&[flag, value])).unwrap_err().to_string();
-            assert!(message.starts_with(flag) && message.contains(range), "{message}");
-        }
-        validate(&parse(&[])).unwrap();
+    fn parse(extra: &[&str]) -> RunOptions {
+        let args = Cli::try_parse_from(std::iter::once("trainer").chain(extra.iter().copied())).unwrap().train;
+        RunOptions::from_args(&args).unwrap()
     }
 
     /// A run directory holding a copy of the committed 50-epoch run's
@@ -241,6 +156,8 @@ mod tests {
         let recorded = check_resumed_recipe(&resume, &RunDir::new(dir.path())).unwrap();
         let recipe = recorded.recipe.unwrap();
         assert_eq!(recipe.learning_rate, 0.001);
+        // The committed run predates --schedule: its rate was constant.
+        assert_eq!(recipe.schedule, "constant");
         // The committed run predates --precision: it was fp32, the default.
         assert_eq!(recipe.precision, "fp32");
         assert!(recorded.changes.is_empty());
@@ -285,9 +202,9 @@ mod tests {
         let outside = Path::new("/definitely/not/here");
         assert_eq!(portable_path(outside, run_dir.path()), "/definitely/not/here");
 
-        let args = parse(&["--save-dir", &run_dir.path().display().to_string()]);
+        let options = parse(&["--save-dir", &run_dir.path().display().to_string()]);
         let places = Places { run: &run, command: vec![data.display().to_string(), "--epochs".into()] };
-        let settings = portable_settings(&args, &places).unwrap();
+        let settings = portable_settings(&options, &places);
         assert_eq!(settings["save_dir"], ".");
         assert_eq!(settings["data"]["data_dir"], "data");
         assert_eq!(portable_command(&places), vec!["data".to_owned(), "--epochs".to_owned()]);

@@ -2,52 +2,79 @@
 //! beginning when it has no checkpoint yet), with an explicit learning-rate
 //! change, and `best` and `last` made to agree with the resumed state.
 
-use anyhow::{Context, Result};
-use model::checkpoint;
-use runfiles::{LearningRateChange, RecipeChange};
-use tch::Device;
+use std::sync::Arc;
 
+use anyhow::{Context, Result};
+use model::schedule::{Constant, LearningRate, StepPosition};
+use runfiles::{LearningRateChange, RecipeChange};
+
+use super::inventory::Inventory;
+use super::options::{RunOptions, Start};
 use super::recipe::{Recorded, check_resumed_recipe};
-use super::state::RunState;
-use crate::cli::TrainArgs;
+use super::state::{Opening, RunState};
 use crate::console::report;
 use crate::run_dir::{self, CheckpointFile, RunDir};
 
 /// The state a run starts from, and what its `config.json` recorded: fresh,
 /// or resumed (from the beginning, and said so, when the run has no
 /// checkpoint yet, so a scheduler's job script can always pass `--resume`).
-pub fn open_state(args: &TrainArgs, dir: &RunDir, device: Device, n_steps: u64) -> Result<(RunState, Recorded)> {
-    if !args.resuming() {
-        return Ok((RunState::fresh(args, device)?, Recorded::default()));
-    }
-    if args.resume_from.is_none() && dir.checkpoints()?.is_empty() {
+pub fn open_state(options: &RunOptions, opening: &Opening<'_>, dir: &RunDir) -> Result<(RunState, Recorded)> {
+    let Start::Resume { from, .. } = &options.start else {
+        return Ok((RunState::fresh(options, opening.device)?, Recorded::default()));
+    };
+    if from.is_none() && opening.inventory.is_empty() {
         // Nothing to continue yet (a first attempt that ended before its first epoch did, or no attempt).
         report(&format!(
             "--resume: {} holds no checkpoint yet: starting the run from the beginning",
             dir.path().display()
         ));
-        return Ok((RunState::fresh(args, device)?, Recorded::default()));
+        return Ok((RunState::fresh(options, opening.device)?, Recorded::default()));
     }
-    let recorded = check_resumed_recipe(args, dir)?;
-    Ok((RunState::resumed(args, dir, device, n_steps)?, recorded))
+    let recorded = check_resumed_recipe(options, dir)?;
+    Ok((RunState::resumed(options, opening, from.as_deref())?, recorded))
 }
 
-/// Applies `--override-learning-rate` to a resumed state; returns the change
-/// to record (`recipe_change`), with where in the run it was made.
-pub fn override_learning_rate(args: &TrainArgs, state: &mut RunState) -> Option<RecipeChange> {
-    let rate = args.override_learning_rate?;
-    let before = state.optimizer.config.learning_rate;
-    state.optimizer.config.learning_rate = rate;
+/// A run's learning rate over its steps, and the explicit changes that made it.
+#[derive(Debug, Clone)]
+pub struct RateHistory {
+    /// The rate at every step: the recipe's schedule, then each change.
+    pub timeline: LearningRate,
+    /// Every change in force, oldest first (`config.json`'s `recipe_changes`).
+    pub changes: Vec<RecipeChange>,
+    /// The change this start made (`--override-learning-rate`), to record in `metrics.jsonl`.
+    pub new_change: Option<RecipeChange>,
+}
+
+/// The recipe's schedule with the recorded changes the resumed state keeps
+/// (those made before its step, as `metrics.jsonl` keeps them; later ones
+/// went with the steps they came after) and this start's
+/// `--override-learning-rate`: a constant rate from the state's step on, in
+/// place of the schedule.
+pub fn rate_history(options: &RunOptions, recorded: &Recorded, state: &RunState, n_steps: u64) -> RateHistory {
+    let mut timeline = options.learning_rate_timeline();
+    let mut changes: Vec<RecipeChange> = recorded.changes.iter().filter(|old| old.step < state.step).cloned().collect();
+    for change in &changes {
+        if let Some(rate) = &change.learning_rate {
+            timeline.change_from(change.step, rate.to, Arc::new(Constant));
+        }
+    }
+    let Start::Resume { new_learning_rate: Some(rate), .. } = options.start else {
+        return RateHistory { timeline, changes, new_change: None };
+    };
+    let before = timeline.at(StepPosition { step: state.step, steps_per_epoch: n_steps });
+    timeline.change_from(state.step, rate, Arc::new(Constant));
     report(&format!(
         "learning rate {before} -> {rate} from epoch {} (0-based), step {} of the run",
         state.epoch, state.step
     ));
-    Some(RecipeChange {
+    let change = RecipeChange {
         epoch: state.epoch,
         step: state.step,
         learning_rate: Some(LearningRateChange { from: before, to: rate }),
         extra: Default::default(),
-    })
+    };
+    changes.push(change.clone());
+    RateHistory { timeline, changes, new_change: Some(change) }
 }
 
 /// Makes `best.safetensors` agree with the best epoch the resumed state
@@ -55,9 +82,9 @@ pub fn override_learning_rate(args: &TrainArgs, state: &mut RunState) -> Option<
 /// but before `best`): the state itself when it is that epoch's end, else
 /// that epoch's numbered checkpoint; when neither exists any more, the best
 /// file's own epoch becomes the truth. Either way it is said.
-pub fn reconcile_best(args: &TrainArgs, dir: &RunDir, state: &mut RunState) -> Result<()> {
+pub fn reconcile_best(options: &RunOptions, dir: &RunDir, inventory: &Inventory, state: &mut RunState) -> Result<()> {
     let best_path = dir.best_checkpoint();
-    let in_file = checkpoint::read_meta(&best_path).ok().and_then(|(_, meta)| meta.best_validation_accuracy);
+    let in_file = inventory.meta(&best_path).and_then(|meta| meta.best_validation_accuracy);
     let (Some((_, best_epoch)), file_epoch) = (state.best, in_file.map(|(_, epoch)| epoch)) else {
         return Ok(());
     };
@@ -69,13 +96,13 @@ pub fn reconcile_best(args: &TrainArgs, dir: &RunDir, state: &mut RunState) -> R
         best_path.display()
     );
     if state.trainer.step_in_epoch == 0 && state.epoch == best_epoch + 1 {
-        let meta = state.checkpoint_meta(args, state.epoch)?;
+        let meta = state.checkpoint_meta(options, state.epoch)?;
         run_dir::write_checkpoint(&best_path, &state.network, &state.optimizer, &meta)?;
         tracing::warn!("rewrote {} from the resumed state (the end of epoch {best_epoch})", best_path.display());
         return Ok(());
     }
     let numbered = dir.checkpoint(CheckpointFile::Epoch(best_epoch));
-    let numbered_holds_it = checkpoint::read_meta(&numbered).is_ok_and(|(_, meta)| meta.epoch == best_epoch + 1);
+    let numbered_holds_it = inventory.meta(&numbered).is_some_and(|meta| meta.epoch == best_epoch + 1);
     if numbered_holds_it {
         let bytes = std::fs::read(&numbered).with_context(|| format!("cannot read {}", numbered.display()))?;
         run_dir::write_atomically(&best_path, &bytes)?;
@@ -93,12 +120,11 @@ pub fn reconcile_best(args: &TrainArgs, dir: &RunDir, state: &mut RunState) -> R
 /// Makes `last.safetensors` the resumed state when it is not (the run
 /// resumed from a numbered checkpoint, after a kill before `last` was written
 /// or by `--resume-from`): `last` is always the run's newest state.
-pub fn reconcile_last(args: &TrainArgs, dir: &RunDir, state: &RunState) -> Result<()> {
+pub fn reconcile_last(options: &RunOptions, dir: &RunDir, inventory: &Inventory, state: &RunState) -> Result<()> {
     let last = dir.last_checkpoint();
-    let current =
-        checkpoint::read_meta(&last).is_ok_and(|(_, meta)| meta.step == state.step && meta.epoch == state.epoch);
+    let current = inventory.meta(&last).is_some_and(|meta| meta.step == state.step && meta.epoch == state.epoch);
     if !current && state.step > 0 {
-        let meta = state.checkpoint_meta(args, state.epoch)?;
+        let meta = state.checkpoint_meta(options, state.epoch)?;
         run_dir::write_checkpoint(&last, &state.network, &state.optimizer, &meta)?;
         tracing::info!(
             "rewrote {} from the resumed state (epoch {}, step {})",

@@ -1,15 +1,15 @@
 //! What changes as a run trains: the network, its optimizer, the position in
 //! the run and the epoch's sums so far. Starts fresh or from a checkpoint.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
 use model::{Adam, AdamConfig, CheckpointMeta, Network, checkpoint};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::cli::TrainArgs;
-use crate::run_dir::RunDir;
+use super::inventory::Inventory;
+use super::options::RunOptions;
 use crate::streams::{self, Purpose};
 
 /// The trainer's own state in a checkpoint (`trainer_state`, as JSON): where
@@ -54,25 +54,25 @@ pub struct RunState {
 
 impl RunState {
     /// A fresh network (initialised from the seed) and optimizer.
-    pub fn fresh(args: &TrainArgs, device: Device) -> Result<Self> {
-        tch::manual_seed(streams::torch_seed(args.seed, Purpose::Init, 0));
-        let network = Network::new(args.network.into(), device)?;
-        let config = AdamConfig { learning_rate: args.learning_rate, ..AdamConfig::default() };
+    pub fn fresh(options: &RunOptions, device: Device) -> Result<Self> {
+        tch::manual_seed(streams::torch_seed(options.seed, Purpose::Init, 0));
+        let network = Network::new(options.network.into(), device)?;
+        let config = AdamConfig { learning_rate: options.learning_rate, ..AdamConfig::default() };
         let optimizer = Adam::new(&network.trainable(), config)?;
-        Ok(Self { network, optimizer, epoch: 0, step: 0, best: None, trainer: TrainerState::epoch_start(args.seed) })
+        let trainer = TrainerState::epoch_start(options.seed);
+        Ok(Self { network, optimizer, epoch: 0, step: 0, best: None, trainer })
     }
 
-    /// The state to resume from: the `--resume-from` file, else the run's
+    /// The state to resume from: `from` (`--resume-from`), else the run's
     /// newest checkpoint that loads and belongs to this run (files that do
     /// not are reported and skipped; none usable is an error listing why).
-    pub fn resumed(args: &TrainArgs, run: &RunDir, device: Device, n_steps: u64) -> Result<Self> {
-        if let Some(path) = &args.resume_from {
-            return Self::from_checkpoint(args, path, device, n_steps);
+    pub fn resumed(options: &RunOptions, run: &Opening<'_>, from: Option<&Path>) -> Result<Self> {
+        if let Some(path) = from {
+            return Self::from_checkpoint(options, path, run);
         }
-        let files = run.checkpoints()?;
-        let mut skipped = Vec::new();
-        for path in newest_first(run, files, &mut skipped) {
-            match Self::from_checkpoint(args, &path, device, n_steps) {
+        let (files, mut skipped) = run.inventory.newest_first();
+        for path in files {
+            match Self::from_checkpoint(options, path, run) {
                 Ok(state) => return Ok(state),
                 Err(error) => {
                     tracing::warn!("cannot resume from {}: {error:#}; trying the next newest", path.display());
@@ -80,14 +80,15 @@ impl RunState {
                 }
             }
         }
-        bail!("--resume: no checkpoint in {} can be resumed from:\n  {}", run.path().display(), skipped.join("\n  "))
+        bail!("--resume: no checkpoint in {} can be resumed from:\n  {}", run.dir.display(), skipped.join("\n  "))
     }
 
-    /// The state in one checkpoint file, checked against `args` and the epoch's length.
-    fn from_checkpoint(args: &TrainArgs, path: &Path, device: Device, n_steps: u64) -> Result<Self> {
+    /// The state in one checkpoint file, checked against the options and the epoch's length.
+    fn from_checkpoint(options: &RunOptions, path: &Path, run: &Opening<'_>) -> Result<Self> {
+        let (device, n_steps) = (run.device, run.n_steps);
         let loaded = checkpoint::load(path, device)?;
         let bad = |reason: String| anyhow!("{}: {reason}", path.display());
-        let wanted = model::Architecture::from(args.network);
+        let wanted = model::Architecture::from(options.network);
         if loaded.network.architecture() != wanted {
             return Err(bad(format!(
                 "holds the {} network, but --network is {}",
@@ -97,8 +98,8 @@ impl RunState {
         }
         let trainer: TrainerState = serde_json::from_str(&loaded.meta.trainer_state)
             .map_err(|error| bad(format!("metadata `trainer_state` is not the trainer's ({error})")))?;
-        if trainer.seed != args.seed {
-            return Err(bad(format!("was trained with --seed {}, not {}", trainer.seed, args.seed)));
+        if trainer.seed != options.seed {
+            return Err(bad(format!("was trained with --seed {}, not {}", trainer.seed, options.seed)));
         }
         // `n_steps` itself is a stop after the epoch's last step, before its evaluation.
         if trainer.step_in_epoch > n_steps {
@@ -127,33 +128,28 @@ impl RunState {
     }
 
     /// The checkpoint metadata of this state; `epoch` is the completed epochs.
-    pub fn checkpoint_meta(&self, args: &TrainArgs, epoch: u64) -> Result<CheckpointMeta> {
+    pub fn checkpoint_meta(&self, options: &RunOptions, epoch: u64) -> Result<CheckpointMeta> {
         Ok(CheckpointMeta {
             epoch,
             step: self.step,
             best_validation_accuracy: self.best,
             trainer_state: serde_json::to_string(&self.trainer)?,
-            dataset: args.data.dataset.meta(),
+            dataset: options.data.dataset.meta(),
         })
     }
 }
 
-/// The run's checkpoint files whose headers read, newest first (most
-/// optimizer steps; `last` first on a tie). Files whose headers do not read
-/// (stray, foreign or corrupt) are reported and left out.
-fn newest_first(run: &RunDir, files: Vec<PathBuf>, skipped: &mut Vec<String>) -> Vec<PathBuf> {
-    let mut readable: Vec<(u64, bool, PathBuf)> = Vec::new();
-    for path in files {
-        match checkpoint::read_meta(&path) {
-            Ok((_, meta)) => readable.push((meta.step, path == run.last_checkpoint(), path)),
-            Err(error) => {
-                tracing::warn!("skipping {}: {error}", path.display());
-                skipped.push(error.to_string());
-            }
-        }
-    }
-    readable.sort_by_key(|(step, is_last, _)| std::cmp::Reverse((*step, *is_last)));
-    readable.into_iter().map(|(_, _, path)| path).collect()
+/// What resuming needs to know of the run being opened.
+#[derive(Debug)]
+pub struct Opening<'a> {
+    /// The run directory (for messages).
+    pub dir: &'a Path,
+    /// Its checkpoints, their headers read once.
+    pub inventory: &'a Inventory,
+    /// The device to load onto.
+    pub device: Device,
+    /// Steps in one epoch.
+    pub n_steps: u64,
 }
 
 #[cfg(test)]
@@ -164,10 +160,16 @@ mod tests {
     fn a_position_beyond_the_epoch_is_refused_naming_the_field() {
         use clap::Parser;
         let args = crate::cli::Cli::try_parse_from(["trainer", "--resume"]).unwrap().train;
+        let options = RunOptions::from_args(&args).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
-        let state = RunState::fresh(&args, Device::Cpu).unwrap();
-        let trainer = TrainerState { step_in_epoch: 5000, ..TrainerState::epoch_start(args.seed) };
+        let run = crate::run_dir::RunDir::new(dir.path());
+        let state = RunState::fresh(&options, Device::Cpu).unwrap();
+        let resume = |run: &crate::run_dir::RunDir| {
+            let inventory = Inventory::take(run).unwrap();
+            let opening = Opening { dir: run.path(), inventory: &inventory, device: Device::Cpu, n_steps: 1100 };
+            RunState::resumed(&options, &opening, None)
+        };
+        let trainer = TrainerState { step_in_epoch: 5000, ..TrainerState::epoch_start(options.seed) };
         let meta = model::CheckpointMeta {
             epoch: 1,
             step: 6100,
@@ -176,15 +178,15 @@ mod tests {
             dataset: model::DatasetMeta::default(),
         };
         checkpoint::save(&run.last_checkpoint(), &state.network, &state.optimizer, &meta).unwrap();
-        let message = format!("{:#}", RunState::resumed(&args, &run, Device::Cpu, 1100).unwrap_err());
+        let message = format!("{:#}", resume(&run).unwrap_err());
         assert!(message.contains("`trainer_state.step_in_epoch` is 5000, but an epoch has 1100 steps"), "{message}");
         assert!(message.contains("last.safetensors"), "{message}");
 
         // A stop right after the epoch's last step (before its evaluation) is a valid place to resume.
-        let trainer = TrainerState { step_in_epoch: 1100, ..TrainerState::epoch_start(args.seed) };
+        let trainer = TrainerState { step_in_epoch: 1100, ..TrainerState::epoch_start(options.seed) };
         let meta = model::CheckpointMeta { trainer_state: serde_json::to_string(&trainer).unwrap(), ..meta };
         checkpoint::save(&run.last_checkpoint(), &state.network, &state.optimizer, &meta).unwrap();
-        let resumed = RunState::resumed(&args, &run, Device::Cpu, 1100).unwrap();
+        let resumed = resume(&run).unwrap();
         assert_eq!(resumed.trainer.step_in_epoch, 1100);
     }
 

@@ -1,0 +1,273 @@
+//! A `train` command read once: the flags checked and turned into the
+//! run's typed options. Past [`RunOptions::from_args`] nothing in the run
+//! reads `TrainArgs`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use model::schedule::{LearningRate, Schedule};
+use runfiles::Recipe;
+use serde_json::Value;
+
+use super::policy::CheckpointPolicy;
+use crate::cli::{
+    AugmentChoice, DataArgs, MAX_BATCH, MAX_EPOCHS, MAX_QUEUE, MAX_THREADS, NetworkChoice, PrecisionChoice, TrainArgs,
+    check_range,
+};
+
+/// How the run starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// A new run (`--save-dir` must not hold one).
+    Fresh,
+    /// The run in `--save-dir` continued.
+    Resume {
+        /// The checkpoint to continue from (`--resume-from`), else the newest that loads.
+        from: Option<PathBuf>,
+        /// Resume although `config.json` is missing (`--force`).
+        force: bool,
+        /// Train on with this constant learning rate (`--override-learning-rate`).
+        new_learning_rate: Option<f64>,
+    },
+}
+
+/// Where and with how many threads the run computes.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// `--device`.
+    pub device: model::DeviceRequest,
+    /// libtorch's threads (one per core unless `--threads`).
+    pub threads: usize,
+    /// `--augment-threads`.
+    pub augment_threads: usize,
+    /// `--prefetch`.
+    pub prefetch: usize,
+}
+
+/// Everything a run needs from its command, checked.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where the data is, which data set, and the validation split.
+    pub data: DataArgs,
+    /// Train on the first this many training images only.
+    pub train_images: Option<usize>,
+    /// The network.
+    pub network: NetworkChoice,
+    /// The augmentation.
+    pub augment: AugmentChoice,
+    /// The training step's arithmetic.
+    pub precision: PrecisionChoice,
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// Images per step.
+    pub batch_size: usize,
+    /// The base learning rate.
+    pub learning_rate: f64,
+    /// The learning-rate schedule over the base rate.
+    pub schedule: Arc<dyn Schedule>,
+    /// Training images sampled each epoch for the training accuracy.
+    pub train_accuracy_images: usize,
+    /// Epochs in all (with a resume: counting those done).
+    pub epochs: u64,
+    /// The seed's report every this many epochs.
+    pub display_step: u64,
+    /// Images per evaluation batch.
+    pub eval_batch_size: usize,
+    /// Which checkpoints are written and kept.
+    pub policy: CheckpointPolicy,
+    /// Fresh or resumed.
+    pub start: Start,
+    /// Device and threads.
+    pub machine: Machine,
+    /// The run directory.
+    pub save_dir: PathBuf,
+    /// The flags as given, for `config.json`'s `settings`.
+    pub settings: Value,
+}
+
+impl RunOptions {
+    /// Checks `args` and reads them into options; an impossible setting is an error naming its flag.
+    pub fn from_args(args: &TrainArgs) -> Result<Self> {
+        validate(args)?;
+        let schedule = model::schedule::parse(&args.schedule).context("--schedule")?;
+        let start = if args.resuming() {
+            Start::Resume {
+                from: args.resume_from.clone(),
+                force: args.force,
+                new_learning_rate: args.override_learning_rate,
+            }
+        } else {
+            Start::Fresh
+        };
+        let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        Ok(Self {
+            data: args.data.clone(),
+            train_images: args.train_images,
+            network: args.network,
+            augment: args.augment,
+            precision: args.precision,
+            seed: args.seed,
+            batch_size: args.batch_size,
+            learning_rate: args.learning_rate,
+            schedule,
+            train_accuracy_images: args.train_accuracy_images,
+            epochs: args.epochs,
+            display_step: args.display_step,
+            eval_batch_size: args.eval_batch_size,
+            policy: CheckpointPolicy { save_step: args.save_step, keep: args.keep },
+            start,
+            machine: Machine {
+                device: args.device,
+                threads,
+                augment_threads: args.augment_threads,
+                prefetch: args.prefetch,
+            },
+            save_dir: args.save_dir.clone(),
+            settings: serde_json::to_value(args)?,
+        })
+    }
+
+    /// Whether the run continues one in `save_dir`.
+    pub fn resuming(&self) -> bool {
+        matches!(self.start, Start::Resume { .. })
+    }
+
+    /// What the run computes, as `config.json` records it and a resume compares it.
+    pub fn recipe(&self) -> Recipe {
+        Recipe {
+            augment: name_of(self.augment),
+            batch_size: self.batch_size as u64,
+            dataset: name_of(self.data.dataset),
+            learning_rate: self.learning_rate,
+            network: name_of(self.network),
+            precision: name_of(self.precision),
+            schedule: self.schedule.spec(),
+            seed: self.seed,
+            train_accuracy_images: self.train_accuracy_images as u64,
+            train_images: self.train_images.map(|images| images as u64),
+            validation_size: self.data.validation_size as u64,
+        }
+    }
+
+    /// The learning rate from the run's first step, as the recipe says.
+    pub fn learning_rate_timeline(&self) -> LearningRate {
+        LearningRate::new(self.learning_rate, self.schedule.clone())
+    }
+}
+
+/// The name a choice is recorded by (its kebab-case flag value).
+fn name_of(choice: impl serde::Serialize) -> String {
+    match serde_json::to_value(choice) {
+        Ok(Value::String(name)) => name,
+        other => unreachable!("a unit enum serializes to its name, not {other:?}"),
+    }
+}
+
+/// Rejects impossible settings before any work is done.
+fn validate(args: &TrainArgs) -> Result<()> {
+    let positive = [
+        ("--display-step", args.display_step),
+        ("--save-step", args.save_step),
+        ("--keep", args.keep as u64),
+        ("--train-accuracy-images", args.train_accuracy_images as u64),
+        ("--validation-size", args.data.validation_size as u64),
+        ("--train-images", args.train_images.unwrap_or(1) as u64),
+    ];
+    for (flag, value) in positive {
+        ensure!(value > 0, "{flag} must be at least 1, found 0");
+    }
+    // Bounded, so no value wraps around in a conversion or asks for a huge allocation.
+    check_range("--epochs", args.epochs, 1, MAX_EPOCHS)?;
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)?;
+    check_range("--eval-batch-size", args.eval_batch_size, 1, MAX_BATCH)?;
+    check_range("--threads", args.threads.unwrap_or(1), 1, MAX_THREADS)?;
+    check_range("--augment-threads", args.augment_threads, 1, MAX_THREADS)?;
+    check_range("--prefetch", args.prefetch, 1, MAX_QUEUE)?;
+    ensure!(
+        args.learning_rate.is_finite() && args.learning_rate > 0.0,
+        "--learning-rate must be a positive number, found {}",
+        args.learning_rate
+    );
+    if let Some(rate) = args.override_learning_rate {
+        ensure!(
+            args.resuming(),
+            "--override-learning-rate changes a resumed run (with --resume); a new run takes --learning-rate"
+        );
+        ensure!(rate.is_finite() && rate > 0.0, "--override-learning-rate must be a positive number, found {rate}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn parse(extra: &[&str]) -> TrainArgs {
+        Cli::try_parse_from(std::iter::once("trainer").chain(extra.iter().copied())).unwrap().train
+    }
+
+    fn refusal(extra: &[&str]) -> String {
+        format!("{:#}", RunOptions::from_args(&parse(extra)).unwrap_err())
+    }
+
+    #[test]
+    fn impossible_settings_name_the_flag() {
+        for (flag, value) in [("--display-step", "0"), ("--keep", "0"), ("--save-step", "0")] {
+            let message = refusal(&[flag, value]);
+            assert!(message.contains(flag) && message.contains("at least 1"), "{message}");
+        }
+        let message = refusal(&["--learning-rate", "nan"]);
+        assert!(message.contains("--learning-rate"), "{message}");
+        let message = refusal(&["--override-learning-rate", "0.0001"]);
+        assert!(message.contains("changes a resumed run"), "{message}");
+        let message = refusal(&["--resume", "--override-learning-rate=-1"]);
+        assert!(message.contains("--override-learning-rate must be a positive number"), "{message}");
+        let message = refusal(&["--schedule", "sawtooth"]);
+        assert!(message.contains("--schedule") && message.contains("unknown schedule \"sawtooth\""), "{message}");
+        let options =
+            RunOptions::from_args(&parse(&["--resume-from", "x.safetensors", "--override-learning-rate", "1e-4"]))
+                .unwrap();
+        let expected =
+            Start::Resume { from: Some("x.safetensors".into()), force: false, new_learning_rate: Some(1e-4) };
+        assert_eq!(options.start, expected);
+        for (flag, value, range) in [
+            ("--threads", "3000000000", "between 1 and 1024, found 3000000000"),
+            ("--prefetch", "1000000000", "between 1 and 65536, found 1000000000"),
+            ("--eval-batch-size", "10000000", "between 1 and 65536"),
+            ("--batch-size", "1000000", "between 1 and 65536"),
+            ("--augment-threads", "0", "between 1 and 1024, found 0"),
+            ("--epochs", "99999999999", "between 1 and 1000000"),
+        ] {
+            let message = refusal(&[flag, value]);
+            assert!(message.starts_with(flag) && message.contains(range), "{message}");
+        }
+        assert_eq!(RunOptions::from_args(&parse(&[])).unwrap().start, Start::Fresh);
+    }
+
+    #[test]
+    fn the_recipe_holds_every_setting_that_decides_what_the_run_computes() {
+        let options = RunOptions::from_args(&parse(&[
+            "--dataset",
+            "fashion-mnist",
+            "--batch-size",
+            "64",
+            "--augment",
+            "none",
+            "--seed",
+            "9",
+            "--train-images",
+            "1000",
+        ]))
+        .unwrap();
+        let recipe = options.recipe();
+        assert_eq!(
+            (recipe.dataset.as_str(), recipe.augment.as_str(), recipe.schedule.as_str()),
+            ("fashion-mnist", "none", "constant")
+        );
+        assert_eq!((recipe.batch_size, recipe.seed, recipe.train_images), (64, 9, Some(1000)));
+    }
+}
