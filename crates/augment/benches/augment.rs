@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use augment::seed::{Scratch, augment_fused_into, augment_seed_into};
-use augment::{Augmenter, Mode, Order, ParamRanges};
+use augment::{Augmenter, Order, ParamRanges, Pipeline};
 use ndarray::{Array2, Array3, Axis, s};
 
 fn load_digits(n_images: usize) -> Array3<f32> {
@@ -29,7 +29,7 @@ fn best_seconds(n_runs: usize, mut work: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn single_image_rate(images: &Array3<f32>, mode: Mode) -> f64 {
+fn single_image_rate(images: &Array3<f32>, mode: &str) -> f64 {
     let ranges = ParamRanges::default();
     let mut scratch = Scratch::new();
     let mut output = Array2::zeros((28, 28));
@@ -37,7 +37,7 @@ fn single_image_rate(images: &Array3<f32>, mode: Mode) -> f64 {
         for (image_idx, image) in images.outer_iter().enumerate() {
             let params = ranges.sample(0, 0, image_idx as u64);
             let result = match mode {
-                Mode::Seed => augment_seed_into(image, &params, Order::Cubic, &mut scratch, output.view_mut()),
+                "seed" => augment_seed_into(image, &params, Order::Cubic, &mut scratch, output.view_mut()),
                 _ => augment_fused_into(image, &params, Order::Cubic, &mut scratch, output.view_mut()),
             };
             result.expect("augment");
@@ -46,9 +46,9 @@ fn single_image_rate(images: &Array3<f32>, mode: Mode) -> f64 {
     images.len_of(Axis(0)) as f64 / seconds
 }
 
-fn batch_rate(images: &Array3<f32>, mode: Mode, n_threads: usize) -> f64 {
+fn batch_rate(images: &Array3<f32>, mode: &str, n_threads: usize) -> f64 {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(n_threads).build().expect("thread pool");
-    let augmenter = Augmenter::new(mode, 0);
+    let augmenter = Augmenter::new(Pipeline::parse(mode).expect("a known transform"), 0);
     let indices: Vec<u64> = (0..images.len_of(Axis(0)) as u64).collect();
     let mut output = Array3::zeros(images.dim());
     let seconds = best_seconds(5, || {
@@ -69,11 +69,11 @@ fn main() {
     let images = load_digits(n_images);
     let n_cores = std::thread::available_parallelism().map_or(1, usize::from);
 
-    let seed_single = single_image_rate(&images, Mode::Seed);
-    let fused_single = single_image_rate(&images, Mode::Fused);
-    let seed_batch_1 = batch_rate(&images, Mode::Seed, 1);
-    let seed_batch_all = batch_rate(&images, Mode::Seed, n_cores);
-    let fused_batch_all = batch_rate(&images, Mode::Fused, n_cores);
+    let seed_single = single_image_rate(&images, "seed");
+    let fused_single = single_image_rate(&images, "fused");
+    let seed_batch_1 = batch_rate(&images, "seed", 1);
+    let seed_batch_all = batch_rate(&images, "seed", n_cores);
+    let fused_batch_all = batch_rate(&images, "fused", n_cores);
     if json {
         println!(
             "{{\"n_images\": {}, \"n_cores\": {n_cores}, \"seed_single_per_s\": {seed_single:.1}, \

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 
-use augment::{Augmenter, Mode};
+use augment::{Augmenter, Pipeline};
 use ndarray::{Array2, Array3, Axis, s};
 
 const SCALE: usize = 3;
@@ -29,8 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let indices: Vec<u64> = (0..n_digits as u64).collect();
 
     let mut columns = vec![digits.clone()];
-    for mode in [Mode::Seed, Mode::Fused] {
-        let augmenter = Augmenter::new(mode, 2026);
+    for spec in ["seed", "fused"] {
+        let augmenter = Augmenter::new(Pipeline::parse(spec)?, 2026);
         for epoch in 0..N_EPOCHS {
             let mut augmented = Array3::zeros(digits.dim());
             augmenter.augment_batch(digits.view(), &indices, epoch, augmented.view_mut())?;

@@ -9,7 +9,7 @@
 //! neighbouring pixels, a simple measure that blur lowers) next to the
 //! originals', and how much ink (sum of pixels) each keeps.
 
-use augment::{Augmenter, Mode};
+use augment::{Augmenter, Pipeline};
 use ndarray::{Array3, Axis, s};
 
 fn sharpness(images: &Array3<f32>) -> f64 {
@@ -29,12 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n_images = n_images.min(mnist.train.len());
     let originals = mnist.train.images.slice(s![..n_images, .., ..]).to_owned();
     let indices: Vec<u64> = (0..n_images as u64).collect();
-    let run = |mode| -> Result<Array3<f32>, augment::AugmentError> {
+    let run = |spec| -> Result<Array3<f32>, augment::AugmentError> {
         let mut output = Array3::zeros(originals.dim());
-        Augmenter::new(mode, 0).augment_batch(originals.view(), &indices, 0, output.view_mut())?;
+        Augmenter::new(Pipeline::parse(spec)?, 0).augment_batch(originals.view(), &indices, 0, output.view_mut())?;
         Ok(output)
     };
-    let (seed, fused) = (run(Mode::Seed)?, run(Mode::Fused)?);
+    let (seed, fused) = (run("seed")?, run("fused")?);
 
     let difference = (&seed - &fused).mapv(|v| f64::from(v.abs()));
     let mut sorted: Vec<f64> = difference.iter().copied().collect();

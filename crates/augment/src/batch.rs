@@ -5,8 +5,9 @@ use std::cell::RefCell;
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 
-use crate::seed::{Scratch, augment_fused_into, augment_seed_into};
-use crate::{AugmentError, Order, ParamRanges};
+use crate::AugmentError;
+use crate::seed::Scratch;
+use crate::transform::{ImageKey, Pipeline};
 
 thread_local! {
     /// Each thread's scratch space, kept across batches: after the first
@@ -17,35 +18,19 @@ thread_local! {
 /// The smallest number of images a rayon task takes.
 const MIN_IMAGES_PER_TASK: usize = 8;
 
-/// How to augment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Mode {
-    /// The seed's three steps (rotate, crop-zoom-trim, shift), SciPy-exact.
-    #[default]
-    Seed,
-    /// The same random transformation, composed and applied in one pass.
-    Fused,
-    /// No augmentation: the images are copied unchanged.
-    None,
-}
-
-/// A configured augmentation: mode, parameter ranges, seed and order.
-#[derive(Debug, Clone, PartialEq)]
+/// A configured augmentation: the transforms and the seed their randomness comes from.
+#[derive(Debug, Clone, Default)]
 pub struct Augmenter {
-    /// Seed, fused or none.
-    pub mode: Mode,
-    /// Where the random parameters come from.
-    pub ranges: ParamRanges,
-    /// The seed of the parameter generator.
+    /// The transforms, in order.
+    pub pipeline: Pipeline,
+    /// The seed of every transform's randomness.
     pub seed: u64,
-    /// Interpolation order (the seed's is cubic).
-    pub order: Order,
 }
 
 impl Augmenter {
-    /// The seed's augmentation with the given mode and seed.
-    pub fn new(mode: Mode, seed: u64) -> Self {
-        Self { mode, ranges: ParamRanges::default(), seed, order: Order::Cubic }
+    /// `pipeline` with randomness from `seed`.
+    pub fn new(pipeline: Pipeline, seed: u64) -> Self {
+        Self { pipeline, seed }
     }
 
     /// Augments one image, the one with data-set index `image_idx`, for
@@ -55,10 +40,10 @@ impl Augmenter {
     /// # Examples
     ///
     /// ```
-    /// use augment::{Augmenter, Mode, seed::Scratch};
+    /// use augment::{Augmenter, Pipeline, seed::Scratch};
     /// use ndarray::Array2;
     ///
-    /// let augmenter = Augmenter::new(Mode::Seed, 7);
+    /// let augmenter = Augmenter::new(Pipeline::seed(), 7);
     /// let digit = Array2::from_shape_fn((28, 28), |(row, col)| if (10..18).contains(&col) && row > 4 { 1.0 } else { 0.0 });
     /// let mut output = Array2::zeros((28, 28));
     /// augmenter.augment_one(digit.view(), 0, 42, &mut Scratch::new(), output.view_mut())?;
@@ -76,31 +61,21 @@ impl Augmenter {
         scratch: &mut Scratch,
         output: ArrayViewMut2<'_, f32>,
     ) -> Result<(), AugmentError> {
-        self.ranges.validate()?;
+        self.pipeline.validate()?;
         self.augment_checked(image, epoch, image_idx, scratch, output)
     }
 
-    /// [`Augmenter::augment_one`] once the ranges are known to be valid.
+    /// [`Augmenter::augment_one`] once the pipeline is known to be valid.
     fn augment_checked(
         &self,
         image: ArrayView2<'_, f32>,
         epoch: u64,
         image_idx: u64,
         scratch: &mut Scratch,
-        mut output: ArrayViewMut2<'_, f32>,
+        output: ArrayViewMut2<'_, f32>,
     ) -> Result<(), AugmentError> {
-        let params = self.ranges.sample(self.seed, epoch, image_idx);
-        match self.mode {
-            Mode::Seed => augment_seed_into(image, &params, self.order, scratch, output),
-            Mode::Fused => augment_fused_into(image, &params, self.order, scratch, output),
-            Mode::None => {
-                if output.dim() != image.dim() {
-                    return Err(AugmentError::OutputShape { expected: image.dim(), found: output.dim() });
-                }
-                output.assign(&image);
-                Ok(())
-            }
-        }
+        let key = ImageKey { seed: self.seed, epoch, image_idx };
+        self.pipeline.apply_into(image, key, scratch, output)
     }
 
     /// Checks a batch call's arguments; returns the pixels per image.
@@ -110,7 +85,7 @@ impl Augmenter {
         image_indices: &[u64],
         output: &ArrayViewMut3<'_, f32>,
     ) -> Result<usize, AugmentError> {
-        self.ranges.validate()?;
+        self.pipeline.validate()?;
         let (n_images, rows, cols) = images.dim();
         if n_images == 0 {
             return Err(AugmentError::EmptyBatch);
@@ -139,10 +114,10 @@ impl Augmenter {
     /// # Examples
     ///
     /// ```
-    /// use augment::{Augmenter, Mode, seed::Scratch};
+    /// use augment::{Augmenter, Pipeline, seed::Scratch};
     /// use ndarray::Array3;
     ///
-    /// let augmenter = Augmenter::new(Mode::Seed, 7);
+    /// let augmenter = Augmenter::new(Pipeline::seed(), 7);
     /// let batch = Array3::from_shape_fn((4, 28, 28), |(image, row, col)| ((image + row + col) % 5) as f32 / 4.0);
     /// let mut parallel = Array3::zeros((4, 28, 28));
     /// augmenter.augment_batch(batch.view(), &[10, 11, 12, 13], 3, parallel.view_mut())?;

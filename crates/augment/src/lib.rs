@@ -7,6 +7,8 @@
 //! - [`seed`]: the seed's composite step (`augment_img`), its random
 //!   parameters, and a fused variant that applies the same transformation in
 //!   one interpolation pass.
+//! - [`transform`]: augmentation as a list of transforms ([`Pipeline`]),
+//!   each drawing its randomness from the image's `(seed, epoch, index)`.
 //! - [`batch`]: whole batches, in parallel with rayon, deterministic per
 //!   `(seed, epoch, image index)` whatever the thread count or batching.
 //!
@@ -22,10 +24,12 @@ pub mod batch;
 pub mod kernels;
 pub mod seed;
 mod spline;
+pub mod transform;
 
-pub use batch::{Augmenter, Mode};
+pub use batch::Augmenter;
 pub use kernels::{Workspace, rotate, shift, zoom};
-pub use seed::{ParamRanges, SeedParams};
+pub use seed::{ParamRanges, SeedAffine, SeedParams};
+pub use transform::{ImageKey, Pipeline, Transform};
 
 /// Spline interpolation order, as SciPy's `order` argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -64,6 +68,14 @@ pub enum AugmentError {
     /// A batch with no images.
     #[error("empty batch: expected at least one image")]
     EmptyBatch,
+    /// A pipeline spec that names an unknown transform or bad settings.
+    #[error("augmentation {spec:?}: {reason}")]
+    BadPipeline {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An output of the wrong shape.
     #[error("output is {found:?}, expected {expected:?}")]
     OutputShape {

@@ -13,6 +13,7 @@ use crate::kernels::{
     AffinePlan, Workspace, affine_transform_into, check_image, rotate_into, rotation_map, shift_into, zoom_window_into,
     zoomed_len,
 };
+use crate::transform::{ImageKey, Transform};
 use crate::{AugmentError, Order};
 
 /// One image's random transformation.
@@ -111,6 +112,8 @@ pub struct Scratch {
     workspace: Workspace,
     rotated: Vec<f32>,
     zoomed: Vec<f32>,
+    /// The images between a pipeline's transforms.
+    pub(crate) stages: [Vec<f32>; 2],
 }
 
 impl Scratch {
@@ -171,7 +174,7 @@ pub fn augment_seed_into(
 ) -> Result<(), AugmentError> {
     check_image(&image)?;
     let (rows, cols) = image.dim();
-    let Scratch { workspace, rotated, zoomed } = scratch;
+    let Scratch { workspace, rotated, zoomed, .. } = scratch;
     rotated.resize(rows * cols, 0.0);
     zoomed.resize(rows * cols, 0.0);
     let mut rotated_view = ArrayViewMut2::from_shape((rows, cols), rotated.as_mut_slice()).expect("sized above");
@@ -239,6 +242,69 @@ pub fn augment_fused_into(
     }
     let (matrix, offset) = fused_map(params, image.dim());
     affine_transform_into(image, matrix, offset, order, &mut scratch.workspace, output)
+}
+
+/// The seed's random rotate, crop-zoom and shift as a [`Transform`]: step
+/// by step and SciPy-exact (`seed`), or composed into one interpolation
+/// pass (`fused`). Its parameters are [`ParamRanges::sample`] of the image's
+/// key, so a pipeline that starts with it draws what the seed's step does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedAffine {
+    /// Where the parameters are drawn from.
+    pub ranges: ParamRanges,
+    /// Interpolation order (the seed's is cubic).
+    pub order: Order,
+    /// One interpolation pass instead of the seed's three.
+    pub fused: bool,
+}
+
+impl SeedAffine {
+    /// The seed's step, as the seed computes it.
+    pub fn stepwise() -> Self {
+        Self { ranges: ParamRanges::default(), order: Order::Cubic, fused: false }
+    }
+
+    /// The same random transformation in one pass.
+    pub fn fused() -> Self {
+        Self { fused: true, ..Self::stepwise() }
+    }
+
+    pub(crate) fn parse_stepwise(settings: &str) -> Result<Arc<dyn Transform>, String> {
+        no_settings("seed", settings).map(|()| Arc::new(Self::stepwise()) as Arc<dyn Transform>)
+    }
+
+    pub(crate) fn parse_fused(settings: &str) -> Result<Arc<dyn Transform>, String> {
+        no_settings("fused", settings).map(|()| Arc::new(Self::fused()) as Arc<dyn Transform>)
+    }
+}
+
+fn no_settings(name: &str, settings: &str) -> Result<(), String> {
+    if settings.is_empty() { Ok(()) } else { Err(format!("`{name}` takes no settings, found {settings:?}")) }
+}
+
+impl Transform for SeedAffine {
+    fn validate(&self) -> Result<(), AugmentError> {
+        self.ranges.validate()
+    }
+
+    fn apply_into(
+        &self,
+        image: ArrayView2<'_, f32>,
+        key: ImageKey,
+        scratch: &mut Scratch,
+        output: ArrayViewMut2<'_, f32>,
+    ) -> Result<(), AugmentError> {
+        let params = self.ranges.sample(key.seed, key.epoch, key.image_idx);
+        if self.fused {
+            augment_fused_into(image, &params, self.order, scratch, output)
+        } else {
+            augment_seed_into(image, &params, self.order, scratch, output)
+        }
+    }
+
+    fn spec(&self) -> String {
+        if self.fused { "fused" } else { "seed" }.to_owned()
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,17 @@
 //! The batch API: deterministic per (seed, epoch, image index), independent of
 //! threads and batch boundaries; errors instead of panics.
 
-use augment::{AugmentError, Augmenter, Mode, Order};
+use augment::{AugmentError, Augmenter, Order, Pipeline};
 use ndarray::{Array3, Axis, s};
 
 fn digits(n_images: usize) -> Array3<f32> {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/inputs.idx.gz");
     let all: Array3<f32> = idx::read_idx(path).unwrap().into_array::<f32>().unwrap().into_dimensionality().unwrap();
     all.slice(s![..n_images, .., ..]).to_owned()
+}
+
+fn augmenter(spec: &str, seed: u64) -> Augmenter {
+    Augmenter::new(Pipeline::parse(spec).unwrap(), seed)
 }
 
 fn run(augmenter: &Augmenter, images: &Array3<f32>, indices: &[u64], epoch: u64, n_threads: usize) -> Array3<f32> {
@@ -21,15 +25,15 @@ fn run(augmenter: &Augmenter, images: &Array3<f32>, indices: &[u64], epoch: u64,
 fn results_do_not_depend_on_threads_or_batch_boundaries() {
     let images = digits(64);
     let indices: Vec<u64> = (1000..1064).collect();
-    for mode in [Mode::Seed, Mode::Fused] {
-        let augmenter = Augmenter::new(mode, 42);
+    for mode in ["seed", "fused"] {
+        let augmenter = augmenter(mode, 42);
         let one_thread = run(&augmenter, &images, &indices, 5, 1);
         let two_threads = run(&augmenter, &images, &indices, 5, 2);
-        assert_eq!(one_thread, two_threads, "{mode:?}");
+        assert_eq!(one_thread, two_threads, "{mode}");
         let mut serial = Array3::zeros(images.dim());
         let mut scratch = augment::seed::Scratch::new();
         augmenter.augment_batch_serial(images.view(), &indices, 5, &mut scratch, serial.view_mut()).unwrap();
-        assert_eq!(serial, one_thread, "{mode:?}");
+        assert_eq!(serial, one_thread, "{mode}");
 
         // The same images in two batches of other sizes, in another order.
         let mut split = Array3::zeros(images.dim());
@@ -42,20 +46,20 @@ fn results_do_not_depend_on_threads_or_batch_boundaries() {
         }
         let second = run(&augmenter, &images.slice(s![24.., .., ..]).to_owned(), &indices[24..], 5, 1);
         split.slice_mut(s![24.., .., ..]).assign(&second);
-        assert_eq!(split, one_thread, "{mode:?}");
+        assert_eq!(split, one_thread, "{mode}");
 
         // Another epoch or seed gives other transformations.
         assert_ne!(run(&augmenter, &images, &indices, 6, 2), one_thread);
-        assert_ne!(run(&Augmenter::new(mode, 43), &images, &indices, 5, 2), one_thread);
+        assert_ne!(run(&self::augmenter(mode, 43), &images, &indices, 5, 2), one_thread);
     }
 }
 
 #[test]
-fn mode_none_copies_and_augmentation_moves_pixels() {
+fn no_transform_copies_and_augmentation_moves_pixels() {
     let images = digits(8);
     let indices: Vec<u64> = (0..8).collect();
-    assert_eq!(run(&Augmenter::new(Mode::None, 1), &images, &indices, 0, 2), images);
-    let augmented = run(&Augmenter::new(Mode::Seed, 1), &images, &indices, 0, 2);
+    assert_eq!(run(&augmenter("none", 1), &images, &indices, 0, 2), images);
+    let augmented = run(&augmenter("seed", 1), &images, &indices, 0, 2);
     assert_ne!(augmented, images);
     // Rotation, zoom and shift move ink around but keep about as much of it.
     for (before, after) in images.outer_iter().zip(augmented.outer_iter()) {
@@ -65,11 +69,11 @@ fn mode_none_copies_and_augmentation_moves_pixels() {
 }
 
 #[test]
-fn fused_mode_stays_close_to_the_seed_mode() {
+fn the_fused_transform_stays_close_to_the_seed_step() {
     let images = digits(200);
     let indices: Vec<u64> = (0..200).collect();
-    let seed = run(&Augmenter::new(Mode::Seed, 9), &images, &indices, 0, 2);
-    let fused = run(&Augmenter::new(Mode::Fused, 9), &images, &indices, 0, 2);
+    let seed = run(&augmenter("seed", 9), &images, &indices, 0, 2);
+    let fused = run(&augmenter("fused", 9), &images, &indices, 0, 2);
     let mean_abs = (&seed - &fused).mapv(f32::abs).mean().unwrap();
     // Same geometry: the two differ by interpolation blur, not by where the digit lands.
     assert!(mean_abs < 0.02, "mean absolute difference {mean_abs}");
@@ -78,7 +82,7 @@ fn fused_mode_stays_close_to_the_seed_mode() {
 
 #[test]
 fn bad_batches_are_errors_not_panics() {
-    let augmenter = Augmenter::new(Mode::Seed, 0);
+    let augmenter = augmenter("seed", 0);
     let images = digits(4);
     let mut output = Array3::zeros((4, 28, 28));
     let empty = Array3::<f32>::zeros((0, 28, 28));
@@ -102,7 +106,9 @@ fn bad_batches_are_errors_not_panics() {
     let error = augmenter.augment_batch(images.view(), &[0, 1, 2, 3], 0, view).unwrap_err();
     assert!(matches!(error, AugmentError::NotContiguous { .. }), "{error}");
 
-    let bad_ranges = Augmenter { ranges: augment::ParamRanges { shift: 2..2, ..Default::default() }, ..augmenter };
+    let ranges = augment::ParamRanges { shift: 2..2, ..Default::default() };
+    let transform = augment::SeedAffine { ranges, ..augment::SeedAffine::stepwise() };
+    let bad_ranges = Augmenter::new(Pipeline::new(vec![std::sync::Arc::new(transform)]), 0);
     let error = bad_ranges.augment_batch(images.view(), &[0, 1, 2, 3], 0, output.view_mut()).unwrap_err();
     assert!(error.to_string().contains("shift range 2..2 is empty"), "{error}");
     // One image and the serial batch check the ranges too (sampling an empty range would panic).

@@ -123,28 +123,6 @@ impl From<NetworkChoice> for model::Architecture {
     }
 }
 
-/// How to augment training images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AugmentChoice {
-    /// The seed's rotate, crop-zoom and shift, SciPy-exact.
-    Seed,
-    /// The same random transformation in one interpolation pass.
-    Fused,
-    /// No augmentation.
-    None,
-}
-
-impl From<AugmentChoice> for augment::Mode {
-    fn from(choice: AugmentChoice) -> Self {
-        match choice {
-            AugmentChoice::Seed => augment::Mode::Seed,
-            AugmentChoice::Fused => augment::Mode::Fused,
-            AugmentChoice::None => augment::Mode::None,
-        }
-    }
-}
-
 /// The number format of the training step's arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -202,7 +180,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.001)]
     pub learning_rate: f64,
     /// The learning-rate schedule over the run: `constant` (the seed's); see docs/TRAINING.md.
-    #[arg(long, default_value = "constant", value_name = "SPEC")]
+    #[arg(long, default_value = "constant", value_name = "SPEC", value_parser = schedule_spec)]
     pub schedule: String,
     /// Print the seed's report (cost, train and validation accuracy) every this many epochs.
     #[arg(long, default_value_t = 3)]
@@ -222,9 +200,9 @@ pub struct TrainArgs {
     /// Which network to train.
     #[arg(long, value_enum, default_value_t = NetworkChoice::Intended)]
     pub network: NetworkChoice,
-    /// How to augment training images.
-    #[arg(long, value_enum, default_value_t = AugmentChoice::Seed)]
-    pub augment: AugmentChoice,
+    /// How to augment training images: `seed` (the seed's rotate, crop-zoom and shift, SciPy-exact), `fused` (the same in one interpolation pass), `none`, or transforms joined by `+`.
+    #[arg(long, default_value = "seed", value_name = "PIPELINE", value_parser = augment_spec)]
+    pub augment: String,
     /// Seed of every random choice: initial weights, shuffling, augmentation, dropout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -266,6 +244,16 @@ pub struct TrainArgs {
     /// Train on the first N training images only (quick runs).
     #[arg(long)]
     pub train_images: Option<usize>,
+}
+
+/// `--augment`: a pipeline this build knows, as its recorded spec.
+fn augment_spec(text: &str) -> Result<String, String> {
+    augment::Pipeline::parse(text).map(|pipeline| pipeline.spec()).map_err(|error| error.to_string())
+}
+
+/// `--schedule`: a schedule this build knows, as its recorded spec.
+fn schedule_spec(text: &str) -> Result<String, String> {
+    model::schedule::parse(text).map(|schedule| schedule.spec()).map_err(|error| error.to_string())
 }
 
 /// The most libtorch or augmentation threads a flag accepts.
@@ -542,11 +530,11 @@ mod tests {
         assert_eq!(train.learning_rate, 0.001);
         assert_eq!(train.keep, 100);
         assert_eq!(train.save_dir, PathBuf::from(run_dir::DEFAULT_SAVE_DIR));
-        assert_eq!((train.network, train.augment), (NetworkChoice::Intended, AugmentChoice::Seed));
+        assert_eq!((train.network, train.augment), (NetworkChoice::Intended, "seed".to_owned()));
         assert_eq!(train.data.validation_size, 5000);
 
         let cli = Cli::try_parse_from(["trainer", "--epochs", "2", "--augment", "fused"]).unwrap();
-        assert_eq!((cli.train.epochs, cli.train.augment), (2, AugmentChoice::Fused));
+        assert_eq!((cli.train.epochs, cli.train.augment.as_str()), (2, "fused"));
         let cli = Cli::try_parse_from(["trainer", "train", "--epochs", "3"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Train(TrainArgs { epochs: 3, .. }))));
     }

@@ -148,7 +148,7 @@ mod tests {
     fn batches_follow_the_order_and_match_direct_augmentation() {
         let train = split(40);
         let order: Vec<usize> = (0..40).rev().collect();
-        let augmenter = Augmenter::new(augment::Mode::Seed, 9);
+        let augmenter = Augmenter::new(augment::Pipeline::seed(), 9);
         let plan = EpochPlan { epoch: 2, order: Arc::new(order.clone()), batch_size: 8, first_step: 1, n_steps: 5 };
         let batches: Vec<Batch> = EpochBatches::spawn(train.clone(), augmenter.clone(), pool(), plan.clone(), 2)
             .map(Result::unwrap)
@@ -177,7 +177,8 @@ mod tests {
     fn dropping_the_consumer_early_stops_the_producer() {
         let plan =
             EpochPlan { epoch: 0, order: Arc::new((0..400).collect()), batch_size: 4, first_step: 0, n_steps: 100 };
-        let mut batches = EpochBatches::spawn(split(400), Augmenter::new(augment::Mode::None, 0), pool(), plan, 1);
+        let mut batches =
+            EpochBatches::spawn(split(400), Augmenter::new(augment::Pipeline::none(), 0), pool(), plan, 1);
         assert_eq!(batches.next().unwrap().unwrap().step_in_epoch, 0);
         // Dropping joins the producer: this returns only if it stopped.
         drop(batches);

@@ -170,7 +170,7 @@ impl Run {
             state,
             learning_rate: rates.timeline,
             policy: options.policy,
-            augmenter: Augmenter::new(options.augment.into(), options.seed),
+            augmenter: Augmenter::new(options.augment.clone(), options.seed),
             pool: augmentation_pool(options.machine.augment_threads)?,
             display_timer: Instant::now(),
             options,

@@ -12,8 +12,7 @@ use serde_json::Value;
 
 use super::policy::CheckpointPolicy;
 use crate::cli::{
-    AugmentChoice, DataArgs, MAX_BATCH, MAX_EPOCHS, MAX_QUEUE, MAX_THREADS, NetworkChoice, PrecisionChoice, TrainArgs,
-    check_range,
+    DataArgs, MAX_BATCH, MAX_EPOCHS, MAX_QUEUE, MAX_THREADS, NetworkChoice, PrecisionChoice, TrainArgs, check_range,
 };
 
 /// How the run starts.
@@ -54,8 +53,8 @@ pub struct RunOptions {
     pub train_images: Option<usize>,
     /// The network.
     pub network: NetworkChoice,
-    /// The augmentation.
-    pub augment: AugmentChoice,
+    /// The augmentation's transforms.
+    pub augment: augment::Pipeline,
     /// The training step's arithmetic.
     pub precision: PrecisionChoice,
     /// The seed of every random choice.
@@ -91,6 +90,7 @@ impl RunOptions {
     pub fn from_args(args: &TrainArgs) -> Result<Self> {
         validate(args)?;
         let schedule = model::schedule::parse(&args.schedule).context("--schedule")?;
+        let augment = augment::Pipeline::parse(&args.augment).context("--augment")?;
         let start = if args.resuming() {
             Start::Resume {
                 from: args.resume_from.clone(),
@@ -105,7 +105,7 @@ impl RunOptions {
             data: args.data.clone(),
             train_images: args.train_images,
             network: args.network,
-            augment: args.augment,
+            augment,
             precision: args.precision,
             seed: args.seed,
             batch_size: args.batch_size,
@@ -136,7 +136,7 @@ impl RunOptions {
     /// What the run computes, as `config.json` records it and a resume compares it.
     pub fn recipe(&self) -> Recipe {
         Recipe {
-            augment: name_of(self.augment),
+            augment: self.augment.spec(),
             batch_size: self.batch_size as u64,
             dataset: name_of(self.data.dataset),
             learning_rate: self.learning_rate,
@@ -226,8 +226,13 @@ mod tests {
         assert!(message.contains("changes a resumed run"), "{message}");
         let message = refusal(&["--resume", "--override-learning-rate=-1"]);
         assert!(message.contains("--override-learning-rate must be a positive number"), "{message}");
-        let message = refusal(&["--schedule", "sawtooth"]);
-        assert!(message.contains("--schedule") && message.contains("unknown schedule \"sawtooth\""), "{message}");
+        for (flag, value, expected) in [
+            ("--schedule", "sawtooth", "unknown schedule \"sawtooth\" (known: constant)"),
+            ("--augment", "seed+wobble", "unknown transform \"wobble\" (known: seed, fused, or none)"),
+        ] {
+            let message = Cli::try_parse_from(["trainer", flag, value]).unwrap_err().to_string();
+            assert!(message.contains(flag) && message.contains(expected), "{message}");
+        }
         let options =
             RunOptions::from_args(&parse(&["--resume-from", "x.safetensors", "--override-learning-rate", "1e-4"]))
                 .unwrap();
