@@ -68,9 +68,10 @@ fn crates_depend_only_as_the_architecture_allows() {
         ("preprocess", &["augment"]),
         ("report", &[]),
         ("runfiles", &[]),
-        ("serve", &["preprocess", "runfiles"]),
+        ("scoring", &[]),
+        ("serve", &["preprocess", "runfiles", "scoring"]),
         ("xtask", &[]),
-        ("trainer", &["augment", "idx", "model", "preprocess", "report", "runfiles", "serve"]),
+        ("trainer", &["augment", "idx", "model", "preprocess", "report", "runfiles", "scoring", "serve"]),
     ];
     for (name, expected) in allowed {
         assert_eq!(ours(name), set(expected), "{name}'s workspace dependencies differ from docs/ARCHITECTURE.md");

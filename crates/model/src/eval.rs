@@ -3,7 +3,7 @@
 use tch::{Kind, Reduction, Tensor};
 
 use crate::network::check_image_shape;
-use crate::{Adam, ModelError, Network, Precision};
+use crate::{Adam, Classifier, ModelError, Network, Precision};
 
 /// Exact counts over a set of images.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -73,14 +73,14 @@ fn batch_on(images: &Tensor, start: i64, length: i64, device: tch::Device) -> Re
 /// # Ok::<(), model::ModelError>(())
 /// ```
 pub fn evaluate(
-    network: &Network,
+    classifier: &dyn Classifier,
     images: &Tensor,
     labels: &Tensor,
     batch_size: usize,
 ) -> Result<Evaluation, ModelError> {
     let n_images = check_inputs(images, labels)?;
     let batch_size = check_batch_size("evaluation", batch_size)?;
-    let device = network.device();
+    let device = classifier.device();
     // Each batch's sums stay on the device until the end: one host sync per pass.
     let mut pending = Vec::new();
     tch::no_grad(|| {
@@ -93,7 +93,7 @@ pub fn evaluate(
                 .and_then(|batch| batch.f_to_device(device))
                 .and_then(|batch| batch.f_to_kind(Kind::Int64))
                 .map_err(ModelError::libtorch("moving a batch of labels to the network's device"))?;
-            let logits = network.forward(&batch_images, false)?;
+            let logits = classifier.logits(&batch_images)?;
             let counted = (|| {
                 let loss_sum = logits.f_cross_entropy_loss::<Tensor>(&batch_labels, None, Reduction::Sum, -100, 0.0)?;
                 let n_correct = logits.f_argmax(-1, false)?.f_eq_tensor(&batch_labels)?.f_sum(Kind::Int64)?;
@@ -136,19 +136,19 @@ fn read_pairs(pairs: &[(&Tensor, &Tensor)]) -> Result<(Vec<f64>, Vec<f64>), tch:
 /// evaluation mode without gradients, `batch_size` at a time (one batch on
 /// the network's device at once), handing each batch's logits to `use_logits`.
 fn for_each_batch(
-    network: &Network,
+    classifier: &dyn Classifier,
     images: &Tensor,
     batch_size: usize,
     mut use_logits: impl FnMut(Tensor) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
     let n_images = check_image_shape(images)?;
     let batch_size = check_batch_size("prediction", batch_size)?;
-    let device = network.device();
+    let device = classifier.device();
     tch::no_grad(|| {
         let mut start = 0;
         while start < n_images {
             let length = batch_size.min(n_images - start);
-            use_logits(network.forward(&batch_on(images, start, length, device)?, false)?)?;
+            use_logits(classifier.logits(&batch_on(images, start, length, device)?)?)?;
             start += length;
         }
         Ok(())
@@ -157,9 +157,9 @@ fn for_each_batch(
 
 /// The predicted class (argmax of the logits) of every image of `images`
 /// (`[N, 28, 28]`, any device), in evaluation mode, `batch_size` at a time.
-pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<Vec<i64>, ModelError> {
+pub fn predict(classifier: &dyn Classifier, images: &Tensor, batch_size: usize) -> Result<Vec<i64>, ModelError> {
     let mut predictions = Vec::new();
-    for_each_batch(network, images, batch_size, |logits| {
+    for_each_batch(classifier, images, batch_size, |logits| {
         let classes = logits
             .f_argmax(-1, false)
             .and_then(|classes| classes.f_to_device(tch::Device::Cpu))
@@ -185,9 +185,13 @@ pub fn predict(network: &Network, images: &Tensor, batch_size: usize) -> Result<
 /// assert_eq!(rows.len(), 3);
 /// assert!((rows[0].iter().sum::<f32>() - 1.0).abs() < 1e-5);
 /// ```
-pub fn probabilities(network: &Network, images: &Tensor, batch_size: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+pub fn probabilities(
+    classifier: &dyn Classifier,
+    images: &Tensor,
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>, ModelError> {
     let mut rows = Vec::new();
-    for_each_batch(network, images, batch_size, |logits| {
+    for_each_batch(classifier, images, batch_size, |logits| {
         let values = logits
             .f_softmax(-1, Kind::Float)
             .and_then(|batch| batch.f_to_device(tch::Device::Cpu))

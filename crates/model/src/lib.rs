@@ -5,6 +5,7 @@
 
 pub mod adam;
 pub mod checkpoint;
+pub mod classifier;
 pub mod device;
 pub mod eval;
 #[allow(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod summary;
 
 pub use adam::{Adam, AdamConfig, AdamKernel};
 pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};
+pub use classifier::{Classifier, ForInference, load_for_inference};
 pub use device::{DeviceError, DeviceRequest};
 pub use eval::{
     Evaluation, StepOnDevice, StepResult, evaluate, predict, probabilities, train_step, train_step_in,

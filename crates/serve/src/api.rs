@@ -371,34 +371,30 @@ pub struct Mistakes {
 fn find_mistakes(backend: &dyn crate::Backend, checkpoint: &Path) -> Result<Value, String> {
     let mut model = backend.load(checkpoint)?;
     let test = backend.test_set(model.dataset())?;
-    let mut mistakes = Vec::new();
-    for (chunk_index, chunk) in test.pixels.chunks(PIXELS * 1000).enumerate() {
-        let rows = model.probabilities(chunk)?;
-        for (offset, row) in rows.iter().enumerate() {
-            let index = chunk_index * 1000 + offset;
-            let label = usize::from(test.labels[index]);
-            let predicted = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
-            if predicted != label {
-                mistakes.push((row[label], index, label, predicted, row.clone()));
-            }
-        }
+    let mut rows = Vec::with_capacity(test.labels.len());
+    for chunk in test.pixels.chunks(PIXELS * 1000) {
+        rows.extend(model.probabilities(chunk)?);
     }
-    mistakes.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let n_mistakes = mistakes.len();
-    let listed: Vec<Value> = mistakes
-        .into_iter()
+    let n_classes = model.class_names().len();
+    let scores = scoring::Scores::from_probabilities(&rows, &test.labels, n_classes)
+        .map_err(|error| format!("scoring the test images: {error}"))?;
+    let listed: Vec<Value> = scores
+        .mistakes
+        .iter()
         .take(MAX_MISTAKES)
-        .map(|(_, index, label, predicted, probabilities)| {
+        .map(|mistake| {
+            let index = mistake.index;
             let pixels: Vec<u8> = test.pixels[index * PIXELS..(index + 1) * PIXELS]
                 .iter()
                 .map(|value| (value.clamp(0.0, 1.0) * 255.0).round() as u8)
                 .collect();
-            json!({ "index": index, "true_class": label, "predicted_class": predicted, "probabilities": probabilities, "pixels": pixels })
+            json!({ "index": index, "true_class": mistake.true_class, "predicted_class": mistake.predicted_class,
+                    "probabilities": rows[index], "pixels": pixels })
         })
         .collect();
     Ok(json!({
         "n_images": test.labels.len(),
-        "n_mistakes": n_mistakes,
+        "n_mistakes": scores.mistakes.len(),
         "class_names": model.class_names(),
         "mistakes": listed,
     }))

@@ -21,16 +21,15 @@ fn repository() -> PathBuf {
 
 fn export_torchscript(args: &ExportArgs) -> Result<()> {
     let device = args.device.resolve()?;
-    let loaded = crate::evaluate::load_for_inference(&args.checkpoint, device, false)?;
-    // Traced on detached copies: the module holds plain constants, no autograd state.
-    let network = loaded.network.detached_copy()?;
+    let loaded = crate::inference::load(&args.checkpoint, device, false)?;
+    // Traced on a detached copy: the module holds plain constants, no autograd state.
+    let classifier = model::Classifier::detached(&loaded.network)?;
     let side = model::network::IMAGE_SIDE;
     let example = Tensor::rand([2, 1, side, side], (Kind::Float, device));
     // The tracer wants tensors back; a failed forward pass is kept here and reported instead.
     let mut forward_error = None;
     let module = tch::no_grad(|| {
-        CModule::create_by_tracing("MnistCnn", "forward", &[example], &mut |inputs| match network
-            .forward(&inputs[0], false)
+        CModule::create_by_tracing("MnistCnn", "forward", &[example], &mut |inputs| match classifier.logits(&inputs[0])
         {
             Ok(logits) => vec![logits],
             Err(error) => {

@@ -10,6 +10,7 @@ mod data_info;
 mod evaluate;
 mod export;
 mod fault;
+mod inference;
 mod pipeline;
 mod predict;
 mod report;

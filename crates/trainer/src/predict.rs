@@ -173,7 +173,7 @@ fn print_table(inputs: &[Input], results: &[Option<Vec<f32>>], class_names: &[St
 fn load_checkpoint(args: &PredictArgs) -> Result<(PathBuf, Checkpoint)> {
     let path = args.checkpoint.clone().unwrap_or_else(|| crate::run_dir::RunDir::new(&args.save_dir).best_checkpoint());
     let device = args.device.resolve()?;
-    let loaded = crate::evaluate::load_for_inference(&path, device, args.allow_nonfinite)?;
+    let loaded = crate::inference::load(&path, device, args.allow_nonfinite)?;
     tracing::info!(
         "checkpoint: {} ({} network, {}, {} epochs)",
         path.display(),

@@ -11,6 +11,7 @@ use idx::mnist::Split;
 use model::probabilities;
 use report::{Curves, EpochPoint, Figure, Mistake, Page};
 use runfiles::{EpochRecord, Records};
+use scoring::Scores;
 use serde_json::Value;
 use tch::Device;
 
@@ -84,34 +85,30 @@ struct TestResults {
 }
 
 fn test_results(args: &ReportArgs, path: &Path, device: Device) -> Result<TestResults> {
-    let loaded = crate::evaluate::load_for_inference(path, device, false)?;
+    let loaded = crate::inference::load(path, device, false)?;
     let test = test_split(&args.data, &loaded.meta.dataset.name)?;
-    let (images, labels) = crate::data::split_tensors(&test, None, Device::Cpu)?;
+    let (images, _) = crate::data::split_tensors(&test, None, Device::Cpu)?;
     let rows = probabilities(&loaded.network, &images, 500)?;
-    let labels: Vec<i64> = Vec::<i64>::try_from(labels)?;
+    let labels = test.labels.as_slice().context("label array is not contiguous")?;
     let n_classes = loaded.meta.dataset.class_names.len();
-    let mut confusion = vec![vec![0u64; n_classes]; n_classes];
-    let mut mistakes = Vec::new();
-    for (index, (row, &label)) in rows.iter().zip(&labels).enumerate() {
-        let predicted = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
-        let label = label as usize;
-        confusion[label][predicted] += 1;
-        if predicted != label {
-            let pixels = test.images.index_axis(ndarray::Axis(0), index).iter().copied().collect();
-            mistakes.push((
-                row[label],
-                Mistake { pixels, true_class: label, predicted_class: predicted, probability: row[predicted] },
-            ));
-        }
-    }
-    mistakes.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let n_mistakes = mistakes.len();
-    let mistakes = mistakes.into_iter().take(args.max_mistakes).map(|(_, mistake)| mistake).collect();
+    let scores = Scores::from_probabilities(&rows, labels, n_classes).context("scoring the test images")?;
+    let n_mistakes = scores.mistakes.len();
+    let mistakes = scores
+        .mistakes
+        .iter()
+        .take(args.max_mistakes)
+        .map(|mistake| Mistake {
+            pixels: test.images.index_axis(ndarray::Axis(0), mistake.index).iter().copied().collect(),
+            true_class: mistake.true_class,
+            predicted_class: mistake.predicted_class,
+            probability: mistake.predicted_probability,
+        })
+        .collect();
     Ok(TestResults {
-        confusion,
+        n_images: labels.len(),
+        confusion: scores.confusion,
         mistakes,
         n_mistakes,
-        n_images: labels.len(),
         class_names: loaded.meta.dataset.class_names,
     })
 }

@@ -43,8 +43,7 @@ struct TchBackend {
 
 impl Backend for TchBackend {
     fn load(&self, path: &Path) -> Result<Box<dyn Model>, String> {
-        let loaded =
-            crate::evaluate::load_for_inference(path, self.device, false).map_err(|error| format!("{error:#}"))?;
+        let loaded = crate::inference::load(path, self.device, false).map_err(|error| format!("{error:#}"))?;
         Ok(Box::new(TchModel {
             network: loaded.network,
             class_names: loaded.meta.dataset.class_names,
