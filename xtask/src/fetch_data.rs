@@ -20,9 +20,9 @@ const MAX_DOWNLOAD_BYTES: u64 = 256 << 20;
 /// Arguments of `cargo xtask fetch-data`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Which data set to verify and fetch.
-    #[arg(long, value_enum, default_value_t = Dataset::Mnist)]
-    dataset: Dataset,
+    /// Which data set to verify and fetch (mnist, fashion-mnist).
+    #[arg(long, default_value = "mnist", value_parser = dataset_named)]
+    dataset: &'static datasets::Dataset,
     /// Folder holding one sub-folder per data set [default: the repository's data/].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -32,44 +32,9 @@ pub struct Args {
     mirrors: Vec<String>,
 }
 
-/// The data sets this task knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Dataset {
-    /// LeCun, Cortes and Burges's handwritten digits (committed under data/mnist).
-    Mnist,
-    /// Zalando's Fashion-MNIST (Debian package dataset-fashion-mnist, or downloaded).
-    FashionMnist,
-}
-
-impl Dataset {
-    fn dir_name(self) -> &'static str {
-        match self {
-            Dataset::Mnist => "mnist",
-            Dataset::FashionMnist => "fashion-mnist",
-        }
-    }
-
-    /// The committed `SHA256SUMS` file: the single record of what the files must hash to.
-    fn sha256sums(self) -> &'static str {
-        match self {
-            Dataset::Mnist => include_str!("../../data/mnist/SHA256SUMS"),
-            Dataset::FashionMnist => include_str!("../../data/fashion-mnist/SHA256SUMS"),
-        }
-    }
-
-    /// Public mirrors, tried in order.
-    fn default_mirrors(self) -> &'static [&'static str] {
-        match self {
-            Dataset::Mnist => &[
-                "https://ossci-datasets.s3.amazonaws.com/mnist/",
-                "https://storage.googleapis.com/cvdf-datasets/mnist/",
-            ],
-            Dataset::FashionMnist => &[
-                "/usr/share/datasets/fashion-mnist/",
-                "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-            ],
-        }
-    }
+/// `--dataset`: a data set this build knows (`datasets::ALL`).
+fn dataset_named(name: &str) -> Result<&'static datasets::Dataset, String> {
+    datasets::by_name(name).map_err(|error| error.to_string())
 }
 
 /// The most redirects one download follows.
@@ -286,10 +251,10 @@ fn remove_stale_downloads(dir: &Path, expected: &[Expected]) -> Result<()> {
 
 /// Verifies the data set's files against `SHA256SUMS` and fetches the missing or bad ones.
 pub fn run(root: &Path, args: &Args) -> Result<()> {
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| root.join("data")).join(args.dataset.dir_name());
-    let expected_files = parse_sha256sums(args.dataset.sha256sums())?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| root.join("data")).join(args.dataset.name);
+    let expected_files = parse_sha256sums(args.dataset.sha256sums)?;
     let mirrors: Vec<Mirror> = if args.mirrors.is_empty() {
-        args.dataset.default_mirrors().iter().map(|text| Mirror::parse(text)).collect::<Result<_>>()?
+        args.dataset.mirrors.iter().map(|text| Mirror::parse(text)).collect::<Result<_>>()?
     } else {
         args.mirrors.iter().map(|text| Mirror::parse(text)).collect::<Result<_>>()?
     };
@@ -324,11 +289,11 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
             "{} of {} files of {} are missing or corrupt:\n  {}",
             problems.len(),
             expected_files.len(),
-            args.dataset.dir_name(),
+            args.dataset.name,
             problems.join("\n  ")
         );
     }
-    println!("all {} files of {} verified in {}", expected_files.len(), args.dataset.dir_name(), data_dir.display());
+    println!("all {} files of {} verified in {}", expected_files.len(), args.dataset.name, data_dir.display());
     Ok(())
 }
 
@@ -377,7 +342,7 @@ mod tests {
     #[test]
     fn stale_downloads_of_the_data_sets_files_are_removed_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        let expected = parse_sha256sums(Dataset::Mnist.sha256sums()).unwrap();
+        let expected = parse_sha256sums(datasets::MNIST.sha256sums).unwrap();
         let ours = [temp_name("train-images-idx3-ubyte.gz", 4242), temp_name("t10k-labels-idx1-ubyte.gz", 7)];
         let theirs = [".notes.part", "train-images-idx3-ubyte.gz.part", ".train-images-idx3-ubyte.gz.x1.part", "keep"];
         for name in ours.iter().map(String::as_str).chain(theirs) {
@@ -394,8 +359,8 @@ mod tests {
 
     #[test]
     fn committed_sums_parse_and_name_the_four_files() {
-        for dataset in [Dataset::Mnist, Dataset::FashionMnist] {
-            let expected = parse_sha256sums(dataset.sha256sums()).unwrap();
+        for dataset in datasets::ALL {
+            let expected = parse_sha256sums(dataset.sha256sums).unwrap();
             let mut names: Vec<_> = expected.iter().map(|entry| entry.file_name.as_str()).collect();
             names.sort_unstable();
             assert_eq!(

@@ -76,6 +76,15 @@ pub enum Layout {
     FashionMnist,
 }
 
+impl From<datasets::PhotoLayout> for Layout {
+    fn from(layout: datasets::PhotoLayout) -> Self {
+        match layout {
+            datasets::PhotoLayout::CentredByMass => Layout::Mnist,
+            datasets::PhotoLayout::FilledAndCentred => Layout::FashionMnist,
+        }
+    }
+}
+
 impl Layout {
     /// The ink that counts for the extent scaled to [`Layout::box_side`]:
     /// MNIST's core (see [`CORE_THRESHOLD`]); for Fashion-MNIST, whose

@@ -299,13 +299,9 @@ async fn layout_for(state: &AppState, checkpoint: &Path) -> Result<preprocess::L
         .await?
         .map_err(|problem| server_error(problem.to_string()))?
         .map_err(server_error)?;
-    match dataset.as_str() {
-        "mnist" => Ok(preprocess::Layout::Mnist),
-        "fashion-mnist" => Ok(preprocess::Layout::FashionMnist),
-        other => Err(server_error(format!(
-            "{}: trained on the data set {other:?}, which this build does not know (mnist, fashion-mnist)",
-            checkpoint.display()
-        ))),
+    match datasets::by_name(&dataset) {
+        Ok(known) => Ok(known.photo_layout.into()),
+        Err(unknown) => Err(server_error(format!("{}: trained on {unknown}", checkpoint.display()))),
     }
 }
 

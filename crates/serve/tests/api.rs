@@ -471,7 +471,7 @@ async fn a_broken_checkpoint_is_read_once_until_it_changes() {
     std::fs::write(&best, b"klingon checkpoint").unwrap();
     let (status, answer) = call(&fixture.state, post("/api/predict", "image/png", png.clone())).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("\"klingon-digits\", which this build does not know"));
+    assert!(answer["error"].as_str().unwrap().contains("the data set \"klingon-digits\" is unknown to this build"));
     // Once the file is fixed it is read again.
     std::fs::write(&best, b"checkpoint").unwrap();
     assert_eq!(call(&fixture.state, post("/api/predict", "image/png", png)).await.0, StatusCode::OK);

@@ -41,66 +41,21 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-/// Which MNIST-format data set to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Dataset {
-    /// Handwritten digits (LeCun, Cortes, Burges).
-    Mnist,
-    /// Zalando's Fashion-MNIST, same format.
-    FashionMnist,
+/// `--dataset`: a data set this build knows (`datasets::ALL`).
+fn dataset_named(name: &str) -> Result<&'static datasets::Dataset, String> {
+    datasets::by_name(name).map_err(|error| error.to_string())
 }
 
-impl Dataset {
-    /// The folder name under the data directory, also its name in checkpoints.
-    pub fn dir_name(self) -> &'static str {
-        match self {
-            Dataset::Mnist => "mnist",
-            Dataset::FashionMnist => "fashion-mnist",
-        }
-    }
+/// Records a data set by its name.
+fn serialize_dataset<S: serde::Serializer>(dataset: &&datasets::Dataset, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(dataset.name)
+}
 
-    /// What each class (label 0 to 9) is.
-    pub fn class_names(self) -> [&'static str; 10] {
-        match self {
-            Dataset::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
-            Dataset::FashionMnist => [
-                "T-shirt/top",
-                "Trouser",
-                "Pullover",
-                "Dress",
-                "Coat",
-                "Sandal",
-                "Shirt",
-                "Sneaker",
-                "Bag",
-                "Ankle boot",
-            ],
-        }
-    }
-
-    /// The data set a checkpoint names (`DatasetMeta::name`): a name this
-    /// build does not know is an error naming it, never MNIST.
-    pub fn from_name(name: &str) -> anyhow::Result<Dataset> {
-        [Dataset::Mnist, Dataset::FashionMnist].into_iter().find(|dataset| dataset.dir_name() == name).ok_or_else(
-            || anyhow::anyhow!("the data set {name:?} is unknown to this build (it knows mnist and fashion-mnist)"),
-        )
-    }
-
-    /// How photos of this data set's images are laid out for the network.
-    pub fn layout(self) -> preprocess::Layout {
-        match self {
-            Dataset::Mnist => preprocess::Layout::Mnist,
-            Dataset::FashionMnist => preprocess::Layout::FashionMnist,
-        }
-    }
-
-    /// What checkpoints record about the data set.
-    pub fn meta(self) -> model::DatasetMeta {
-        model::DatasetMeta {
-            name: self.dir_name().to_owned(),
-            class_names: self.class_names().map(str::to_owned).to_vec(),
-        }
+/// What checkpoints record about a data set.
+pub fn dataset_meta(dataset: &datasets::Dataset) -> model::DatasetMeta {
+    model::DatasetMeta {
+        name: dataset.name.to_owned(),
+        class_names: dataset.class_names.iter().map(|name| (*name).to_owned()).collect(),
     }
 }
 
@@ -150,8 +105,9 @@ pub struct DataArgs {
     #[arg(long, default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
     /// Which data set to use.
-    #[arg(long, value_enum, default_value_t = Dataset::Mnist)]
-    pub dataset: Dataset,
+    #[arg(long, default_value = "mnist", value_parser = dataset_named)]
+    #[serde(serialize_with = "serialize_dataset")]
+    pub dataset: &'static datasets::Dataset,
     /// How many of the first training images form the validation split.
     #[arg(long, default_value_t = idx::mnist::DEFAULT_VALIDATION_SIZE)]
     pub validation_size: usize,

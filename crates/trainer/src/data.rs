@@ -14,9 +14,9 @@ use crate::cli::DataArgs;
 /// fetch-data`, which fetches and verifies it; other errors (a validation
 /// split larger than the data) speak for themselves.
 pub fn load(data: &DataArgs) -> Result<Mnist> {
-    let dir = data.data_dir.join(data.dataset.dir_name());
+    let dir = data.data_dir.join(data.dataset.name);
     Mnist::load_with(&dir, data.validation_size, data.load_options()).map_err(|error| {
-        let name = data.dataset.dir_name();
+        let name = data.dataset.name;
         match error {
             MnistError::Idx(_) => anyhow::Error::new(error).context(format!(
                 "cannot load {name} from {} (run `cargo xtask fetch-data --dataset {name}` to fetch and verify it)",

@@ -27,14 +27,14 @@ pub fn run(args: &DataInfoArgs) -> Result<()> {
     let splits = [("train", &mnist.train), ("validation", &mnist.validation), ("test", &mnist.test)];
     if args.json {
         let mut report = serde_json::Map::new();
-        report.insert("dataset".into(), json!(args.data.dataset.dir_name()));
+        report.insert("dataset".into(), json!(args.data.dataset.name));
         report.insert("device".into(), json!(model::device::describe(device)));
         for (name, split) in splits {
             report.insert(name.into(), split_json(split));
         }
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("dataset: {}", args.data.dataset.dir_name());
+        println!("dataset: {}", args.data.dataset.name);
         println!("device: {}", model::device::describe(device));
         for (name, split) in splits {
             let (mean, std) = split.pixel_mean_std();

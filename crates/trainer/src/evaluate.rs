@@ -18,7 +18,7 @@ fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
         return Ok((format!("{} + {}", images.display(), labels.display()), split));
     }
     let mnist = crate::data::load(&args.data)?;
-    let name = args.data.dataset.dir_name();
+    let name = args.data.dataset.name;
     Ok(match args.split {
         SplitChoice::Train => (format!("{name} train"), mnist.train),
         SplitChoice::Validation => (format!("{name} validation"), mnist.validation),

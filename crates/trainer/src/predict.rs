@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 use tch::Tensor;
 
-use crate::cli::{Dataset, PredictArgs};
+use crate::cli::PredictArgs;
 
 /// One input: where it came from, and what the network was shown.
 struct Input {
@@ -188,8 +188,10 @@ fn load_checkpoint(args: &PredictArgs) -> Result<(PathBuf, Checkpoint)> {
 pub fn run(args: &PredictArgs) -> Result<()> {
     crate::cli::check_range("--batch-size", args.batch_size, 1, crate::cli::MAX_BATCH)?;
     let (_, loaded) = load_checkpoint(args)?;
-    let options =
-        Options { invert: args.invert.into(), layout: Dataset::from_name(&loaded.meta.dataset.name)?.layout() };
+    let options = Options {
+        invert: args.invert.into(),
+        layout: datasets::by_name(&loaded.meta.dataset.name)?.photo_layout.into(),
+    };
     let mut inputs = image_inputs(&args.files, &options)?;
     if let Some(path) = &args.images {
         inputs.extend(idx_inputs(path)?);

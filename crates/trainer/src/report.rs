@@ -15,7 +15,7 @@ use scoring::Scores;
 use serde_json::Value;
 use tch::Device;
 
-use crate::cli::{DataArgs, Dataset, ReportArgs};
+use crate::cli::{DataArgs, ReportArgs};
 use crate::run_dir::{self, RunDir};
 
 /// Reads `metrics.jsonl`, skipping lines that are not records.
@@ -70,7 +70,7 @@ fn settings(run: &RunDir) -> Vec<(String, String)> {
 
 /// The test images of the data set the checkpoint was trained on.
 fn test_split(data: &DataArgs, dataset_name: &str) -> Result<Split> {
-    let data = DataArgs { dataset: Dataset::from_name(dataset_name)?, ..data.clone() };
+    let data = DataArgs { dataset: datasets::by_name(dataset_name)?, ..data.clone() };
     Ok(crate::data::load(&data)?.test)
 }
 

@@ -11,7 +11,7 @@ use model::{Network, checkpoint, probabilities};
 use serve::{AppState, Backend, BatcherConfig, Model, ServeConfig, TestSet};
 use tch::{Device, Tensor};
 
-use crate::cli::{DataArgs, Dataset, MAX_BATCH, MAX_QUEUE, MAX_THREADS, ServeArgs, check_range};
+use crate::cli::{DataArgs, MAX_BATCH, MAX_QUEUE, MAX_THREADS, ServeArgs, check_range};
 
 struct TchModel {
     network: Network,
@@ -60,7 +60,7 @@ impl Backend for TchBackend {
         if let Some(found) = cache.get(dataset) {
             return Ok(found.clone());
         }
-        let chosen = Dataset::from_name(dataset).map_err(|error| error.to_string())?;
+        let chosen = datasets::by_name(dataset).map_err(|error| error.to_string())?;
         let data = DataArgs { dataset: chosen, ..self.data.clone() };
         let test = crate::data::load(&data).map_err(|error| format!("{error:#}"))?.test;
         let set = TestSet { pixels: test.images.iter().copied().collect(), labels: test.labels.to_vec() };

@@ -88,7 +88,7 @@ impl RunData {
     fn load(options: &RunOptions, device: Device) -> Result<Self> {
         let started = Instant::now();
         let Mnist { train, validation, test } = data::load(&options.data)?;
-        let name = options.data.dataset.dir_name();
+        let name = options.data.dataset.name;
         data::check_image_size(&format!("{name} train"), &train)?;
         let train = data::first_training_images(train, options.train_images)?;
         ensure!(
@@ -470,7 +470,7 @@ fn write_config(
     let model_summary = model::Architecture::from(options.network).summary();
     tracing::info!("{}", crate::summary::totals_line(&model_summary, batch_size));
     let places = Places { run: dir, command: std::env::args().collect() };
-    let data_dir = options.data.data_dir.join(options.data.dataset.dir_name());
+    let data_dir = options.data.data_dir.join(options.data.dataset.name);
     let config = json!({
         "program": "trainer",
         "version": env!("CARGO_PKG_VERSION"),

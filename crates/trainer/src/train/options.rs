@@ -138,7 +138,7 @@ impl RunOptions {
         Recipe {
             augment: self.augment.spec(),
             batch_size: self.batch_size as u64,
-            dataset: name_of(self.data.dataset),
+            dataset: self.data.dataset.name.to_owned(),
             learning_rate: self.learning_rate,
             network: name_of(self.network),
             precision: name_of(self.precision),

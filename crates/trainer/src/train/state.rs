@@ -134,7 +134,7 @@ impl RunState {
             step: self.step,
             best_validation_accuracy: self.best,
             trainer_state: serde_json::to_string(&self.trainer)?,
-            dataset: options.data.dataset.meta(),
+            dataset: crate::cli::dataset_meta(options.data.dataset),
         })
     }
 }
