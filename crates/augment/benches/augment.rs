@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use augment::seed::{Scratch, augment_fused_into, augment_seed_into};
+use augment::original::{Scratch, augment_fused_into, augment_original_into};
 use augment::{Augmenter, Order, ParamRanges, Pipeline};
 use ndarray::{Array2, Array3, Axis, s};
 
@@ -37,7 +37,7 @@ fn single_image_rate(images: &Array3<f32>, mode: &str) -> f64 {
         for (image_idx, image) in images.outer_iter().enumerate() {
             let params = ranges.sample(0, 0, image_idx as u64);
             let result = match mode {
-                "seed" => augment_seed_into(image, &params, Order::Cubic, &mut scratch, output.view_mut()),
+                "seed" => augment_original_into(image, &params, Order::Cubic, &mut scratch, output.view_mut()),
                 _ => augment_fused_into(image, &params, Order::Cubic, &mut scratch, output.view_mut()),
             };
             result.expect("augment");

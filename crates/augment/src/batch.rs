@@ -6,7 +6,7 @@ use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 
 use crate::AugmentError;
-use crate::seed::Scratch;
+use crate::original::Scratch;
 use crate::transform::{ImageKey, Pipeline};
 
 thread_local! {
@@ -40,7 +40,7 @@ impl Augmenter {
     /// # Examples
     ///
     /// ```
-    /// use augment::{Augmenter, Pipeline, seed::Scratch};
+    /// use augment::{Augmenter, Pipeline, original::Scratch};
     /// use ndarray::Array2;
     ///
     /// let augmenter = Augmenter::new(Pipeline::seed(), 7);
@@ -114,7 +114,7 @@ impl Augmenter {
     /// # Examples
     ///
     /// ```
-    /// use augment::{Augmenter, Pipeline, seed::Scratch};
+    /// use augment::{Augmenter, Pipeline, original::Scratch};
     /// use ndarray::Array3;
     ///
     /// let augmenter = Augmenter::new(Pipeline::seed(), 7);

@@ -4,7 +4,7 @@
 //! - [`kernels`]: `rotate`, `zoom`, `shift` and `affine_transform` on 2-D
 //!   `f32` images, matching SciPy (`mode='constant'`, `cval=0`, spline
 //!   prefiltering) for interpolation orders 0, 1 and 3.
-//! - [`seed`]: the seed's composite step (`augment_img`), its random
+//! - [`original`]: the seed's composite step (`augment_img`), its random
 //!   parameters, and a fused variant that applies the same transformation in
 //!   one interpolation pass.
 //! - [`transform`]: augmentation as a list of transforms ([`Pipeline`]),
@@ -22,13 +22,13 @@
 
 pub mod batch;
 pub mod kernels;
-pub mod seed;
+pub mod original;
 mod spline;
 pub mod transform;
 
 pub use batch::Augmenter;
 pub use kernels::{Workspace, rotate, shift, zoom};
-pub use seed::{ParamRanges, SeedAffine, SeedParams};
+pub use original::{AffineParams, OriginalAffine, ParamRanges, Scratch};
 pub use transform::{ImageKey, Pipeline, Transform};
 
 /// Spline interpolation order, as SciPy's `order` argument.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::AugmentError;
-use crate::seed::{Scratch, SeedAffine};
+use crate::original::{OriginalAffine, Scratch};
 
 /// The image a transform is drawing for: its randomness is a function of these alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +58,8 @@ pub trait Transform: fmt::Debug + Send + Sync {
 type Parser = fn(&str) -> Result<Arc<dyn Transform>, String>;
 
 /// Every transform this build knows, by name: one line each.
-pub const KINDS: &[(&str, Parser)] = &[("seed", SeedAffine::parse_stepwise), ("fused", SeedAffine::parse_fused)];
+pub const KINDS: &[(&str, Parser)] =
+    &[("seed", OriginalAffine::parse_stepwise), ("fused", OriginalAffine::parse_fused)];
 
 /// The spec of the pipeline with no transform.
 pub const NONE: &str = "none";
@@ -82,7 +83,7 @@ impl Pipeline {
 
     /// The seed's augmentation: its rotate, crop-zoom and shift, SciPy-exact.
     pub fn seed() -> Self {
-        Self::new(vec![Arc::new(SeedAffine::stepwise())])
+        Self::new(vec![Arc::new(OriginalAffine::stepwise())])
     }
 
     /// The pipeline a spec names: `none`, or transform specs joined by `+`.
@@ -259,7 +260,7 @@ mod tests {
         Pipeline::seed().apply_into(image.view(), KEY, &mut Scratch::new(), through_pipeline.view_mut()).unwrap();
         let params = crate::ParamRanges::default().sample(KEY.seed, KEY.epoch, KEY.image_idx);
         let mut direct = Array2::zeros((28, 28));
-        crate::seed::augment_seed_into(
+        crate::original::augment_original_into(
             image.view(),
             &params,
             crate::Order::Cubic,

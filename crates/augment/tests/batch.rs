@@ -31,7 +31,7 @@ fn results_do_not_depend_on_threads_or_batch_boundaries() {
         let two_threads = run(&augmenter, &images, &indices, 5, 2);
         assert_eq!(one_thread, two_threads, "{mode}");
         let mut serial = Array3::zeros(images.dim());
-        let mut scratch = augment::seed::Scratch::new();
+        let mut scratch = augment::original::Scratch::new();
         augmenter.augment_batch_serial(images.view(), &indices, 5, &mut scratch, serial.view_mut()).unwrap();
         assert_eq!(serial, one_thread, "{mode}");
 
@@ -107,12 +107,12 @@ fn bad_batches_are_errors_not_panics() {
     assert!(matches!(error, AugmentError::NotContiguous { .. }), "{error}");
 
     let ranges = augment::ParamRanges { shift: 2..2, ..Default::default() };
-    let transform = augment::SeedAffine { ranges, ..augment::SeedAffine::stepwise() };
+    let transform = augment::OriginalAffine { ranges, ..augment::OriginalAffine::stepwise() };
     let bad_ranges = Augmenter::new(Pipeline::new(vec![std::sync::Arc::new(transform)]), 0);
     let error = bad_ranges.augment_batch(images.view(), &[0, 1, 2, 3], 0, output.view_mut()).unwrap_err();
     assert!(error.to_string().contains("shift range 2..2 is empty"), "{error}");
     // One image and the serial batch check the ranges too (sampling an empty range would panic).
-    let mut scratch = augment::seed::Scratch::new();
+    let mut scratch = augment::original::Scratch::new();
     let error = bad_ranges
         .augment_one(images.index_axis(Axis(0), 0), 0, 0, &mut scratch, output.index_axis_mut(Axis(0), 0))
         .unwrap_err();

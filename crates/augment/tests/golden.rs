@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use augment::kernels::{Workspace, rotate_into, shift_into, zoom_window_into};
-use augment::seed::{Scratch, augment_seed_into};
-use augment::{Order, SeedParams};
+use augment::original::{Scratch, augment_original_into};
+use augment::{AffineParams, Order};
 use ndarray::{Array2, Array3, ArrayView2, Axis, s};
 
 const TOLERANCE: f32 = 1e-4;
@@ -19,10 +19,10 @@ fn load3(name: &str) -> Array3<f32> {
     load::<f32>(name).into_dimensionality().unwrap()
 }
 
-fn params() -> Vec<SeedParams> {
+fn params() -> Vec<AffineParams> {
     let raw = load::<f64>("params.idx.gz").into_dimensionality::<ndarray::Ix2>().unwrap();
     raw.outer_iter()
-        .map(|row| SeedParams { angle_degrees: row[0], zoom: row[1], shift: (row[2] as i32, row[3] as i32) })
+        .map(|row| AffineParams { angle_degrees: row[0], zoom: row[1], shift: (row[2] as i32, row[3] as i32) })
         .collect()
 }
 
@@ -135,7 +135,7 @@ fn the_seed_composite_matches_scipy() {
     let mut scratch = Scratch::new();
     check_all(&inputs, "composite.idx.gz", |case, image| {
         let mut out = Array2::zeros((28, 28));
-        augment_seed_into(image, &params[case], Order::Cubic, &mut scratch, out.view_mut()).unwrap();
+        augment_original_into(image, &params[case], Order::Cubic, &mut scratch, out.view_mut()).unwrap();
         out
     });
 }

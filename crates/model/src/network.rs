@@ -233,7 +233,7 @@ pub struct Network {
 }
 
 /// Index of each tensor in [`Architecture::tensor_specs`] order.
-mod idx {
+mod tensor_index {
     pub(super) const CONV1_W: usize = 0;
     pub(super) const BN1_BETA: usize = 1;
     pub(super) const CONV2_W: usize = 2;
@@ -427,10 +427,27 @@ impl Network {
     fn forward_unchecked(&self, images: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
         let t = &self.tensors;
         let x = images.f_view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])?.f_to_kind(kind)?;
-        let conv1 =
-            || conv_block(&x, &t[idx::CONV1_W], &t[idx::BN1_BETA], &t[idx::BN1_MEAN], &t[idx::BN1_VAR], train, kind);
+        let conv1 = || {
+            conv_block(
+                &x,
+                &t[tensor_index::CONV1_W],
+                &t[tensor_index::BN1_BETA],
+                &t[tensor_index::BN1_MEAN],
+                &t[tensor_index::BN1_VAR],
+                train,
+                kind,
+            )
+        };
         let conv2 = |input: &Tensor| {
-            conv_block(input, &t[idx::CONV2_W], &t[idx::BN2_BETA], &t[idx::BN2_MEAN], &t[idx::BN2_VAR], train, kind)
+            conv_block(
+                input,
+                &t[tensor_index::CONV2_W],
+                &t[tensor_index::BN2_BETA],
+                &t[tensor_index::BN2_MEAN],
+                &t[tensor_index::BN2_VAR],
+                train,
+                kind,
+            )
         };
         let pooled = match self.architecture {
             Architecture::Intended => conv2(&conv1()?)?,
@@ -438,10 +455,17 @@ impl Network {
             Architecture::Seed => conv2(&x)?,
         };
         let net = pooled.f_flatten(1, -1)?;
-        let net = crate::fused::dense_layer(&net, &t[idx::FC4_W].f_to_kind(kind)?)?;
-        let net = lrelu(&batch_norm(&net, &t[idx::BN4_BETA], &t[idx::BN4_MEAN], &t[idx::BN4_VAR], train)?)?;
+        let net = crate::fused::dense_layer(&net, &t[tensor_index::FC4_W].f_to_kind(kind)?)?;
+        let net = lrelu(&batch_norm(
+            &net,
+            &t[tensor_index::BN4_BETA],
+            &t[tensor_index::BN4_MEAN],
+            &t[tensor_index::BN4_VAR],
+            train,
+        )?)?;
         let net = net.f_dropout(DROPOUT_PROBABILITY, train)?;
-        net.f_linear(&t[idx::FCO_W].f_to_kind(kind)?, Some(&t[idx::FCO_B].f_to_kind(kind)?))?.f_to_kind(Kind::Float)
+        net.f_linear(&t[tensor_index::FCO_W].f_to_kind(kind)?, Some(&t[tensor_index::FCO_B].f_to_kind(kind)?))?
+            .f_to_kind(Kind::Float)
     }
 
     /// The seed's listing of its trainable variables, one line per variable,

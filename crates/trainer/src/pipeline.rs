@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use augment::seed::Scratch;
+use augment::original::Scratch;
 use augment::{AugmentError, Augmenter};
 use idx::mnist::Split;
 use ndarray::{Array3, Axis};

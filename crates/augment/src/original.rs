@@ -18,7 +18,7 @@ use crate::{AugmentError, Order};
 
 /// One image's random transformation.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SeedParams {
+pub struct AffineParams {
     /// Rotation in degrees (counter-clockwise as displayed, SciPy's convention).
     pub angle_degrees: f64,
     /// Zoom factor (the seed draws it in `[1.0, 1.1)`).
@@ -65,13 +65,13 @@ impl ParamRanges {
 
     /// Draws the parameters of image `image_idx` of epoch `epoch`: a pure
     /// function of `(seed, epoch, image_idx)` and the ranges.
-    pub fn sample(&self, seed: u64, epoch: u64, image_idx: u64) -> SeedParams {
+    pub fn sample(&self, seed: u64, epoch: u64, image_idx: u64) -> AffineParams {
         let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ epoch) ^ image_idx));
         let angle = rng.random_range(self.angle_degrees.clone());
         let zoom = rng.random_range(self.zoom.clone());
         let dy = rng.random_range(self.shift.clone());
         let dx = rng.random_range(self.shift.clone());
-        SeedParams { angle_degrees: f64::from(angle), zoom, shift: (dy, dx) }
+        AffineParams { angle_degrees: f64::from(angle), zoom, shift: (dy, dx) }
     }
 }
 
@@ -165,9 +165,9 @@ fn rotate_planned(
 /// rotate (`reshape=False`), crop `img[top:top+z, left:left+z]` with NumPy's
 /// clipping (so `img[1:, 1:]` when `top == 1`), zoom, centre-trim, shift;
 /// each step rounds to `f32` as SciPy does for `float32` input.
-pub fn augment_seed_into(
+pub fn augment_original_into(
     image: ArrayView2<'_, f32>,
-    params: &SeedParams,
+    params: &AffineParams,
     order: Order,
     scratch: &mut Scratch,
     output: ArrayViewMut2<'_, f32>,
@@ -200,7 +200,7 @@ pub fn augment_seed_into(
 /// The affine map (output coordinates to input coordinates) that the seed's
 /// three steps compose to, ignoring the zeros each intermediate step
 /// introduces at its borders.
-pub fn fused_map(params: &SeedParams, (rows, cols): (usize, usize)) -> ([[f64; 2]; 2], [f64; 2]) {
+pub fn fused_map(params: &AffineParams, (rows, cols): (usize, usize)) -> ([[f64; 2]; 2], [f64; 2]) {
     let (rotation, rotation_offset) = rotation_map(params.angle_degrees, (rows, cols));
     // Per axis: output p -> zoomed-crop index p - d + trim -> crop coordinate (..) * zf -> rotated index + start.
     let axis = |len: usize, shift: i32| {
@@ -226,12 +226,12 @@ pub fn fused_map(params: &SeedParams, (rows, cols): (usize, usize)) -> ([[f64; 2
     (matrix, offset)
 }
 
-/// The same transformation as [`augment_seed_into`] in one interpolation
+/// The same transformation as [`augment_original_into`] in one interpolation
 /// pass: less blur (one spline fit instead of three), at about the same speed
 /// (`docs/PERFORMANCE.md`).
 pub fn augment_fused_into(
     image: ArrayView2<'_, f32>,
-    params: &SeedParams,
+    params: &AffineParams,
     order: Order,
     scratch: &mut Scratch,
     output: ArrayViewMut2<'_, f32>,
@@ -249,7 +249,7 @@ pub fn augment_fused_into(
 /// pass (`fused`). Its parameters are [`ParamRanges::sample`] of the image's
 /// key, so a pipeline that starts with it draws what the seed's step does.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SeedAffine {
+pub struct OriginalAffine {
     /// Where the parameters are drawn from.
     pub ranges: ParamRanges,
     /// Interpolation order (the seed's is cubic).
@@ -258,7 +258,7 @@ pub struct SeedAffine {
     pub fused: bool,
 }
 
-impl SeedAffine {
+impl OriginalAffine {
     /// The seed's step, as the seed computes it.
     pub fn stepwise() -> Self {
         Self { ranges: ParamRanges::default(), order: Order::Cubic, fused: false }
@@ -282,7 +282,7 @@ fn no_settings(name: &str, settings: &str) -> Result<(), String> {
     if settings.is_empty() { Ok(()) } else { Err(format!("`{name}` takes no settings, found {settings:?}")) }
 }
 
-impl Transform for SeedAffine {
+impl Transform for OriginalAffine {
     fn validate(&self) -> Result<(), AugmentError> {
         self.ranges.validate()
     }
@@ -298,7 +298,7 @@ impl Transform for SeedAffine {
         if self.fused {
             augment_fused_into(image, &params, self.order, scratch, output)
         } else {
-            augment_seed_into(image, &params, self.order, scratch, output)
+            augment_original_into(image, &params, self.order, scratch, output)
         }
     }
 
