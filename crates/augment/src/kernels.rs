@@ -342,10 +342,15 @@ fn map_point(matrix: [[f64; 2]; 2], offset: [f64; 2], r: f64, c: f64) -> (f64, f
     (r * matrix[0][0] + c * matrix[0][1] + offset[0], r * matrix[1][0] + c * matrix[1][1] + offset[1])
 }
 
+/// Pixels [`affine_cubic`] handles together: their coordinates and weights
+/// are computed lane by lane in arrays, which the compiler turns into vector code.
+const LANES: usize = 4;
+
 /// The cubic affine loop over a flat output (`out_cols` wide), compiled for
 /// AVX2 too and chosen at run time: the same operations in the same order
 /// either way (Rust never fuses a multiply and an add on its own), so the
-/// results do not depend on the CPU.
+/// results do not depend on the CPU. Its helpers are inlined into each
+/// compiled version.
 #[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn affine_cubic(
     padded: &[f64],
@@ -355,41 +360,13 @@ fn affine_cubic(
     output: &mut [f32],
     out_cols: usize,
 ) {
-    /// Pixels handled together: their coordinates and weights are computed
-    /// lane by lane in arrays, which the compiler turns into vector code.
-    const LANES: usize = 4;
-    let (last_row, last_col) = (rows as f64 - 1.0, cols as f64 - 1.0);
     let padded_cols = cols + PAD_BEFORE + PAD_AFTER;
     for (out_row, output_row) in output.chunks_exact_mut(out_cols).enumerate() {
-        let r = out_row as f64;
         for (chunk_idx, output_chunk) in output_row.chunks_mut(LANES).enumerate() {
-            let mut y = [0.0f64; LANES];
-            let mut x = [0.0f64; LANES];
-            for lane in 0..LANES {
-                let c = (chunk_idx * LANES + lane) as f64;
-                (y[lane], x[lane]) = map_point(matrix, offset, r, c);
-            }
-            // Outside [0, len - 1] (or NaN) is cval, as in SciPy's mode='constant'.
-            let mut inside = [false; LANES];
-            for lane in 0..LANES {
-                inside[lane] = y[lane] >= 0.0 && y[lane] <= last_row && x[lane] >= 0.0 && x[lane] <= last_col;
-                // Park outside lanes on (0, 0) so every lane's arithmetic stays finite and in range.
-                if !inside[lane] {
-                    y[lane] = 0.0;
-                    x[lane] = 0.0;
-                }
-            }
+            let first = (out_row as f64, chunk_idx * LANES);
+            let (y, x, inside) = lane_coordinates(matrix, offset, first, (rows, cols));
             let (floor_y, floor_x) = (y.map(f64::floor), x.map(f64::floor));
-            let mut row_weights = [[0.0f64; LANES]; 4];
-            let mut col_weights = [[0.0f64; LANES]; 4];
-            for lane in 0..LANES {
-                let (wy, wx) =
-                    (Taps::cubic_weights(y[lane] - floor_y[lane]), Taps::cubic_weights(x[lane] - floor_x[lane]));
-                for tap in 0..4 {
-                    row_weights[tap][lane] = wy[tap];
-                    col_weights[tap][lane] = wx[tap];
-                }
-            }
+            let (row_weights, col_weights) = lane_weights((y, x), (floor_y, floor_x));
             for (lane, pixel) in output_chunk.iter_mut().enumerate() {
                 if !inside[lane] {
                     *pixel = 0.0;
@@ -398,24 +375,82 @@ fn affine_cubic(
                 // Tap rows floor_y - 1 ..= floor_y + 2 are padded rows floor_y ..= floor_y + 3.
                 let base = floor_y[lane] as usize * padded_cols + floor_x[lane] as usize;
                 let block = &padded[base..base + 3 * padded_cols + 4];
-                // Combine the four tap rows first (a 4-wide vector operation per row),
-                // then weight the columns: one horizontal sum per pixel instead of four.
-                let mut combined = [0.0f64; 4];
-                for (tap_row, weights) in row_weights.iter().enumerate() {
-                    let taps: &[f64; 4] =
-                        block[tap_row * padded_cols..tap_row * padded_cols + 4].try_into().expect("4 taps");
-                    for (sum, &tap) in combined.iter_mut().zip(taps) {
-                        *sum += weights[lane] * tap;
-                    }
-                }
-                let value = combined[0] * col_weights[0][lane]
-                    + combined[1] * col_weights[1][lane]
-                    + combined[2] * col_weights[2][lane]
-                    + combined[3] * col_weights[3][lane];
-                *pixel = value as f32;
+                *pixel = cubic_pixel(block, padded_cols, &row_weights, &col_weights, lane) as f32;
             }
         }
     }
+}
+
+/// The input points of the [`LANES`] output pixels from `(row, first column)`
+/// and whether each is inside the image; outside lanes are parked on
+/// `(0, 0)` so every lane's arithmetic stays finite and in range.
+#[inline(always)]
+fn lane_coordinates(
+    matrix: [[f64; 2]; 2],
+    offset: [f64; 2],
+    (r, first_col): (f64, usize),
+    (rows, cols): (usize, usize),
+) -> ([f64; LANES], [f64; LANES], [bool; LANES]) {
+    let (last_row, last_col) = (rows as f64 - 1.0, cols as f64 - 1.0);
+    let mut y = [0.0f64; LANES];
+    let mut x = [0.0f64; LANES];
+    for lane in 0..LANES {
+        let c = (first_col + lane) as f64;
+        (y[lane], x[lane]) = map_point(matrix, offset, r, c);
+    }
+    // Outside [0, len - 1] (or NaN) is cval, as in SciPy's mode='constant'.
+    let mut inside = [false; LANES];
+    for lane in 0..LANES {
+        inside[lane] = y[lane] >= 0.0 && y[lane] <= last_row && x[lane] >= 0.0 && x[lane] <= last_col;
+        if !inside[lane] {
+            y[lane] = 0.0;
+            x[lane] = 0.0;
+        }
+    }
+    (y, x, inside)
+}
+
+/// The four row and four column cubic weights of each lane, tap-major.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn lane_weights(
+    (y, x): ([f64; LANES], [f64; LANES]),
+    (floor_y, floor_x): ([f64; LANES], [f64; LANES]),
+) -> ([[f64; LANES]; 4], [[f64; LANES]; 4]) {
+    let mut row_weights = [[0.0f64; LANES]; 4];
+    let mut col_weights = [[0.0f64; LANES]; 4];
+    for lane in 0..LANES {
+        let (wy, wx) = (Taps::cubic_weights(y[lane] - floor_y[lane]), Taps::cubic_weights(x[lane] - floor_x[lane]));
+        for tap in 0..4 {
+            row_weights[tap][lane] = wy[tap];
+            col_weights[tap][lane] = wx[tap];
+        }
+    }
+    (row_weights, col_weights)
+}
+
+/// One pixel from its 4x4 block of padded coefficients: the four tap rows
+/// combined first (a 4-wide vector operation per row), then the columns
+/// weighted: one horizontal sum per pixel instead of four.
+#[inline(always)]
+fn cubic_pixel(
+    block: &[f64],
+    padded_cols: usize,
+    row_weights: &[[f64; LANES]; 4],
+    col_weights: &[[f64; LANES]; 4],
+    lane: usize,
+) -> f64 {
+    let mut combined = [0.0f64; 4];
+    for (tap_row, weights) in row_weights.iter().enumerate() {
+        let taps: &[f64; 4] = block[tap_row * padded_cols..tap_row * padded_cols + 4].try_into().expect("4 taps");
+        for (sum, &tap) in combined.iter_mut().zip(taps) {
+            *sum += weights[lane] * tap;
+        }
+    }
+    combined[0] * col_weights[0][lane]
+        + combined[1] * col_weights[1][lane]
+        + combined[2] * col_weights[2][lane]
+        + combined[3] * col_weights[3][lane]
 }
 
 /// The cubic taps of one pixel of an [`AffinePlan`].
