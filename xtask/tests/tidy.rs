@@ -407,3 +407,82 @@ fn the_model_crate_makes_no_panicking_libtorch_call_outside_tests() {
         panicking.join("\n")
     );
 }
+
+/// The Rust files of `crates/*/{src,examples,benches}` and `xtask/src`: all code but tests.
+fn code_outside_tests() -> Vec<PathBuf> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for path in entries.flatten().map(|entry| entry.path()) {
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repository().join("xtask/src"), &mut files);
+    for entry in std::fs::read_dir(repository().join("crates")).unwrap().flatten() {
+        for folder in ["src", "examples", "benches"] {
+            walk(&entry.path().join(folder), &mut files);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Whether `line` starts a function (`fn`, after any of `pub`, `pub(..)`, `const`, `async`, `unsafe`).
+fn starts_function(line: &str) -> bool {
+    let mut rest = line.trim_start();
+    if let Some(after) = rest.strip_prefix("pub") {
+        rest = after.strip_prefix(' ').or_else(|| after.split_once(") ").map(|(_, tail)| tail)).unwrap_or(after);
+    }
+    for qualifier in ["const ", "async ", "unsafe "] {
+        rest = rest.strip_prefix(qualifier).unwrap_or(rest);
+    }
+    rest.starts_with("fn ")
+}
+
+/// Every function of `text` (rustfmt's layout: the body closes at the
+/// signature's indentation) before its `#[cfg(test)]` module, as
+/// `(first line, lines)`.
+fn function_lengths(text: &str) -> Vec<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().take_while(|line| line.trim() != "#[cfg(test)]").collect();
+    let mut found = Vec::new();
+    let mut index = 0;
+    while index < lines.len() {
+        if !starts_function(lines[index]) {
+            index += 1;
+            continue;
+        }
+        let indent = &lines[index][..lines[index].len() - lines[index].trim_start().len()];
+        let Some(body) = (index..lines.len()).find(|&at| lines[at].ends_with('{') || lines[at].ends_with(';')) else {
+            break;
+        };
+        if lines[body].ends_with(';') {
+            index = body + 1;
+            continue;
+        }
+        let end = (body..lines.len()).find(|&at| lines[at] == format!("{indent}}}")).unwrap_or(lines.len() - 1);
+        found.push((index + 1, end - index + 1));
+        index = end + 1;
+    }
+    found
+}
+
+#[test]
+fn no_function_outside_tests_is_over_sixty_lines() {
+    assert_eq!(
+        function_lengths("fn a() {\n    x;\n}\n\n    pub(crate) async fn b(\n        y: u8,\n    ) {\n    }\n"),
+        [(1, 3), (5, 4)]
+    );
+    let mut long = Vec::new();
+    for path in code_outside_tests() {
+        for (line, length) in function_lengths(&read(&path)) {
+            if length > 60 {
+                long.push(format!("{}:{line}: {length} lines", path.strip_prefix(repository()).unwrap().display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "functions over 60 lines (split them into named steps):\n{}", long.join("\n"));
+}
