@@ -175,26 +175,34 @@ fn the_tch_pin_and_the_installed_libtorch_agree() {
 }
 
 /// Every `.rs` file of the crates' and xtask's `src/`.
-fn sources() -> Vec<PathBuf> {
-    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, files);
-            } else if path.extension().is_some_and(|extension| extension == "rs") {
-                files.push(path);
-            }
+/// Adds the `.rs` files below `dir` (none when it does not exist) to `files`.
+fn walk_rust(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.flatten().map(|entry| entry.path()) {
+        if path.is_dir() {
+            walk_rust(&path, files);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            files.push(path);
         }
     }
+}
+
+/// The Rust files of `xtask/src` and of each crate's folders among `folders`.
+fn rust_files(folders: &[&str]) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    walk(&repository().join("xtask/src"), &mut files);
+    walk_rust(&repository().join("xtask/src"), &mut files);
     for entry in std::fs::read_dir(repository().join("crates")).unwrap().flatten() {
-        if entry.path().join("src").is_dir() {
-            walk(&entry.path().join("src"), &mut files);
+        for folder in folders {
+            walk_rust(&entry.path().join(folder), &mut files);
         }
     }
     files.sort();
     files
+}
+
+/// The library and binary sources.
+fn sources() -> Vec<PathBuf> {
+    rust_files(&["src"])
 }
 
 /// The undocumented `pub` items of one source file, as `file:line: text`.
@@ -410,25 +418,7 @@ fn the_model_crate_makes_no_panicking_libtorch_call_outside_tests() {
 
 /// The Rust files of `crates/*/{src,examples,benches}` and `xtask/src`: all code but tests.
 fn code_outside_tests() -> Vec<PathBuf> {
-    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for path in entries.flatten().map(|entry| entry.path()) {
-            if path.is_dir() {
-                walk(&path, files);
-            } else if path.extension().is_some_and(|extension| extension == "rs") {
-                files.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(&repository().join("xtask/src"), &mut files);
-    for entry in std::fs::read_dir(repository().join("crates")).unwrap().flatten() {
-        for folder in ["src", "examples", "benches"] {
-            walk(&entry.path().join(folder), &mut files);
-        }
-    }
-    files.sort();
-    files
+    rust_files(&["src", "examples", "benches"])
 }
 
 /// Whether `line` starts a function (`fn`, after any of `pub`, `pub(..)`, `const`, `async`, `unsafe`).

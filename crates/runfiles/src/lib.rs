@@ -24,6 +24,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(test)]
+mod committed_runs;
 mod recipe;
 mod records;
 

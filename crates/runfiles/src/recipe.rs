@@ -101,10 +101,11 @@ impl Recipe {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn recipe() -> Recipe {
+    /// The trainer's defaults: what tests compare with.
+    pub(crate) fn recipe() -> Recipe {
         Recipe {
             augment: "seed".into(),
             batch_size: 50,

@@ -4,23 +4,11 @@
 
 use std::path::Path;
 
-use runfiles::{Recipe, Record, Records};
+use crate::{Recipe, Record, Records};
 
 /// The trainer's defaults for the settings older runs did not record.
 fn defaults() -> Recipe {
-    Recipe {
-        augment: "seed".into(),
-        batch_size: 50,
-        dataset: "mnist".into(),
-        learning_rate: 0.001,
-        network: "intended".into(),
-        precision: "fp32".into(),
-        schedule: "constant".into(),
-        seed: 0,
-        train_accuracy_images: 500,
-        train_images: None,
-        validation_size: 5000,
-    }
+    crate::recipe::tests::recipe()
 }
 
 #[test]
