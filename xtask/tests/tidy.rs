@@ -476,3 +476,16 @@ fn no_function_outside_tests_is_over_sixty_lines() {
     }
     assert!(long.is_empty(), "functions over 60 lines (split them into named steps):\n{}", long.join("\n"));
 }
+
+#[test]
+fn the_trainers_opening_comment_names_the_crates_it_uses() {
+    let packages = normal_dependencies();
+    let workspace: BTreeSet<&String> = packages.keys().collect();
+    let used: BTreeSet<String> =
+        packages["trainer"].iter().filter(|dependency| workspace.contains(dependency)).cloned().collect();
+    let text = read(&repository().join("crates/trainer/src/main.rs"));
+    let opening: String = text.lines().take_while(|line| line.starts_with("//!")).collect::<Vec<_>>().join(" ");
+    let list = opening.split_once('(').and_then(|(_, rest)| rest.split_once(')')).map_or("", |(list, _)| list);
+    let named: BTreeSet<String> = list.split(',').map(|name| name.trim().trim_matches('`').to_owned()).collect();
+    assert_eq!(named, used, "crates/trainer/src/main.rs's opening comment lists other crates than it uses");
+}

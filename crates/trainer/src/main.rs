@@ -1,5 +1,5 @@
 //! `trainer`: the command-line program. The work is in the library crates
-//! (`idx`, `augment`, `model`, `preprocess`, `report`, `runfiles`, `serve`);
+//! (`augment`, `datasets`, `idx`, `model`, `preprocess`, `report`, `runfiles`, `scoring`, `serve`);
 //! this binary wires them into training, evaluation, prediction, reports,
 //! export and the web app.
 
