@@ -16,37 +16,14 @@ mod predict;
 mod report;
 mod run_dir;
 mod serve;
+mod signals;
 mod streams;
 mod summary;
 mod train;
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-
-/// Raised by the first Ctrl-C, SIGTERM or SIGHUP (how Slurm, Kubernetes,
-/// `docker stop` and a closed terminal end a job): training finishes its
-/// step, saves and exits 0. A second one exits at once (the checkpoints on
-/// disk stay loadable).
-fn install_interrupt_handler() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let installed = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("asked to stop twice: exiting without saving");
-            std::process::exit(130);
-        }
-        eprintln!(
-            "asked to stop (Ctrl-C, SIGTERM or SIGHUP): finishing the current step, then saving (again to quit at once)"
-        );
-    });
-    if let Err(error) = installed {
-        tracing::warn!("cannot catch Ctrl-C, SIGTERM and SIGHUP ({error}): a stop will lose the epoch's progress");
-    }
-    stop
-}
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -60,8 +37,8 @@ fn main() -> ExitCode {
         .with_ansi(console::log_color())
         .init();
     let result = match args.command {
-        None => train::run(&args.train, &install_interrupt_handler()),
-        Some(cli::Command::Train(train_args)) => train::run(&train_args, &install_interrupt_handler()),
+        None => train::run(&args.train, &signals::install()),
+        Some(cli::Command::Train(train_args)) => train::run(&train_args, &signals::install()),
         Some(cli::Command::Evaluate(evaluate_args)) => evaluate::run(&evaluate_args),
         Some(cli::Command::DataInfo(data_args)) => data_info::run(&data_args),
         Some(cli::Command::Predict(predict_args)) => predict::run(&predict_args),

@@ -118,6 +118,81 @@ fn sighup_saves_mid_epoch_like_ctrl_c() {
     stop_with("HUP");
 }
 
+/// SIGTERM `count` times within a few milliseconds, at a point of the
+/// second epoch that varies from run to run: as a scheduler that signals every
+/// process of a job while its batch script forwards the same signal. The run
+/// saves once, mid-epoch, exits 0, and the resumed run is the reference.
+fn repeated_sigterm(count: usize, marker: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, mut log) = start_until(dir.path(), EPOCHS, None, marker);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    std::thread::sleep(std::time::Duration::from_micros(u64::from(nanos % 5_000)));
+    // One shell, its builtin `kill`, 2 ms apart (closer, the kernel merges them into one pending signal).
+    let kills = vec![format!("kill -TERM {}", child.id()); count].join("; sleep 0.002; ");
+    assert!(std::process::Command::new("sh").args(["-c", &kills]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    log.push_str(&String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{count} SIGTERMs: {:?}\n{log}", output.status);
+    assert!(!log.contains("without saving"), "{log}");
+    let (_, meta) = model::checkpoint::read_meta(&dir.path().join("last.safetensors")).unwrap();
+    assert_eq!(meta.epoch, 1, "saved inside the second epoch");
+    assert!(meta.step > 20 && meta.step < 40, "step {} is not inside the second epoch:\n{log}", meta.step);
+    let resumed = train(dir.path(), &[EPOCHS, &["--resume"]].concat());
+    assert_success(&resumed);
+    // The saved steps were continued, not redone.
+    assert!(text(&resumed).contains(&format!("step {} of the run", meta.step)), "{}", text(&resumed));
+    assert_same_as_reference(dir.path());
+}
+
+#[test]
+fn sigterm_twice_within_milliseconds_saves_once_like_a_single_one() {
+    repeated_sigterm(2, "epoch 2/2: step");
+}
+
+#[test]
+fn sigterm_five_times_within_milliseconds_saves_once_like_a_single_one() {
+    repeated_sigterm(5, "epoch 2/2: step 6/");
+}
+
+/// A second Ctrl-C while the best checkpoint is tested quits at once, with
+/// the documented code and without libtorch's text; the files stay loadable.
+#[test]
+fn a_second_ctrl_c_during_the_test_quits_cleanly_and_the_run_stays_loadable() {
+    let dir = tempfile::tempdir().unwrap();
+    // One image per batch makes the test phase long enough to be inside it.
+    let mut command = trainer();
+    command.args(train_args(dir.path(), &[EPOCHS, &["--eval-batch-size", "1"]].concat()));
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("LOADING [") {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the run ended before its test:\n{printed}");
+        printed.push_str(&line);
+    }
+    // The second Ctrl-C once the first is acknowledged (two at once are one pending signal).
+    signal(&child, "INT");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("asked to stop (Ctrl-C") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no acknowledgement of Ctrl-C:\n{log}");
+        log.push_str(&line);
+    }
+    signal(&child, "INT");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    stderr.read_to_string(&mut log).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{:?}\n{log}", output.status);
+    assert!(log.contains("Ctrl-C (SIGINT): quitting now without saving (exit 130)"), "{log}");
+    for text in ["libtorch", "torch error", "backtrace", "error:"] {
+        assert!(!log.to_lowercase().contains(&text.to_lowercase()), "{text:?} in:\n{log}");
+    }
+    assert!(!rest.contains("TEST ACCURACY"), "the test finished before the signals: {rest}");
+    assert_every_checkpoint_loads(dir.path());
+}
+
 /// Kills the run with SIGKILL while it is paused inside `fault`'s window,
 /// then resumes it: every file loads and the run ends as the reference.
 fn kill_inside(fault: &str) {
