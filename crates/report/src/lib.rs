@@ -7,6 +7,8 @@
 //!   epoch marked, the test accuracy annotated.
 //! - [`confusion_png`]: a confusion matrix as a heat map with counts.
 //! - [`mistakes_png`]: a grid of misclassified images with their labels.
+//! - [`overlay_svg`] / [`overlay_png`]: many runs' validation accuracy on one
+//!   chart, coloured by recipe (a sweep).
 //! - [`index_html`]: one page with the settings, the figures inlined and a
 //!   per-class accuracy table.
 //!
@@ -36,11 +38,13 @@ mod confusion;
 mod curves;
 mod html;
 mod mistakes;
+mod overlay;
 
 pub use confusion::confusion_png;
 pub use curves::{Curves, EpochPoint, curves_png, curves_svg, wilson_interval};
 pub use html::{Figure, Page, index_html};
 pub use mistakes::{Mistake, mistakes_png};
+pub use overlay::{Overlay, OverlaySeries, overlay_png, overlay_svg};
 
 /// What went wrong while drawing.
 #[derive(Debug, thiserror::Error)]

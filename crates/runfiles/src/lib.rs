@@ -28,6 +28,10 @@
 mod committed_runs;
 mod recipe;
 mod records;
+mod status;
+mod sweep;
 
 pub use recipe::{Difference, Recipe};
 pub use records::{EpochRecord, LearningRateChange, RecipeChange, Record, Records, TestRecord};
+pub use status::{State, Status};
+pub use sweep::{Group, RunFiles, RunSummary, Spread, group_by_recipe};

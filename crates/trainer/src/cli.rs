@@ -39,6 +39,61 @@ pub enum Command {
     Export(ExportArgs),
     /// A local web app: draw digits and see the prediction, watch runs train, look at mistakes.
     Serve(ServeArgs),
+    /// Many runs from one grid file, one per task index (for Slurm job arrays and local loops).
+    #[command(subcommand)]
+    Sweep(SweepCommand),
+    /// One view over many runs: each run's state and accuracy, and the spread per recipe.
+    Runs(RunsArgs),
+}
+
+/// The subcommands of `sweep`.
+#[derive(Debug, Subcommand)]
+pub enum SweepCommand {
+    /// Print the grid's tasks (`INDEX RUN_DIR` a line), or their number.
+    Plan(SweepPlanArgs),
+    /// Train (or resume) the run of one task of the grid.
+    Task(SweepTaskArgs),
+}
+
+/// Arguments of `sweep plan`.
+#[derive(Debug, Args)]
+pub struct SweepPlanArgs {
+    /// The grid file (JSON: seeds, common flags, named recipes; docs/CLUSTER.md).
+    #[arg(long)]
+    pub grid: PathBuf,
+    /// Print only the number of tasks (for `--array=0-$((N-1))`).
+    #[arg(long)]
+    pub count: bool,
+}
+
+/// Arguments of `sweep task`.
+#[derive(Debug, Args)]
+pub struct SweepTaskArgs {
+    /// The grid file.
+    #[arg(long)]
+    pub grid: PathBuf,
+    /// The task's index (0-based; a Slurm array task's `SLURM_ARRAY_TASK_ID`).
+    #[arg(long)]
+    pub index: usize,
+    /// The sweep's folder: the task's run is `SWEEP_DIR/RECIPE/seed-SEED`.
+    #[arg(long)]
+    pub sweep_dir: PathBuf,
+    /// More `train` flags after `--`, for this machine (`--threads`, `--device`); not recipe flags.
+    #[arg(last = true)]
+    pub extra: Vec<String>,
+}
+
+/// Arguments of `runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// A sweep folder (runs, or folders of runs, and `logs/`), or one run.
+    pub dir: PathBuf,
+    /// Print JSON instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw every run's validation accuracy per epoch, coloured by recipe, to this .svg or .png file.
+    #[arg(long, value_name = "FILE")]
+    pub curves: Option<PathBuf>,
 }
 
 /// `--dataset`: a data set this build knows (`datasets::ALL`).

@@ -15,10 +15,12 @@ mod pipeline;
 mod predict;
 mod report;
 mod run_dir;
+mod runs;
 mod serve;
 mod signals;
 mod streams;
 mod summary;
+mod sweep;
 mod train;
 
 use std::process::ExitCode;
@@ -46,6 +48,9 @@ fn main() -> ExitCode {
         Some(cli::Command::Summary(summary_args)) => summary::run(&summary_args),
         Some(cli::Command::Export(export_args)) => export::run(&export_args),
         Some(cli::Command::Serve(serve_args)) => serve::run(&serve_args),
+        Some(cli::Command::Sweep(cli::SweepCommand::Plan(plan_args))) => sweep::plan(&plan_args),
+        Some(cli::Command::Sweep(cli::SweepCommand::Task(task_args))) => sweep::task(&task_args, &signals::install()),
+        Some(cli::Command::Runs(runs_args)) => runs::run(&runs_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

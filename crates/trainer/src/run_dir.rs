@@ -31,6 +31,8 @@ pub const LAST_FILE: &str = "last.safetensors";
 pub const CONFIG_FILE: &str = "config.json";
 /// The run's records, one JSON object per line.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// How the last attempt ended (`runfiles::Status`).
+pub const STATUS_FILE: &str = "status.json";
 /// The writer's lock: held by the one `trainer train` writing the run, it
 /// records that process's id.
 pub const LOCK_FILE: &str = "train.lock";
@@ -163,6 +165,11 @@ impl RunDir {
         self.dir.join(METRICS_FILE)
     }
 
+    /// `status.json`.
+    pub fn status_path(&self) -> PathBuf {
+        self.dir.join(STATUS_FILE)
+    }
+
     /// Every checkpoint file in the directory (not temporary files).
     pub fn checkpoints(&self) -> Result<Vec<PathBuf>> {
         if !self.dir.is_dir() {
@@ -249,6 +256,18 @@ fn is_own_temporary(name: &str) -> bool {
         (pid.parse::<u32>().is_ok() && is_own_file(file)).then_some(())
     });
     atomic.is_some() || legacy.is_some()
+}
+
+/// This machine's name (`status.json` records where a run runs).
+pub fn this_host() -> Option<String> {
+    let name = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Whether process `pid` of this machine is alive (`/proc/PID` exists).
+pub fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Replaces `path` with `contents`, atomically and durably (see the module's documentation).

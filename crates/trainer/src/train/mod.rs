@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail, ensure};
 use augment::Augmenter;
 use idx::mnist::{Mnist, Split};
 use model::{Evaluation, ModelError, checkpoint, evaluate, train_step_on_device};
-use runfiles::{EpochRecord, RecipeChange, Record, TestRecord};
+use runfiles::{EpochRecord, RecipeChange, Record, State, Status, TestRecord};
 use serde_json::json;
 use tch::{Device, Tensor};
 
@@ -34,7 +34,7 @@ use self::options::RunOptions;
 use self::pending::{PendingSteps, StepPosition};
 use self::policy::CheckpointPolicy;
 use self::recipe::Places;
-pub use self::recipe::TCH_VERSION;
+pub use self::recipe::{TCH_VERSION, default_recipe};
 use self::resume::{RateHistory, open_state, rate_history, reconcile_best, reconcile_last};
 use self::state::{Opening, RunState, TrainerState};
 use crate::cli::TrainArgs;
@@ -45,20 +45,57 @@ use crate::pipeline::{Batch, EpochBatches, EpochPlan};
 use crate::run_dir::{self, CheckpointFile, RunDir, RunLock};
 use crate::streams::{self, Purpose};
 
-/// Trains as `args` say; `stop` is raised by Ctrl-C.
+/// Trains as `args` say; `stop` is raised by a signal (`crate::signals`).
+/// Once the run is open, how the attempt ends is recorded in `status.json`.
 pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
     let mut run = Run::open(RunOptions::from_args(args)?)?;
-    while run.state.epoch < run.options.epochs {
-        match run.train_epoch(stop)? {
-            EpochEnd::Completed => run.end_epoch()?,
-            EpochEnd::Interrupted => return run.save_interrupted(),
-            EpochEnd::NotStarted => {
-                report(&format!("interrupted; resume with: {}", resume_command()));
-                return Ok(());
-            }
+    run.record_status(State::Running, None);
+    let ending = run.train_until_done(stop);
+    match &ending {
+        Ok(state) => run.record_status(*state, None),
+        Err(error) => run.record_status(State::Failed, Some(format!("{error:#}"))),
+    }
+    ending.map(|_| ())
+}
+
+impl Run {
+    /// Writes `status.json`: where this attempt stands, on which host and
+    /// process. A failure to write it is said, not fatal: it only informs views.
+    fn record_status(&self, state: State, message: Option<String>) {
+        let status = Status {
+            state,
+            message,
+            host: run_dir::this_host(),
+            pid: Some(std::process::id()),
+            epoch: self.state.epoch,
+            step: self.state.step,
+        };
+        let written = serde_json::to_vec_pretty(&status)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| run_dir::write_atomically(&self.dir.status_path(), &bytes));
+        if let Err(error) = written {
+            tracing::warn!("{error:#}");
         }
     }
-    run.finish()
+
+    /// Trains the remaining epochs and tests the best, or stops when asked.
+    fn train_until_done(&mut self, stop: &AtomicBool) -> Result<State> {
+        while self.state.epoch < self.options.epochs {
+            match self.train_epoch(stop)? {
+                EpochEnd::Completed => self.end_epoch()?,
+                EpochEnd::Interrupted => {
+                    self.save_interrupted()?;
+                    return Ok(State::Stopped);
+                }
+                EpochEnd::NotStarted => {
+                    report(&format!("interrupted; resume with: {}", resume_command()));
+                    return Ok(State::Stopped);
+                }
+            }
+        }
+        self.finish()?;
+        Ok(State::Finished)
+    }
 }
 
 /// How [`Run::train_epoch`] ended.
@@ -402,7 +439,7 @@ impl Run {
     }
 
     /// Restores the best checkpoint, tests it, and records the result.
-    fn finish(self) -> Result<()> {
+    fn finish(&self) -> Result<()> {
         report("OPTIMIZATION FINISHED");
         let best_path = self.dir.best_checkpoint();
         report(&format!("LOADING [{}]", best_path.display()));

@@ -15,7 +15,7 @@ pub const TCH_VERSION: &str = "0.24.0";
 
 /// The recipe of a command with every flag at its default: what a recipe
 /// key missing from an older run's `config.json` stands for.
-fn default_recipe() -> Recipe {
+pub fn default_recipe() -> Recipe {
     use clap::Parser;
     let defaults = crate::cli::Cli::try_parse_from(["trainer"]).expect("the defaults parse");
     RunOptions::from_args(&defaults.train).expect("the defaults are valid").recipe()
