@@ -99,6 +99,9 @@ pub struct Args {
     /// Also install Chromium and chromedriver for the browser tests of `trainer serve` (Debian's packages, as root).
     #[arg(long)]
     browser: bool,
+    /// Also install Slurm and munge for the cluster tests of the sweep scripts (Debian's slurm-wlm and munge, as root).
+    #[arg(long)]
+    slurm: bool,
     /// Install even when the disk looks too small for pip's peak (for a pip whose downloads go where the check cannot see).
     #[arg(long)]
     skip_disk_check: bool,
@@ -109,10 +112,13 @@ fn flavour(cpu_only: bool) -> &'static str {
     if cpu_only { "cpu-only" } else { "cuda" }
 }
 
-/// Installs libtorch (and the Python tools, and Chromium with `--browser`) and links it for the build.
+/// Installs libtorch (and the Python tools, Chromium with `--browser`, Slurm with `--slurm`) and links it for the build.
 pub fn run(root: &Path, args: &Args) -> Result<()> {
     if args.browser {
-        install_browser()?;
+        install_packages(&BROWSER)?;
+    }
+    if args.slurm {
+        install_packages(&SLURM)?;
     }
     let libtorch_dir = args.dir.clone().unwrap_or_else(|| root.join(".libtorch"));
     let link = libtorch_dir.join("torch");
@@ -303,30 +309,64 @@ fn on_path(program: &str) -> bool {
     env::var_os("PATH").is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
-/// Chromium and its WebDriver, for the browser tests: already there, or
-/// installed from Debian's (or Ubuntu's) packages when running as root, or
-/// an error that says how to install them.
-fn install_browser() -> Result<()> {
-    if on_path("chromium") && on_path("chromedriver") {
-        println!("chromium and chromedriver are installed (browser tests)");
+/// Programs some tests need, from the distribution's packages.
+struct Packages {
+    /// What they are for, in messages.
+    purpose: &'static str,
+    /// The programs that must be on PATH.
+    programs: &'static [&'static str],
+    /// The Debian (and Ubuntu) packages that provide them.
+    packages: &'static [&'static str],
+    /// How to install them elsewhere.
+    elsewhere: &'static str,
+}
+
+/// Chromium and its WebDriver, for the browser tests of `trainer serve`.
+const BROWSER: Packages = Packages {
+    purpose: "browser tests",
+    programs: &["chromium", "chromedriver"],
+    packages: &["chromium", "chromium-driver"],
+    elsewhere: "install Chromium and the matching chromedriver",
+};
+
+/// Slurm's daemons and commands and munge, for the cluster tests of the sweep scripts.
+const SLURM: Packages = Packages {
+    purpose: "Slurm tests",
+    programs: &["munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "sinfo"],
+    packages: &["slurm-wlm", "munge"],
+    elsewhere: "install Slurm (slurmctld, slurmd and the client commands) and munge",
+};
+
+/// `packages`' programs: already there, or installed from Debian's (or
+/// Ubuntu's) packages when running as root, or an error that says how to
+/// install them.
+fn install_packages(packages: &Packages) -> Result<()> {
+    let names = packages.packages.join(" ");
+    if packages.programs.iter().all(|program| on_path(program)) {
+        println!("{names} are installed ({})", packages.purpose);
         return Ok(());
     }
     let is_root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.trim_ascii() == b"0");
     if !is_root || !on_path("apt-get") {
         bail!(
-            "the browser tests need Chromium and chromedriver on PATH: on Debian or Ubuntu run, as root,              `apt-get update && apt-get install chromium chromium-driver` (what `cargo xtask setup --browser` does as root);              elsewhere install Chromium and the matching chromedriver"
+            "the {} need {} on PATH: on Debian or Ubuntu run, as root, `apt-get update && apt-get install {names}` \
+             (what `cargo xtask setup` does as root with the flag for them); elsewhere {}",
+            packages.purpose,
+            packages.programs.join(", "),
+            packages.elsewhere
         );
     }
-    println!("installing chromium and chromium-driver from the distribution's packages (browser tests)");
+    println!("installing {names} from the distribution's packages ({})", packages.purpose);
     run_checked(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
     run_checked(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+            .args(["install", "-y", "-qq"])
+            .args(packages.packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-        "apt-get install chromium chromium-driver",
+        &format!("apt-get install {names}"),
     )?;
-    if !(on_path("chromium") && on_path("chromedriver")) {
-        bail!("apt-get installed chromium and chromium-driver, but `chromium` or `chromedriver` is still not on PATH");
+    if let Some(missing) = packages.programs.iter().find(|program| !on_path(program)) {
+        bail!("apt-get installed {names}, but `{missing}` is still not on PATH");
     }
     Ok(())
 }

@@ -180,7 +180,7 @@ fn the_browser_is_found_on_path_or_its_installation_explained() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("chromium and chromedriver are installed"), "{}", text(&output));
+    assert!(text(&output).contains("chromium chromium-driver are installed"), "{}", text(&output));
 
     // Root without apt-get (not Debian): the error says what to install.
     let bare = root.path().join("bare");
@@ -193,4 +193,35 @@ fn the_browser_is_found_on_path_or_its_installation_explained() {
         .unwrap();
     assert!(!output.status.success());
     assert!(text(&output).contains("apt-get install chromium chromium-driver"), "{}", text(&output));
+}
+
+#[test]
+fn slurm_is_found_on_path_or_its_installation_explained() {
+    let root = tempfile::tempdir().unwrap();
+    let user_libtorch = root.path().join("libtorch");
+    fs::create_dir_all(user_libtorch.join("lib")).unwrap();
+    fs::create_dir_all(user_libtorch.join("include")).unwrap();
+    fs::write(user_libtorch.join("lib/libtorch_cpu.so"), b"").unwrap();
+    let setup = |path: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["setup", "--slurm"])
+            .env("LIBTORCH", &user_libtorch)
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+    let installed = root.path().join("installed");
+    let programs = ["munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "sinfo"];
+    stub_programs(&installed, &programs.map(|name| (name, "22.05")));
+    let output = setup(&installed);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("slurm-wlm munge are installed (Slurm tests)"), "{}", text(&output));
+
+    // One program missing, not root: the error names the programs and the packages.
+    let partial = root.path().join("partial");
+    stub_programs(&partial, &[("munged", "0.5"), ("id", "1000")]);
+    let output = setup(&partial);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(message.contains("apt-get install slurm-wlm munge") && message.contains("slurmctld"), "{message}");
 }

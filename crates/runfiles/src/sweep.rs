@@ -124,7 +124,7 @@ impl Spread {
 /// Runs of one recipe (the same settings but the seed, and the same length).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Group {
-    /// The settings that tell this group from the others (all of them when it is alone).
+    /// The settings that tell this group from the others (none when it is alone).
     pub label: BTreeMap<String, Value>,
     /// Its runs' names.
     pub runs: Vec<String>,
@@ -169,11 +169,7 @@ pub fn group_by_recipe(runs: &[RunSummary]) -> Vec<Group> {
     keys.iter()
         .zip(members)
         .map(|(key, runs)| {
-            let label = if differing.is_empty() {
-                key.clone()
-            } else {
-                differing.iter().map(|name| ((*name).clone(), key[*name].clone())).collect()
-            };
+            let label = differing.iter().map(|name| ((*name).clone(), key[*name].clone())).collect();
             let tests: Vec<f64> = runs.iter().filter_map(|run| run.test_accuracy).collect();
             let validations: Vec<f64> = runs.iter().filter_map(|run| run.best_validation_accuracy).collect();
             Group {
@@ -225,11 +221,12 @@ mod tests {
         assert!((spread.mean - 0.9954).abs() < 1e-12);
         assert_eq!((groups[1].n_finished, groups[1].test_accuracy.unwrap().n), (1, 1));
         assert_eq!(groups[1].best_validation_accuracy.unwrap().n, 2);
-        // One recipe alone is labelled by all its settings.
+        // One recipe alone needs no label; runs of another length are another group.
         let alone = group_by_recipe(&runs[..1]);
-        assert_eq!(alone[0].label["augment"], "seed");
-        assert_eq!(alone[0].label["epochs"], 50);
-        assert!(!alone[0].label.contains_key("seed"));
+        assert!(alone[0].label.is_empty());
+        let longer = RunSummary { epochs_total: Some(60), ..runs[0].clone() };
+        let by_length = group_by_recipe(&[runs[0].clone(), longer]);
+        assert_eq!(by_length[1].label, BTreeMap::from([("epochs".to_owned(), Value::from(60))]));
     }
 
     #[test]

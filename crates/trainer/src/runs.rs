@@ -153,8 +153,11 @@ fn print_runs(runs: &[FoundRun]) {
     }
 }
 
-/// A group's label as `key=value` pairs.
+/// A group's label as `key=value` pairs (`all runs` for the only group).
 fn label(group: &Group) -> String {
+    if group.label.is_empty() {
+        return "all runs".to_owned();
+    }
     group
         .label
         .iter()

@@ -544,12 +544,14 @@ fn restart_records(dir: &RunDir, state: &RunState, change: Option<&RecipeChange>
     }
 }
 
-/// The command that resumes this run: this one with `--resume`.
+/// The command that resumes this run: this one with `--resume` (a sweep's
+/// task always resumes: the same command).
 fn resume_command() -> String {
     let mut words: Vec<String> = std::env::args()
         .map(|word| if word.contains(char::is_whitespace) { format!("'{word}'") } else { word })
         .collect();
-    if !words.iter().any(|word| word == "--resume") {
+    let sweep_task = words.windows(2).any(|pair| pair[0] == "sweep" && pair[1] == "task");
+    if !sweep_task && !words.iter().any(|word| word == "--resume") {
         words.push("--resume".to_owned());
     }
     words.join(" ")
