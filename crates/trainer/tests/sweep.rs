@@ -1,0 +1,92 @@
+//! A sweep on one machine: `scripts/sweep_local.sh` runs a grid's tasks two
+//! at a time into the same layout as the Slurm scripts, `trainer runs`
+//! summarises them with each run's own numbers, and bad input (a task index
+//! beyond the grid, a folder that is not a run) is an error naming it.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{assert_success, metrics, text};
+
+const GRID: &str = r#"{"seeds": [3, 4],
+    "flags": ["--epochs", "1", "--train-images", "1000", "--validation-size", "500",
+              "--train-accuracy-images", "100", "--device", "cpu"],
+    "recipes": [{"name": "augmented"}, {"name": "plain", "flags": ["--augment", "none"]}]}"#;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn a_local_sweep_runs_every_task_and_the_view_shows_the_runs_own_numbers() {
+    let work = tempfile::tempdir().unwrap();
+    let grid = work.path().join("grid.json");
+    std::fs::write(&grid, GRID).unwrap();
+    let sweep = work.path().join("sweep");
+    let output = std::process::Command::new(repository().join("scripts/sweep_local.sh"))
+        .arg(&grid)
+        .arg(&sweep)
+        .arg("2")
+        .env("TRAINER", env!("CARGO_BIN_EXE_trainer"))
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    assert!(text(&output).contains("augment=none: 2/2 finished"), "{}", text(&output));
+
+    let view = common::run(&["runs", "--json", &sweep.display().to_string()]);
+    assert_success(&view);
+    let view: serde_json::Value = serde_json::from_slice(&view.stdout).unwrap();
+    let names: Vec<&str> = view["runs"].as_array().unwrap().iter().map(|run| run["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["augmented/seed-3", "augmented/seed-4", "plain/seed-3", "plain/seed-4"]);
+    for run in view["runs"].as_array().unwrap() {
+        let records = metrics(&sweep.join(run["name"].as_str().unwrap()));
+        let test = records.iter().find_map(|record| record.get("test")).unwrap();
+        assert_eq!(run["test_accuracy"], test["accuracy"]);
+        assert_eq!(run["state"], "finished");
+        assert_eq!(run["best_validation_accuracy"], records[0]["validation_accuracy"]);
+    }
+    let groups = view["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    let tests: Vec<f64> =
+        view["runs"].as_array().unwrap()[..2].iter().map(|run| run["test_accuracy"].as_f64().unwrap()).collect();
+    let mean = groups[0]["test_accuracy"]["mean"].as_f64().unwrap();
+    assert!((mean - (tests[0] + tests[1]) / 2.0).abs() < 1e-12);
+    assert_eq!(groups[0]["test_accuracy"]["min"].as_f64().unwrap(), tests[0].min(tests[1]));
+
+    // A second pass resumes nothing: every run has finished.
+    let again = common::run(&[
+        "sweep",
+        "task",
+        "--grid",
+        &grid.display().to_string(),
+        "--index",
+        "3",
+        "--sweep-dir",
+        &sweep.display().to_string(),
+    ]);
+    assert_success(&again);
+    assert!(text(&again).contains("has finished: nothing to do"), "{}", text(&again));
+
+    // Bad input names what is wrong.
+    let beyond = common::run(&[
+        "sweep",
+        "task",
+        "--grid",
+        &grid.display().to_string(),
+        "--index",
+        "4",
+        "--sweep-dir",
+        &sweep.display().to_string(),
+    ]);
+    assert!(text(&beyond).contains("task index 4 is beyond the grid's 4 tasks"), "{}", text(&beyond));
+    std::fs::create_dir(sweep.join("stray")).unwrap();
+    let stray = common::run(&["runs", &sweep.display().to_string()]);
+    assert!(!stray.status.success());
+    assert!(text(&stray).contains("stray: not a run (no config.json) and holds no run"), "{}", text(&stray));
+    let curves = sweep.join("curves.png");
+    std::fs::remove_dir(sweep.join("stray")).unwrap();
+    assert_success(&common::run(&["runs", &sweep.display().to_string(), "--curves", &curves.display().to_string()]));
+    assert!(std::fs::read(&curves).unwrap().starts_with(b"\x89PNG"));
+}
