@@ -3,7 +3,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::{ReportError, draw_error, encode_png, font};
+use crate::{ReportError, draw_error, font, render_png, render_svg};
 
 /// One epoch's record.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,24 +61,12 @@ const BEST: RGBColor = RGBColor(44, 160, 44);
 
 /// The curves as an SVG document.
 pub fn curves_svg(curves: &Curves) -> Result<String, ReportError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        draw(&root, curves)?;
-        root.present().map_err(|error| draw_error("curves.svg")(&error))?;
-    }
-    Ok(svg)
+    render_svg(SIZE, "curves.svg", |root| draw(root, curves))
 }
 
 /// The curves as PNG bytes.
 pub fn curves_png(curves: &Curves) -> Result<Vec<u8>, ReportError> {
-    let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
-        draw(&root, curves)?;
-        root.present().map_err(|error| draw_error("curves.png")(&error))?;
-    }
-    Ok(encode_png(rgb, SIZE))
+    render_png(SIZE, "curves.png", |root| draw(root, curves))
 }
 
 /// The last epoch plotted (1-based), at least 2.

@@ -92,6 +92,42 @@ fn encode_png(rgb: Vec<u8>, (width, height): (u32, u32)) -> Vec<u8> {
     png.into_inner()
 }
 
+/// A figure drawn by `draw` onto an SVG document of `size`.
+fn render_svg(
+    size: (u32, u32),
+    figure: &'static str,
+    draw: impl FnOnce(
+        &plotters::drawing::DrawingArea<plotters::prelude::SVGBackend<'_>, plotters::coord::Shift>,
+    ) -> Result<(), ReportError>,
+) -> Result<String, ReportError> {
+    use plotters::prelude::IntoDrawingArea;
+    let mut svg = String::new();
+    {
+        let root = plotters::prelude::SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|error| draw_error(figure)(&error))?;
+    }
+    Ok(svg)
+}
+
+/// A figure drawn by `draw` onto a bitmap of `size`, as PNG bytes.
+fn render_png(
+    size: (u32, u32),
+    figure: &'static str,
+    draw: impl FnOnce(
+        &plotters::drawing::DrawingArea<plotters::prelude::BitMapBackend<'_>, plotters::coord::Shift>,
+    ) -> Result<(), ReportError>,
+) -> Result<Vec<u8>, ReportError> {
+    use plotters::prelude::IntoDrawingArea;
+    let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = plotters::prelude::BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|error| draw_error(figure)(&error))?;
+    }
+    Ok(encode_png(rgb, size))
+}
+
 /// A plotting error as a [`ReportError`].
 fn draw_error(figure: &'static str) -> impl Fn(&dyn std::fmt::Display) -> ReportError {
     move |error| ReportError::Draw { figure, reason: error.to_string() }

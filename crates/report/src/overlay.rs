@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::{ReportError, draw_error, encode_png, font};
+use crate::{ReportError, draw_error, font, render_png, render_svg};
 
 /// One run's curve.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,13 +52,7 @@ const PALETTE: [RGBColor; 6] = [
 /// # Errors
 /// No series with a point, a group index without a group, or a drawing error.
 pub fn overlay_svg(overlay: &Overlay) -> Result<String, ReportError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        draw(&root, overlay)?;
-        root.present().map_err(|error| draw_error("overlay.svg")(&error))?;
-    }
-    Ok(svg)
+    render_svg(SIZE, "overlay.svg", |root| draw(root, overlay))
 }
 
 /// The overlay as PNG bytes.
@@ -66,13 +60,7 @@ pub fn overlay_svg(overlay: &Overlay) -> Result<String, ReportError> {
 /// # Errors
 /// As [`overlay_svg`].
 pub fn overlay_png(overlay: &Overlay) -> Result<Vec<u8>, ReportError> {
-    let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
-        draw(&root, overlay)?;
-        root.present().map_err(|error| draw_error("overlay.png")(&error))?;
-    }
-    Ok(encode_png(rgb, SIZE))
+    render_png(SIZE, "overlay.png", |root| draw(root, overlay))
 }
 
 fn check(overlay: &Overlay) -> Result<(), ReportError> {
