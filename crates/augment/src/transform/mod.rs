@@ -5,8 +5,8 @@
 //!
 //! A pipeline is written as its transforms' specs joined by `+` (`seed`,
 //! `fused`, `seed+OTHER`), or `none` for no transform; it is what a run's
-//! recipe records. Adding a transform is one file implementing [`Transform`]
-//! and one line in [`KINDS`].
+//! recipe records. Adding a transform is one file in this folder
+//! implementing [`Transform`], declared here with a line in [`KINDS`].
 
 use std::fmt;
 use std::sync::Arc;
