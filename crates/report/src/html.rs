@@ -24,6 +24,17 @@ pub enum Figure {
     },
 }
 
+/// A table of the page: a caption, column names and rows of text.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Table {
+    /// The heading above it.
+    pub title: String,
+    /// The column names.
+    pub header: Vec<String>,
+    /// The rows, each as many cells as `header` names.
+    pub rows: Vec<Vec<String>>,
+}
+
 /// What the page shows.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Page {
@@ -39,6 +50,8 @@ pub struct Page {
     pub per_class: Vec<(String, u64, u64)>,
     /// Remarks (what could not be drawn, and why).
     pub notes: Vec<String>,
+    /// Tables, after the facts and before the figures (a sweep's groups and runs).
+    pub tables: Vec<Table>,
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1250px;padding:0 1em;color:#222}\
@@ -55,19 +68,38 @@ fn table(rows: &[(String, String)]) -> String {
     html
 }
 
+fn grid(table: &Table) -> String {
+    let mut html = format!("<h2>{}</h2><table><tr>", encode_text(&table.title));
+    for name in &table.header {
+        let _ = write!(html, "<th>{}</th>", encode_text(name));
+    }
+    html.push_str("</tr>");
+    for row in &table.rows {
+        html.push_str("<tr>");
+        for cell in row {
+            let _ = write!(html, "<td>{}</td>", encode_text(cell));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
+    html
+}
+
 /// The page as one HTML document with every figure inlined.
 ///
 /// ```
-/// use report::{Figure, Page, index_html};
+/// use report::{Figure, Page, Table, index_html};
 ///
 /// let page = Page {
 ///     title: "run <1>".into(),
 ///     facts: vec![("test accuracy".into(), "0.9957".into())],
+///     tables: vec![Table { title: "runs".into(), header: vec!["seed".into()], rows: vec![vec!["<0>".into()]] }],
 ///     figures: vec![Figure::Png { title: "a dot".into(), png: vec![0x89, b'P', b'N', b'G'] }],
 ///     ..Page::default()
 /// };
 /// let html = index_html(&page);
 /// assert!(html.contains("run &lt;1&gt;") && html.contains("data:image/png;base64,iVBORw"));
+/// assert!(html.contains("<th>seed</th>") && html.contains("<td>&lt;0&gt;</td>"));
 /// ```
 pub fn index_html(page: &Page) -> String {
     let title = encode_text(&page.title);
@@ -83,6 +115,9 @@ pub fn index_html(page: &Page) -> String {
             let _ = write!(html, "<li>{}</li>", encode_text(note));
         }
         html.push_str("</ul>");
+    }
+    for table in &page.tables {
+        html.push_str(&grid(table));
     }
     for figure in &page.figures {
         match figure {

@@ -42,7 +42,7 @@ mod overlay;
 
 pub use confusion::confusion_png;
 pub use curves::{Curves, EpochPoint, curves_png, curves_svg, wilson_interval};
-pub use html::{Figure, Page, index_html};
+pub use html::{Figure, Page, Table, index_html};
 pub use mistakes::{Mistake, mistakes_png};
 pub use overlay::{Overlay, OverlaySeries, overlay_png, overlay_svg};
 

@@ -127,11 +127,17 @@ fn the_page_inlines_everything_and_escapes_text() {
         figures: vec![Figure::Svg { title: "curves".into(), svg }],
         per_class: vec![("0".into(), 975, 980), ("1".into(), 0, 0)],
         notes: vec!["no checkpoint: no confusion matrix".into()],
+        tables: vec![report::Table {
+            title: "runs <b>".into(),
+            header: vec!["run".into()],
+            rows: vec![vec!["seed-0 & <i>".into()]],
+        }],
     };
     let html = index_html(&page);
     keep("index.html", html.as_bytes());
     assert!(html.contains("run &lt;script&gt;") && !html.contains("<script>"));
     assert!(html.contains("nets/a&amp;b"));
+    assert!(html.contains("<h2>runs &lt;b&gt;</h2>") && html.contains("<td>seed-0 &amp; &lt;i&gt;</td>"));
     assert!(html.contains("<svg") && !html.contains("<?xml"));
     assert!(html.contains("<td class=\"n\">0.9949</td>"), "per-class accuracy");
     assert!(

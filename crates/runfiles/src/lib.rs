@@ -33,5 +33,5 @@ mod sweep;
 
 pub use recipe::{Difference, Recipe};
 pub use records::{EpochRecord, LearningRateChange, RecipeChange, Record, Records, TestRecord};
-pub use status::{State, Status};
-pub use sweep::{Group, RunFiles, RunSummary, Spread, group_by_recipe};
+pub use status::{State, Status, this_host};
+pub use sweep::{Group, NOT_RUNS, RunFiles, RunSummary, Spread, group_by_recipe};

@@ -38,3 +38,33 @@ pub struct Status {
     /// Optimizer steps taken when this was written.
     pub step: u64,
 }
+
+impl Status {
+    /// Whether the process this status names could still be running its
+    /// run: checked (`/proc/PID`) when it names this machine or no machine,
+    /// assumed when it names another one (a cluster's node, which only that
+    /// node can tell). A status that names no process is not alive.
+    ///
+    /// ```
+    /// use runfiles::{State, Status};
+    ///
+    /// let mine = Status { state: State::Running, message: None, host: None, pid: Some(std::process::id()), epoch: 0, step: 0 };
+    /// assert!(mine.process_alive());
+    /// let elsewhere = Status { host: Some("another-node.invalid".into()), pid: Some(u32::MAX), ..mine.clone() };
+    /// assert!(elsewhere.process_alive());
+    /// let gone = Status { host: None, pid: Some(u32::MAX), ..mine };
+    /// assert!(!gone.process_alive());
+    /// ```
+    pub fn process_alive(&self) -> bool {
+        let Some(pid) = self.pid else { return false };
+        let on_this_machine = self.host.is_none() || self.host == this_host();
+        !on_this_machine || std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+}
+
+/// This machine's name, as `status.json` records it (the kernel's host name).
+pub fn this_host() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}

@@ -10,6 +10,10 @@ use serde_json::Value;
 
 use crate::{Recipe, Records, State, Status};
 
+/// Folders of a sweep that are not runs and are not looked into: the
+/// tasks' logs, and a report written into the sweep.
+pub const NOT_RUNS: [&str; 2] = ["logs", "report"];
+
 /// One run of a sweep, from its files.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
@@ -51,6 +55,21 @@ pub struct RunFiles<'a> {
     pub alive: bool,
 }
 
+impl RunFiles<'_> {
+    /// Where the run stands: finished once its test is recorded; else
+    /// running while the process its status names is alive, failed when
+    /// its last attempt says so, and stopped otherwise (saved after a
+    /// signal, or killed).
+    pub fn state(&self) -> State {
+        match self.status.map(|status| status.state) {
+            _ if self.records.test.is_some() => State::Finished,
+            Some(State::Running) if self.alive => State::Running,
+            Some(State::Failed) => State::Failed,
+            _ => State::Stopped,
+        }
+    }
+}
+
 impl RunSummary {
     /// The summary of the run in folder `name`; `defaults` stand for recipe
     /// keys its `config.json` lacks (written before they existed).
@@ -61,12 +80,7 @@ impl RunSummary {
         let recorded = files.config.get("recipe").ok_or("config.json has no `recipe`")?;
         let recipe = Recipe::from_recorded(recorded, defaults).map_err(|error| format!("its recipe: {error}"))?;
         let records = files.records;
-        let state = match files.status.map(|status| status.state) {
-            _ if records.test.is_some() => State::Finished,
-            Some(State::Running) if files.alive => State::Running,
-            Some(State::Failed) => State::Failed,
-            _ => State::Stopped,
-        };
+        let state = files.state();
         let message = files.status.filter(|_| state == State::Failed).and_then(|status| status.message.clone());
         Ok(Self {
             name: name.to_owned(),

@@ -215,34 +215,68 @@ function percent(value) {
 }
 
 async function refreshRuns() {
-  let runs;
+  let listing;
   try {
-    runs = (await api("/api/runs")).runs;
+    listing = await api("/api/runs");
   } catch (error) {
     $("run-detail").textContent = error.message;
     return;
   }
+  const runs = listing.runs;
   const list = $("run-list");
   list.replaceChildren();
   if (runs.length === 0) list.appendChild(el("li", {}, "No runs yet: train one with ", el("code", {}, "trainer --save-dir RUNS/NAME"), "."));
-  for (const run of runs) {
-    const total = Number(run.epochs_total) || Number(run.epochs_done) || 1;
-    const status = run.finished ? `test ${percent(run.test_accuracy)}` : `epoch ${run.epochs_done}/${run.epochs_total ?? "?"}`;
-    const fill = el("span");
-    fill.style.width = `${Math.min(100, (100 * Number(run.epochs_done)) / total)}%`;
-    const item = el("li", {}, el("div", { class: "name" }, String(run.name)), el("div", {}, status), el("div", { class: "progress" }, fill));
-    item.dataset.run = run.name;
-    item.classList.toggle("selected", run.name === state.selectedRun);
-    item.addEventListener("click", () => selectRun(run.name));
-    list.appendChild(item);
-  }
+  for (const run of runs.filter((run) => !run.sweep)) list.appendChild(runCard(run, String(run.name)));
+  $("sweep-list").replaceChildren(...(listing.sweeps || []).map((sweep) => sweepSection(sweep, runs)));
   if (!state.selectedRun && runs.length > 0) selectRun(runs[0].name);
   else if (state.selectedRun) renderRun(runs.find((run) => run.name === state.selectedRun));
 }
 
+// A run's card: its name, where it stands, and its progress; a click opens it.
+function runCard(run, shownName) {
+  const total = Number(run.epochs_total) || Number(run.epochs_done) || 1;
+  const status = run.finished ? `test ${percent(run.test_accuracy)}` : `epoch ${run.epochs_done}/${run.epochs_total ?? "?"}, ${run.state}`;
+  const fill = el("span");
+  fill.style.width = `${Math.min(100, (100 * Number(run.epochs_done)) / total)}%`;
+  const item = el("li", {}, el("div", { class: "name" }, shownName), el("div", {}, status), el("div", { class: "progress" }, fill));
+  item.dataset.run = run.name;
+  item.classList.toggle("selected", run.name === state.selectedRun);
+  item.addEventListener("click", () => {
+    selectRun(run.name);
+    if (run.sweep) $("run-detail").scrollIntoView({ block: "nearest" });
+  });
+  return item;
+}
+
+// A group's label as `key=value` pairs, as `trainer runs` prints it.
+function groupLabel(group) {
+  const pairs = Object.entries(group.label || {}).map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
+  return pairs.length ? pairs.join(" ") : "all runs";
+}
+
+// A sweep: the spread of the test accuracy per recipe, then its runs as cards.
+function sweepSection(sweep, runs) {
+  const columns = ["recipe", "finished", "mean", "std", "min", "max"];
+  const table = el("table", { class: "settings groups" }, el("tr", {}, ...columns.map((name) => el("th", {}, name))));
+  for (const group of sweep.groups) {
+    const test = group.test_accuracy || {};
+    const cells = [groupLabel(group), `${group.n_finished}/${group.runs.length}`, percent(test.mean), percent(test.std), percent(test.min), percent(test.max)];
+    table.appendChild(el("tr", {}, ...cells.map((cell) => el("td", {}, String(cell)))));
+  }
+  const members = el("ul", { class: "run-list" });
+  for (const summary of sweep.runs) {
+    const run = runs.find((candidate) => candidate.name === summary.name);
+    if (run) members.appendChild(runCard(run, String(run.name).slice(String(sweep.name).length + 1)));
+  }
+  const problems = (sweep.problems || []).map((problem) => el("p", { class: "status problem" }, String(problem)));
+  const section = el("section", { class: "sweep" }, el("h2", {}, `Sweep ${sweep.name}`), table, ...problems, members);
+  section.dataset.sweep = sweep.name;
+  return section;
+}
+
 function selectRun(name) {
   state.selectedRun = name;
-  for (const item of document.querySelectorAll("#run-list li")) item.classList.toggle("selected", item.dataset.run === name);
+  for (const item of document.querySelectorAll(".run-list li")) item.classList.toggle("selected", item.dataset.run === name);
   clearInterval(state.pollTimer);
   updateRun();
   // Records arrive while a run trains: poll them (a half-written line is skipped by the server).
@@ -272,7 +306,7 @@ function renderRun(run, records) {
   const bestEpoch = typeof run.best_epoch === "number" ? run.best_epoch + 1 : "–";
   const summary = `${run.epochs_done} epochs recorded${run.epochs_total ? ` of ${run.epochs_total}` : ""}; ` +
     `best epoch ${bestEpoch} (validation ${percent(run.best_validation_accuracy)}); ` +
-    (run.finished ? `test accuracy ${percent(run.test_accuracy)}` : "training or stopped");
+    (run.finished ? `test accuracy ${percent(run.test_accuracy)}` : String(run.state || "not finished"));
   const charts = el("div", { class: "charts", id: "charts" });
   const problems = (run.problems || []).map((problem) => el("p", { class: "status problem" }, String(problem)));
   detail.replaceChildren(el("h2", {}, String(run.name)), el("p", { id: "run-summary" }, summary), ...problems, charts, settings);

@@ -128,8 +128,13 @@ async fn model(State(state): State<AppState>, Query(query): Query<RunQuery>) -> 
 
 async fn list_runs(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let runs = state.runs.clone();
-    let listed = blocking(move || runs.list()).await?;
-    Ok(Json(json!({ "runs": listed })))
+    let (listed, sweeps) = blocking(move || {
+        let listed = runs.list();
+        let sweeps = runs.sweeps(&listed);
+        (listed, sweeps)
+    })
+    .await?;
+    Ok(Json(json!({ "runs": listed, "sweeps": sweeps })))
 }
 
 async fn metrics(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<Json<Value>, ApiError> {

@@ -79,6 +79,9 @@ pub struct ServeConfig {
     pub runs_dir: PathBuf,
     /// The names of the files in a run directory.
     pub layout: runs::RunLayout,
+    /// The recipe settings of runs whose `config.json` predates a setting
+    /// (what such runs used), for summarising sweeps.
+    pub recipe_defaults: runfiles::Recipe,
     /// The drawing model when given; else the newest finished run's best checkpoint.
     pub checkpoint: Option<PathBuf>,
     /// The batching worker's settings.
@@ -112,7 +115,7 @@ impl AppState {
     pub fn new(config: ServeConfig, backend: Arc<dyn Backend>) -> Self {
         let batcher = Batcher::start(backend.clone(), config.batcher);
         let limits = config.limits;
-        let runs = Runs::new(config.runs_dir.clone(), config.layout, limits);
+        let runs = Runs::new(config.runs_dir.clone(), config.layout, limits, config.recipe_defaults.clone());
         Self {
             config: Arc::new(config),
             backend,

@@ -39,6 +39,9 @@ pub struct Limits {
     pub max_config_bytes: u64,
     /// The longest request target (path and query) accepted (414 past it).
     pub max_uri_bytes: usize,
+    /// Runs listed at most (directly under `--runs` and in its sweeps);
+    /// the rest are not shown.
+    pub max_listed_runs: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +56,7 @@ impl Default for Limits {
             max_records_bytes: 16 << 20,
             max_config_bytes: 1 << 20,
             max_uri_bytes: 8 << 10,
+            max_listed_runs: 2000,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use runfiles::Records;
+use runfiles::{Group, Recipe, RunFiles, RunSummary, State, Status, group_by_recipe};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -21,13 +22,26 @@ pub struct RunLayout {
     pub metrics: &'static str,
     /// The run's settings, one JSON object.
     pub config: &'static str,
+    /// Where the run's latest attempt stands, one JSON object.
+    pub status: &'static str,
 }
+
+/// How deep runs are looked for below `--runs`: a run itself (`NAME`), or
+/// a sweep's run (`SWEEP/seed-0`, `SWEEP/RECIPE/seed-0`).
+const MAX_DEPTH: usize = 3;
+/// The largest `status.json` read (a few hundred bytes when written by the trainer).
+const MAX_STATUS_BYTES: u64 = 64 << 10;
 
 /// What the runs view shows of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunInfo {
-    /// The folder's name.
+    /// The folder's path below `--runs`, `/`-separated (`NAME`, or
+    /// `SWEEP/RECIPE/seed-0` for a sweep's run).
     pub name: String,
+    /// The sweep it belongs to (the first folder of `name`), if it is nested.
+    pub sweep: Option<String>,
+    /// Where it stands (`status.json` and its records).
+    pub state: State,
     /// Epochs recorded in `metrics.jsonl`.
     pub epochs_done: usize,
     /// Epochs the run was started for (`config.json`), if known.
@@ -50,6 +64,20 @@ pub struct RunInfo {
     pub problems: Vec<String>,
 }
 
+/// A sweep: the runs below one folder of `--runs`, with the spread of their
+/// test accuracy per recipe (the numbers `trainer runs` prints).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepInfo {
+    /// The folder's name.
+    pub name: String,
+    /// Its runs (names as in [`RunInfo::name`]), sorted by name.
+    pub runs: Vec<RunSummary>,
+    /// Its runs grouped by recipe.
+    pub groups: Vec<Group>,
+    /// Runs that could not be summarised, and why.
+    pub problems: Vec<String>,
+}
+
 /// A run's parsed records, or why they could not be read.
 type RecordsEntry = Result<Arc<Records>, FileProblem>;
 
@@ -63,14 +91,25 @@ pub struct Runs {
     dir: PathBuf,
     layout: RunLayout,
     limits: Limits,
+    recipe_defaults: Recipe,
     records: StampCache<RecordsEntry>,
     configs: StampCache<Arc<Value>>,
+    statuses: StampCache<Option<Status>>,
 }
 
 impl Runs {
-    /// The runs under `dir`, whose files are named by `layout`.
-    pub fn new(dir: PathBuf, layout: RunLayout, limits: Limits) -> Self {
-        Self { dir, layout, limits, records: StampCache::default(), configs: StampCache::default() }
+    /// The runs under `dir`, whose files are named by `layout`;
+    /// `recipe_defaults` stand for recipe keys older runs lack.
+    pub fn new(dir: PathBuf, layout: RunLayout, limits: Limits, recipe_defaults: Recipe) -> Self {
+        Self {
+            dir,
+            layout,
+            limits,
+            recipe_defaults,
+            records: StampCache::default(),
+            configs: StampCache::default(),
+            statuses: StampCache::default(),
+        }
     }
 
     /// The folder whose subfolders are runs.
@@ -115,6 +154,15 @@ impl Runs {
         }
     }
 
+    /// The run's `status.json`, if there is one that reads.
+    fn status(&self, run: &Path) -> Option<Status> {
+        let read = |path: &Path| {
+            let (_, bytes) = read_regular(path, MAX_STATUS_BYTES).ok()?;
+            serde_json::from_slice(&bytes).ok()
+        };
+        self.statuses.get(&run.join(self.layout.status), read).ok().flatten()
+    }
+
     /// The best checkpoint of the run in `run`, if it is a regular file.
     ///
     /// # Errors
@@ -134,7 +182,12 @@ impl Runs {
         problems.extend(config_problem.map(|problem| problem.to_string()));
         let updated =
             regular_stamp(&path.join(self.layout.metrics)).map_or(0.0, |stamp| stamp.modified_ns as f64 / 1e9);
+        let status = self.status(path);
+        let alive = status.as_ref().is_some_and(Status::process_alive);
+        let state = RunFiles { config: &config, records: &records, status: status.as_ref(), alive }.state();
         RunInfo {
+            sweep: name.split_once('/').map(|(sweep, _)| sweep.to_owned()),
+            state,
             name,
             epochs_done: records.epochs.len(),
             epochs_total: config["settings"]["epochs"].as_u64(),
@@ -158,15 +211,35 @@ impl Runs {
                 .any(|file| std::fs::symlink_metadata(path.join(file)).is_ok())
     }
 
-    /// The names of the run folders, unsorted.
+    /// The names of the run folders (paths below `--runs`, `/`-separated),
+    /// unsorted: runs directly below it, and runs of sweeps up to
+    /// [`MAX_DEPTH`] folders down, at most `Limits::max_listed_runs`.
     fn names(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
-        entries
-            .flatten()
-            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .filter(|name| self.is_run(&self.dir.join(name)))
-            .collect()
+        let mut found = Vec::new();
+        self.collect_names(&self.dir, "", 1, &mut found);
+        found
+    }
+
+    fn collect_names(&self, folder: &Path, prefix: &str, depth: usize, found: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(folder) else { return };
+        for entry in entries.flatten() {
+            if found.len() >= self.limits.max_listed_runs {
+                return;
+            }
+            // `file_type` does not follow links: a linked folder is skipped.
+            let is_folder = entry.file_type().is_ok_and(|kind| kind.is_dir());
+            let Some(name) = entry.file_name().into_string().ok().filter(|name| is_folder && !name.starts_with('.'))
+            else {
+                continue;
+            };
+            let path = folder.join(&name);
+            let listed = format!("{prefix}{name}");
+            if self.is_run(&path) {
+                found.push(listed);
+            } else if depth < MAX_DEPTH && !runfiles::NOT_RUNS.contains(&name.as_str()) {
+                self.collect_names(&path, &format!("{listed}/"), depth + 1, found);
+            }
+        }
     }
 
     /// Every run directory (a folder, not a link, with `metrics.jsonl` or
@@ -181,7 +254,45 @@ impl Runs {
             |path: &Path| path.parent().is_some_and(|run| runs.iter().any(|info| self.dir.join(&info.name) == run));
         self.records.retain(live);
         self.configs.retain(live);
+        self.statuses.retain(live);
         runs
+    }
+
+    /// The sweeps among `runs` (as [`Runs::list`] gave them), by name: each
+    /// run summarised from its files and the runs grouped by recipe.
+    pub fn sweeps(&self, runs: &[RunInfo]) -> Vec<SweepInfo> {
+        let mut names: Vec<&str> = runs.iter().filter_map(|run| run.sweep.as_deref()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter().map(|name| self.sweep(name, runs)).collect()
+    }
+
+    fn sweep(&self, name: &str, runs: &[RunInfo]) -> SweepInfo {
+        let mut members: Vec<&RunInfo> = runs.iter().filter(|run| run.sweep.as_deref() == Some(name)).collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        let (mut summaries, mut problems) = (Vec::new(), Vec::new());
+        for member in members {
+            match self.summary(&member.name) {
+                Ok(summary) => summaries.push(summary),
+                Err(reason) => problems.push(format!("{}: {reason}", member.name)),
+            }
+        }
+        let groups = group_by_recipe(&summaries);
+        SweepInfo { name: name.to_owned(), runs: summaries, groups, problems }
+    }
+
+    /// The summary of run `name` (a listed name) from its files.
+    fn summary(&self, name: &str) -> Result<RunSummary, String> {
+        let path = self.dir.join(name);
+        let records = self.records(&path).map_err(|problem| problem.to_string())?;
+        let (config, problem) = self.config(&path);
+        if let Some(problem) = problem {
+            return Err(problem.to_string());
+        }
+        let status = self.status(&path);
+        let alive = status.as_ref().is_some_and(Status::process_alive);
+        let files = RunFiles { config: &config, records: &records, status: status.as_ref(), alive };
+        RunSummary::new(name, files, &self.recipe_defaults)
     }
 
     /// The folder of the run called `name`, if the listing of `--runs` has
@@ -221,8 +332,28 @@ fn shown_settings(config: &Value) -> serde_json::Map<String, Value> {
 mod tests {
     use super::*;
 
-    const LAYOUT: RunLayout =
-        RunLayout { best_checkpoint: "best.bin", metrics: "records.jsonl", config: "settings.json" };
+    const LAYOUT: RunLayout = RunLayout {
+        best_checkpoint: "best.bin",
+        metrics: "records.jsonl",
+        config: "settings.json",
+        status: "state.json",
+    };
+
+    fn defaults() -> Recipe {
+        Recipe {
+            augment: "seed".into(),
+            batch_size: 50,
+            dataset: "mnist".into(),
+            learning_rate: 0.001,
+            network: "intended".into(),
+            precision: "fp32".into(),
+            schedule: "constant".into(),
+            seed: 0,
+            train_accuracy_images: 500,
+            train_images: None,
+            validation_size: 5000,
+        }
+    }
 
     fn make_run(dir: &Path, name: &str, metrics: &str, checkpoint: bool) {
         let run = dir.join(name);
@@ -234,7 +365,12 @@ mod tests {
     }
 
     fn runs(dir: &Path) -> Runs {
-        Runs::new(dir.to_path_buf(), LAYOUT, Limits { max_records_bytes: 1000, ..Limits::default() })
+        Runs::new(
+            dir.to_path_buf(),
+            LAYOUT,
+            Limits { max_records_bytes: 1000, max_listed_runs: 5, ..Limits::default() },
+            defaults(),
+        )
     }
 
     #[test]
@@ -319,5 +455,18 @@ mod tests {
         assert!(fifo.problems[0].contains("not a regular file (a FIFO)"), "{:?}", fifo.problems);
         let huge = listed.iter().find(|run| run.name == "huge").unwrap();
         assert!(huge.problems[0].contains("1001 bytes, more than the limit of 1000"), "{:?}", huge.problems);
+    }
+
+    #[test]
+    fn listing_is_bounded_in_depth_and_in_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = "{\"epoch\":0,\"loss\":0.5,\"best_epoch\":0,\"validation_accuracy\":0.9}\n";
+        make_run(dir.path(), "sweep/recipe/seed-0", record, false);
+        make_run(dir.path(), "sweep/recipe/deeper/seed-1", record, false);
+        assert_eq!(runs(dir.path()).names(), ["sweep/recipe/seed-0"], "three folders down at most");
+        for index in 0..7 {
+            make_run(dir.path(), &format!("run-{index}"), record, false);
+        }
+        assert_eq!(runs(dir.path()).list().len(), 5, "Limits::max_listed_runs");
     }
 }

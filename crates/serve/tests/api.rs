@@ -13,8 +13,12 @@ use serve::{AppState, Backend, BatcherConfig, Limits, Model, PIXELS, RunLayout, 
 use tower::ServiceExt;
 
 /// The trainer's run-directory layout (the trainer passes its own; these tests stand alone).
-const LAYOUT: RunLayout =
-    RunLayout { best_checkpoint: "best.safetensors", metrics: "metrics.jsonl", config: "config.json" };
+const LAYOUT: RunLayout = RunLayout {
+    best_checkpoint: "best.safetensors",
+    metrics: "metrics.jsonl",
+    config: "config.json",
+    status: "status.json",
+};
 
 /// Predicts class `k` where `k` is the number of rows with ink, mod 10,
 /// taking `delay` per forward pass and recording each pass's size.
@@ -117,6 +121,7 @@ fn fixture_with(delay: Duration, max_batch: usize, limits: Limits) -> Fixture {
         limits,
         runs_dir: runs.clone(),
         layout: LAYOUT,
+        recipe_defaults: recipe_defaults(),
         checkpoint: None,
         batcher: BatcherConfig { max_batch, queue: 64 },
     };
@@ -495,4 +500,80 @@ async fn uploads_beyond_the_budget_in_flight_are_refused() {
     assert_eq!(call(&fixture.state, no_length).await.0, StatusCode::SERVICE_UNAVAILABLE);
     let small = post("/api/predict", "application/json", json!({"bytes": vec![0u8; PIXELS]}).to_string());
     assert_eq!(call(&fixture.state, small).await.0, StatusCode::OK, "what fits is served");
+}
+
+/// The recipe settings a run's `config.json` may leave out.
+fn recipe_defaults() -> runfiles::Recipe {
+    let defaults = json!({"augment": "seed", "batch_size": 50, "dataset": "mnist", "learning_rate": 0.001,
+        "network": "intended", "precision": "fp32", "schedule": "constant", "seed": 0,
+        "train_accuracy_images": 500, "train_images": null, "validation_size": 5000});
+    serde_json::from_value(defaults).unwrap()
+}
+
+/// A sweep's run: its recipe (`seed`, `augment`) and one epoch, finished with `test` when given.
+fn sweep_run(dir: &Path, seed: u64, augment: &str, test: Option<f64>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = json!({"recipe": {"seed": seed, "augment": augment}, "settings": {"epochs": 1}});
+    std::fs::write(dir.join(LAYOUT.config), config.to_string()).unwrap();
+    let mut records = "{\"epoch\":0,\"loss\":0.5,\"validation_accuracy\":0.9,\"best_epoch\":0}\n".to_owned();
+    if let Some(accuracy) = test {
+        records.push_str(&format!("{}\n", json!({"test": {"accuracy": accuracy}})));
+    }
+    std::fs::write(dir.join(LAYOUT.metrics), records).unwrap();
+}
+
+#[tokio::test]
+async fn sweeps_are_listed_with_their_spread_and_their_runs_open_by_name() {
+    let fixture = fixture(Duration::ZERO, 64);
+    let sweep = fixture.runs.join("grid");
+    sweep_run(&sweep.join("seed/seed-0"), 0, "seed", Some(0.95));
+    sweep_run(&sweep.join("seed/seed-1"), 1, "seed", Some(0.97));
+    sweep_run(&sweep.join("none/seed-0"), 0, "none", None);
+    std::fs::write(sweep.join("none/seed-0").join(LAYOUT.best_checkpoint), b"checkpoint").unwrap();
+    // A run that cannot be summarised is named, not fatal; logs and deeper folders are not runs.
+    sweep_run(&sweep.join("odd/seed-0"), 0, "seed", None);
+    std::fs::write(sweep.join("odd/seed-0").join(LAYOUT.config), "{\"recipe\": {\"colour\": 1}}").unwrap();
+    sweep_run(&sweep.join("logs/seed-9"), 9, "seed", None);
+    sweep_run(&sweep.join("a/b/c"), 9, "seed", None);
+    let (status, listing) = call(&fixture.state, get("/api/runs")).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut names: Vec<&str> =
+        listing["runs"].as_array().unwrap().iter().map(|run| run["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alpha", "grid/none/seed-0", "grid/odd/seed-0", "grid/seed/seed-0", "grid/seed/seed-1"]);
+    let sweeps = listing["sweeps"].as_array().unwrap();
+    assert_eq!(sweeps.len(), 1, "{listing}");
+    let groups = sweeps[0]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{listing}");
+    assert_eq!(groups[1]["label"], json!({"augment": "seed"}));
+    assert_eq!(groups[1]["runs"], json!(["grid/seed/seed-0", "grid/seed/seed-1"]));
+    let spread = &groups[1]["test_accuracy"];
+    assert!((spread["mean"].as_f64().unwrap() - 0.96).abs() < 1e-12, "{spread}");
+    assert_eq!(
+        (spread["min"].clone(), spread["max"].clone(), spread["n"].clone()),
+        (json!(0.95), json!(0.97), json!(2))
+    );
+    assert_eq!(groups[0]["n_finished"], 0);
+    let problems = sweeps[0]["problems"].as_array().unwrap();
+    assert!(
+        problems.len() == 1 && problems[0].as_str().unwrap().contains("grid/odd/seed-0: its recipe"),
+        "{problems:?}"
+    );
+
+    // A member opens by its name, `/` encoded; its checkpoint draws.
+    let (status, answer) = call(&fixture.state, get("/api/runs/grid%2Fseed%2Fseed-1/metrics")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["records"]["test"]["accuracy"], 0.97);
+    let (status, answer) = call(
+        &fixture.state,
+        post("/api/predict?run=grid%2Fnone%2Fseed-0", "application/json", json!({"pixels": pixels(2)}).to_string()),
+    )
+    .await;
+    assert_eq!((status, answer["predictions"][0]["class"].clone()), (StatusCode::OK, json!(2)), "{answer}");
+    assert_eq!(answer["model"], "grid/none/seed-0");
+    // Names outside the listing stay unknown, however they are spelt.
+    for name in ["grid", "grid%2Flogs%2Fseed-9", "grid%2F..%2F..%2Falpha", "grid%2Fa%2Fb%2Fc"] {
+        let (status, _) = call(&fixture.state, get(&format!("/api/runs/{name}/metrics"))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+    }
 }

@@ -365,10 +365,10 @@ pub struct PredictArgs {
 /// Arguments of `report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The run directory (`metrics.jsonl`, `config.json`, `best.safetensors`).
+    /// The run directory (`metrics.jsonl`, `config.json`, `best.safetensors`), or a sweep folder of runs (its page shows the spread per recipe, every run, and their curves).
     #[arg(long, default_value = run_dir::DEFAULT_SAVE_DIR)]
     pub save_dir: PathBuf,
-    /// Where to write the figures and `index.html` (default: `report/` in the run directory).
+    /// Where to write the figures and `index.html` (default: `report/` in the run or sweep directory).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Where the data is (for the test images of the confusion matrix and mistakes).

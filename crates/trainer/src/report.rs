@@ -189,8 +189,15 @@ fn checkpoint_figures(args: &ReportArgs, best: &Path, out: &Path, page: &mut Pag
     Ok(written)
 }
 
-/// Draws a run directory's figures and page.
+/// Draws a run directory's figures and page, or a sweep's (`crate::runs::report`).
 pub fn run(args: &ReportArgs) -> Result<()> {
+    if crate::runs::is_sweep(&args.save_dir) {
+        let out = args.out.clone().unwrap_or_else(|| args.save_dir.join("report"));
+        for path in crate::runs::report(&args.save_dir, &out)? {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
     let run = RunDir::new(&args.save_dir);
     let records = load_records(&run, &args.save_dir)?;
     let out = args.out.clone().unwrap_or_else(|| args.save_dir.join("report"));

@@ -41,7 +41,7 @@ const EPOCH_PREFIX: &str = "net-";
 
 /// The run directory's layout, for the web app (which reads run directories).
 pub const LAYOUT: serve::RunLayout =
-    serve::RunLayout { best_checkpoint: BEST_FILE, metrics: METRICS_FILE, config: CONFIG_FILE };
+    serve::RunLayout { best_checkpoint: BEST_FILE, metrics: METRICS_FILE, config: CONFIG_FILE, status: STATUS_FILE };
 
 /// One of a run's checkpoint files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,18 +256,6 @@ fn is_own_temporary(name: &str) -> bool {
         (pid.parse::<u32>().is_ok() && is_own_file(file)).then_some(())
     });
     atomic.is_some() || legacy.is_some()
-}
-
-/// This machine's name (`status.json` records where a run runs).
-pub fn this_host() -> Option<String> {
-    let name = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let name = name.trim();
-    (!name.is_empty()).then(|| name.to_owned())
-}
-
-/// Whether process `pid` of this machine is alive (`/proc/PID` exists).
-pub fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Replaces `path` with `contents`, atomically and durably (see the module's documentation).

@@ -122,6 +122,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             limits,
             runs_dir: args.runs.clone(),
             layout: crate::run_dir::LAYOUT,
+            recipe_defaults: crate::train::default_recipe(),
             checkpoint,
             batcher: BatcherConfig { max_batch: args.max_batch, queue: args.queue },
         };

@@ -269,3 +269,62 @@ async fn a_planted_run_cannot_run_script_in_the_page() {
     assert_eq!(ran, json!(0), "the Content-Security-Policy let an inline handler run");
     client.close().await.unwrap();
 }
+
+/// A copy of the trained fixture's run at `run`, its recipe's seed and its
+/// test accuracy (`None`: not finished) changed.
+fn sweep_member(run: &Path, seed: u64, test_accuracy: Option<f64>) {
+    let fixture = common::trained_checkpoint();
+    let from = fixture.parent().unwrap();
+    std::fs::create_dir_all(run).unwrap();
+    std::fs::copy(from.join("best.safetensors"), run.join("best.safetensors")).unwrap();
+    let mut config: Value = serde_json::from_slice(&std::fs::read(from.join("config.json")).unwrap()).unwrap();
+    config["recipe"]["seed"] = json!(seed);
+    std::fs::write(run.join("config.json"), config.to_string()).unwrap();
+    let records = std::fs::read_to_string(from.join("metrics.jsonl")).unwrap();
+    let mut lines: Vec<String> = records.lines().filter(|line| !line.contains("\"test\"")).map(str::to_owned).collect();
+    if let Some(accuracy) = test_accuracy {
+        lines.push(json!({"test": {"accuracy": accuracy, "loss": 0.1}}).to_string());
+    }
+    std::fs::write(run.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_is_listed_with_its_spread_per_recipe_and_a_member_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = runs_folder(dir.path());
+    let sweep = runs.join("seeds");
+    sweep_member(&sweep.join("seed-recipe/seed-0"), 0, Some(0.91));
+    sweep_member(&sweep.join("seed-recipe/seed-1"), 1, Some(0.93));
+    sweep_member(&sweep.join("seed-recipe/seed-2"), 2, None);
+    std::fs::create_dir_all(sweep.join("logs")).unwrap();
+    std::fs::write(sweep.join("logs/1_0.out"), "a task's log").unwrap();
+    let (_server, url) = start_server(&runs);
+    let (_driver, port) = start_driver();
+    let client = browser(port).await;
+    client.goto(&url).await.unwrap();
+    client.find(Locator::Id("tab-runs")).await.unwrap().click().await.unwrap();
+    wait_until(&client, "document.querySelectorAll('section.sweep[data-sweep=seeds] li').length === 3", "the members")
+        .await;
+    let row = client
+        .execute(
+            "return [...document.querySelectorAll('section.sweep table.groups td')].map((cell) => cell.textContent);",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    // Mean of 0.91 and 0.93, sample std 0.0141, over the 2 finished of 3.
+    assert_eq!(row, json!(["all runs", "2/3", "0.9200", "0.0141", "0.9100", "0.9300"]));
+    let single = client.execute("return document.querySelectorAll('#run-list li').length;", Vec::new()).await;
+    assert_eq!(single.unwrap(), json!(1), "the sweep's runs are not listed as single runs");
+    screenshot(&client, "serve-sweep.png").await;
+    client.find(Locator::Css("li[data-run='seeds/seed-recipe/seed-1']")).await.unwrap().click().await.unwrap();
+    wait_until(
+        &client,
+        "document.querySelector('#run-detail h2').textContent === 'seeds/seed-recipe/seed-1' && document.getElementById('run-summary').textContent.includes('test accuracy 0.9300')",
+        "the opened member",
+    )
+    .await;
+    wait_until(&client, "document.querySelectorAll('svg[data-chart=accuracy] path.series').length === 2", "its curves")
+        .await;
+    client.close().await.unwrap();
+}

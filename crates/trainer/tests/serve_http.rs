@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::request;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -17,26 +18,8 @@ fn start(runs: &Path) -> (common::KillOnDrop, String, String) {
 
 fn start_with(runs: &Path, extra: &[&str]) -> (common::KillOnDrop, String, String) {
     let (server, line) = common::start_serve_with(runs, extra);
-    let address = line
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("http://"))
-        .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    let address = common::served_address(&line);
     (server, address, line)
-}
-
-/// A plain HTTP/1.1 exchange; returns the status line and the body.
-fn request(address: &str, head: &str, body: &[u8]) -> (String, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer.lines().next().unwrap_or_default().to_owned();
-    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-    (status, body)
 }
 
 /// A runs folder with a copy of the trained fixture's run, `quick`.

@@ -55,6 +55,30 @@ fn a_local_sweep_runs_every_task_and_the_view_shows_the_runs_own_numbers() {
     assert!((mean - (tests[0] + tests[1]) / 2.0).abs() < 1e-12);
     assert_eq!(groups[0]["test_accuracy"]["min"].as_f64().unwrap(), tests[0].min(tests[1]));
 
+    // The web app and the report show the same runs and the same groups.
+    let (_server, line) = common::start_serve(work.path());
+    let address = common::served_address(&line);
+    let listing = common::get_json(&address, "/api/runs");
+    let served = &listing["sweeps"][0];
+    assert_eq!(served["name"], "sweep", "{listing}");
+    let served_names: Vec<&str> =
+        served["runs"].as_array().unwrap().iter().map(|run| run["name"].as_str().unwrap()).collect();
+    assert_eq!(served_names, names.iter().map(|name| format!("sweep/{name}")).collect::<Vec<_>>());
+    for (served, viewed) in served["groups"].as_array().unwrap().iter().zip(groups) {
+        for key in ["label", "n_finished", "test_accuracy", "best_validation_accuracy"] {
+            assert_eq!(served[key], viewed[key], "{key}");
+        }
+    }
+    let member = common::get_json(&address, "/api/runs/sweep%2Fplain%2Fseed-4/metrics");
+    assert_eq!(member["records"]["epochs"].as_array().unwrap().len(), 1, "{member}");
+    let report = common::run(&["report", "--save-dir", &sweep.display().to_string()]);
+    assert_success(&report);
+    let page = std::fs::read_to_string(sweep.join("report/index.html")).unwrap();
+    assert!(page.contains(&format!("{mean:.4}")) && page.contains("plain/seed-4"), "{page}");
+    assert!(std::fs::read_to_string(sweep.join("report/curves.svg")).unwrap().contains("<svg"));
+    // The report's folder is not taken for a run.
+    assert_success(&common::run(&["runs", &sweep.display().to_string()]));
+
     // A second pass resumes nothing: every run has finished.
     let again = common::run(&[
         "sweep",

@@ -65,7 +65,7 @@ impl Run {
         let status = Status {
             state,
             message,
-            host: run_dir::this_host(),
+            host: runfiles::this_host(),
             pid: Some(std::process::id()),
             epoch: self.state.epoch,
             step: self.state.step,

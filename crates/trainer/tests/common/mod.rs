@@ -200,3 +200,34 @@ pub fn start_serve_with(runs: &Path, extra: &[&str]) -> (KillOnDrop, String) {
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     (KillOnDrop(child), line)
 }
+
+/// The address in `trainer serve`'s first line (`serving on http://ADDRESS/ (...)`).
+pub fn served_address(line: &str) -> String {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix("http://"))
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned()
+}
+
+/// A plain HTTP/1.1 exchange; returns the status line and the body.
+pub fn request(address: &str, head: &str, body: &[u8]) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// A GET of `path` answered with JSON, parsed (the status line must say 200).
+pub fn get_json(address: &str, path: &str) -> serde_json::Value {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let (status, body) = request(address, &head, b"");
+    assert!(status.contains(" 200 "), "GET {path}: {status}\n{body}");
+    serde_json::from_str(&body).unwrap_or_else(|error| panic!("GET {path}: not JSON ({error}): {body}"))
+}
