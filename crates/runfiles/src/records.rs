@@ -21,6 +21,9 @@ pub struct EpochRecord {
     /// Training images per second of the epoch's steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images_per_second: Option<f64>,
+    /// The learning rate of the epoch's last step (as the schedule set it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f64>,
     /// Mean training loss over the epoch's steps.
     pub loss: f64,
     /// Seconds the epoch took, evaluation included.

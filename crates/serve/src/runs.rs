@@ -346,6 +346,7 @@ mod tests {
             dataset: "mnist".into(),
             learning_rate: 0.001,
             network: "intended".into(),
+            patience: None,
             precision: "fp32".into(),
             schedule: "constant".into(),
             seed: 0,

@@ -190,9 +190,12 @@ pub struct TrainArgs {
     /// Adam's learning rate (the base rate the schedule scales).
     #[arg(long, default_value_t = 0.001)]
     pub learning_rate: f64,
-    /// The learning-rate schedule over the run: `constant` (the seed's); see docs/TRAINING.md.
+    /// The learning-rate schedule over the run: `constant` (the seed's), `exponential:DECAY` (per epoch), `cosine:EPOCHS[,FLOOR]`, `step:EVERY,FACTOR`, `warmup:EPOCHS:SCHEDULE`; see docs/TRAINING.md.
     #[arg(long, default_value = "constant", value_name = "SPEC", value_parser = schedule_spec)]
     pub schedule: String,
+    /// Stop when the validation accuracy has not improved for this many epochs (off unless given); the best epoch's checkpoint is still the one tested.
+    #[arg(long, value_name = "EPOCHS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub patience: Option<u64>,
     /// Print the seed's report (cost, train and validation accuracy) every this many epochs.
     #[arg(long, default_value_t = 3)]
     pub display_step: u64,

@@ -55,15 +55,13 @@ fn one_epoch_then_resume_equals_two_epochs_in_one_go() {
     assert_same_run(reference(), dir.path());
 }
 
-#[test]
-fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_the_uninterrupted_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = trainer()
-        .args(train_args(dir.path(), &["--epochs", "2"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Starts a 2-epoch run in `dir` with `extra` flags, sends `signal` once
+/// the second epoch is under way, checks that it saved inside that epoch,
+/// then resumes it to the end.
+fn interrupt_in_the_second_epoch_then_resume(dir: &Path, extra: &[&str], signal: &str) {
+    let flags: Vec<&str> = ["--epochs", "2"].iter().chain(extra).copied().collect();
+    let mut child =
+        trainer().args(train_args(dir, &flags)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Wait until the second epoch is under way (its progress lines), then interrupt.
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut log = String::new();
@@ -72,7 +70,7 @@ fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_the_uninterrupted_one() {
         log.push_str(&line);
         log.push('\n');
         if line.contains("epoch 2/2: step") {
-            let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+            let status = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
             assert!(status.success());
             break;
         }
@@ -82,12 +80,34 @@ fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_the_uninterrupted_one() {
     assert!(output.status.success(), "exit {:?}\n{log}{stdout}", output.status);
     assert!(stdout.contains("interrupted at epoch 1"), "{stdout}");
     assert!(stdout.contains("resume with: ") && stdout.contains("--resume"), "{stdout}");
-    let (_, meta) = model::checkpoint::read_meta(&dir.path().join("last.safetensors")).unwrap();
+    let (_, meta) = model::checkpoint::read_meta(&dir.join("last.safetensors")).unwrap();
     assert_eq!(meta.epoch, 1, "the checkpoint is inside the second epoch");
     assert!(meta.step > 20 && meta.step < 40, "step {} is not inside the second epoch", meta.step);
+    let resumed: Vec<&str> = flags.iter().copied().chain(["--resume"]).collect();
+    assert_success(&train(dir, &resumed));
+}
 
-    assert_success(&train(dir.path(), &["--epochs", "2", "--resume"]));
+#[test]
+fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_the_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    interrupt_in_the_second_epoch_then_resume(dir.path(), &[], "-INT");
     assert_same_run(reference(), dir.path());
+}
+
+#[test]
+fn a_run_under_a_schedule_resumed_mid_epoch_equals_the_uninterrupted_one() {
+    // Warm-up then cosine: the rate differs at every step, so a step counted wrong shows.
+    let schedule = ["--schedule", "warmup:1:cosine:2,0.1"];
+    let uninterrupted = tempfile::tempdir().unwrap();
+    assert_success(&train(uninterrupted.path(), &["--epochs", "2", schedule[0], schedule[1]]));
+    let dir = tempfile::tempdir().unwrap();
+    interrupt_in_the_second_epoch_then_resume(dir.path(), &schedule, "-TERM");
+    assert_same_run(uninterrupted.path(), dir.path());
+    let records = common::metrics(dir.path());
+    let rates: Vec<f64> = records.iter().filter_map(|record| record["learning_rate"].as_f64()).collect();
+    assert!(rates.len() == 2 && rates[1] < rates[0] && rates[1] >= 0.0001, "{rates:?}");
+    // And the schedule made a difference: the constant rate's run is another.
+    assert_ne!(metrics_without_timings(reference()), metrics_without_timings(dir.path()));
 }
 
 #[test]

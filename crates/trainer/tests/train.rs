@@ -158,3 +158,42 @@ fn bf16_trains_where_the_cpu_computes_it_natively_and_is_refused_elsewhere() {
     assert!(!output.status.success());
     assert!(text(&output).contains("precision = \"bf16\", but this command gives \"fp32\""), "{}", text(&output));
 }
+
+#[test]
+fn a_schedule_sets_each_steps_rate_and_patience_stops_a_run_that_stopped_improving() {
+    let dir = tempfile::tempdir().unwrap();
+    // After one epoch the rate drops a million-fold: the network (one class
+    // for every image after 20 steps) stops changing, and so does its accuracy.
+    let output = train(dir.path(), &["--epochs", "6", "--patience", "1", "--schedule", "step:1,0.000001"]);
+    assert_success(&output);
+    let log = text(&output);
+    assert!(
+        log.contains("stopping early after epoch 2: the validation accuracy has not improved since epoch 1"),
+        "{log}"
+    );
+    let records = metrics(dir.path());
+    let epochs: Vec<&serde_json::Value> = records.iter().filter(|record| record.get("epoch").is_some()).collect();
+    assert_eq!(epochs.len(), 2, "{records:?}");
+    assert_eq!((epochs[0]["learning_rate"].as_f64(), epochs[1]["learning_rate"].as_f64()), (Some(0.001), Some(1e-9)));
+    assert_eq!(epochs[1]["validation_accuracy"], epochs[0]["validation_accuracy"]);
+    let test = records.last().unwrap().get("test").expect("the best epoch is tested after an early stop");
+    assert_eq!(test["best_epoch"], 0);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (config["recipe"]["schedule"].as_str(), config["recipe"]["patience"].as_u64()),
+        (Some("step:1,0.000001"), Some(1))
+    );
+
+    // Bad values name the flag and what is wrong.
+    for (flag, value, expected) in [
+        ("--schedule", "cosine:0", "EPOCHS must be above 0"),
+        ("--schedule", "exponential:1.5", "DECAY must be at most 1"),
+        ("--patience", "0", "0 is not in 1.."),
+    ] {
+        let other = tempfile::tempdir().unwrap();
+        let output = train(other.path(), &[flag, value]);
+        assert!(!output.status.success());
+        assert!(text(&output).contains(flag) && text(&output).contains(expected), "{flag} {value}: {}", text(&output));
+    }
+}

@@ -12,11 +12,19 @@
 //! and one line in [`KINDS`].
 
 mod constant;
+mod cosine;
+mod exponential;
+mod step;
+mod warmup;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use self::constant::Constant;
+pub use self::cosine::Cosine;
+pub use self::exponential::Exponential;
+pub use self::step::Step;
+pub use self::warmup::Warmup;
 
 /// Where a step is in its run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +40,11 @@ impl StepPosition {
     pub fn epochs(self) -> f64 {
         self.step as f64 / self.steps_per_epoch.max(1) as f64
     }
+
+    /// The 0-based epoch the step belongs to.
+    pub fn epoch(self) -> u64 {
+        self.step / self.steps_per_epoch.max(1)
+    }
 }
 
 /// A learning-rate schedule: a factor of the base rate at each step.
@@ -46,7 +59,28 @@ pub trait Schedule: fmt::Debug + Send + Sync {
 type Parser = fn(&str) -> Result<Arc<dyn Schedule>, String>;
 
 /// Every schedule this build knows, by name: one line each.
-pub const KINDS: &[(&str, Parser)] = &[("constant", constant::parse)];
+pub const KINDS: &[(&str, Parser)] = &[
+    ("constant", constant::parse),
+    ("exponential", exponential::parse),
+    ("cosine", cosine::parse),
+    ("step", step::parse),
+    ("warmup", warmup::parse),
+];
+
+/// A schedule's setting `name` read as a finite number.
+fn number(text: &str, name: &str, example: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|value| value.is_finite())
+        .ok_or_else(|| format!("{name} is a number (for example {example}), found {text:?}"))
+}
+
+/// A schedule's setting `name` read as a finite number above 0.
+fn positive_number(text: &str, name: &str, example: &str) -> Result<f64, String> {
+    let value = number(text, name, example)?;
+    if value > 0.0 { Ok(value) } else { Err(format!("{name} must be above 0, found {value}")) }
+}
 
 /// A spec that names no schedule or whose settings are wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,7 +98,8 @@ pub struct ScheduleError {
 /// let schedule = model::schedule::parse("constant").unwrap();
 /// assert_eq!(schedule.spec(), "constant");
 /// let message = model::schedule::parse("cosine-ish").unwrap_err().to_string();
-/// assert!(message.contains("known: constant"), "{message}");
+/// assert!(message.contains("known: constant, exponential, cosine, step, warmup"), "{message}");
+/// assert_eq!(model::schedule::parse("warmup:1:cosine:50,0.01").unwrap().spec(), "warmup:1:cosine:50,0.01");
 /// ```
 ///
 /// # Errors
@@ -157,9 +192,68 @@ mod tests {
     }
 
     #[test]
-    fn every_known_spec_reads_back_to_itself() {
-        for (name, _) in KINDS {
-            assert_eq!(parse(name).unwrap().spec(), *name);
+    fn every_spec_reads_back_to_itself() {
+        let specs = ["constant", "exponential:0.95", "cosine:50,0.01", "step:15,0.1", "warmup:1:cosine:50,0"];
+        for spec in specs {
+            assert_eq!(parse(spec).unwrap().spec(), spec);
+        }
+        assert_eq!(specs.len(), KINDS.len(), "a new schedule gets a spec here");
+        // Specs are recorded in their canonical form.
+        assert_eq!(parse("exponential:0.950").unwrap().spec(), "exponential:0.95");
+        assert_eq!(parse("cosine:50").unwrap().spec(), "cosine:50,0");
+    }
+
+    #[test]
+    fn exponential_decays_once_per_epoch() {
+        let rate = LearningRate::new(0.001, parse("exponential:0.5").unwrap());
+        assert_eq!([rate.at(at(0)), rate.at(at(9)), rate.at(at(10)), rate.at(at(25))], [0.001, 0.001, 0.0005, 0.00025]);
+    }
+
+    #[test]
+    fn cosine_falls_from_one_to_its_floor_then_stays() {
+        let cosine = parse("cosine:2,0.1").unwrap();
+        let factor = |step| cosine.factor(at(step));
+        assert_eq!(factor(0), 1.0);
+        assert!((factor(10) - 0.55).abs() < 1e-12, "half way: the mean of 1 and the floor");
+        assert!((factor(20) - 0.1).abs() < 1e-12 && (factor(500) - 0.1).abs() < 1e-12);
+        assert!(factor(5) > factor(6) && factor(14) > factor(15), "falls step by step");
+    }
+
+    #[test]
+    fn step_drops_every_so_many_epochs() {
+        let step = parse("step:2,0.1").unwrap();
+        let factors: Vec<f64> = [0, 19, 20, 39, 40].iter().map(|&s| step.factor(at(s))).collect();
+        assert_eq!(factors[..2], [1.0, 1.0]);
+        assert!((factors[2] - 0.1).abs() < 1e-15 && (factors[3] - 0.1).abs() < 1e-15);
+        assert!((factors[4] - 0.01).abs() < 1e-15);
+    }
+
+    #[test]
+    fn warmup_ramps_linearly_then_leaves_the_inner_schedule() {
+        let warm = parse("warmup:2:exponential:0.5").unwrap();
+        // 20 steps of warm-up: step 0 gets 1/20, step 19 the full factor.
+        assert!((warm.factor(at(0)) - 0.05).abs() < 1e-15);
+        assert_eq!(warm.factor(at(9)), 0.5, "half way, in epoch 0");
+        assert_eq!(warm.factor(at(19)), 0.5, "the ramp is done; epoch 1's decay");
+        assert_eq!(warm.factor(at(30)), 0.125);
+    }
+
+    #[test]
+    fn bad_settings_name_the_spec_and_the_setting() {
+        for (spec, expected) in [
+            ("exponential", "DECAY is a number"),
+            ("exponential:1.5", "DECAY must be at most 1"),
+            ("exponential:nan", "DECAY is a number"),
+            ("cosine:0", "EPOCHS must be above 0"),
+            ("cosine:50,2", "FLOOR is a factor of the base rate in [0, 1]"),
+            ("step:15", "expected EVERY,FACTOR"),
+            ("step:1.5,0.1", "EVERY is a whole number"),
+            ("step:15,2", "FACTOR must be at most 1"),
+            ("warmup:1", "expected EPOCHS:SCHEDULE"),
+            ("warmup:1:sawtooth", "its schedule: unknown schedule \"sawtooth\""),
+        ] {
+            let message = parse(spec).unwrap_err().to_string();
+            assert!(message.contains(&format!("{spec:?}")) && message.contains(expected), "{spec}: {message}");
         }
     }
 

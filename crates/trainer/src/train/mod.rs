@@ -81,6 +81,16 @@ impl Run {
     /// Trains the remaining epochs and tests the best, or stops when asked.
     fn train_until_done(&mut self, stop: &AtomicBool) -> Result<State> {
         while self.state.epoch < self.options.epochs {
+            if let Some(best_epoch) = self.patience_exhausted() {
+                report(&format!(
+                    "stopping early after epoch {}: the validation accuracy has not improved since epoch {} \
+                     (--patience {})",
+                    self.state.epoch,
+                    best_epoch + 1,
+                    self.options.patience.unwrap_or_default()
+                ));
+                break;
+            }
             match self.train_epoch(stop)? {
                 EpochEnd::Completed => self.end_epoch()?,
                 EpochEnd::Interrupted => {
@@ -95,6 +105,15 @@ impl Run {
         }
         self.finish()?;
         Ok(State::Finished)
+    }
+
+    /// The best epoch (0-based), once `--patience` epochs have passed
+    /// since it without a better validation accuracy. A function of the
+    /// state alone, so a resumed run stops where the uninterrupted one did.
+    fn patience_exhausted(&self) -> Option<u64> {
+        let (_, best_epoch) = self.state.best?;
+        let waited = self.state.epoch.saturating_sub(best_epoch + 1);
+        (waited >= self.options.patience?).then_some(best_epoch)
     }
 }
 
@@ -390,6 +409,7 @@ impl Run {
             seconds: Some(trainer.epoch_seconds + evaluated.elapsed().as_secs_f64()),
             train_seconds: Some(trainer.epoch_seconds),
             images_per_second: Some(n_images_trained as f64 / trainer.epoch_seconds),
+            learning_rate: Some(self.state.optimizer.config.learning_rate),
             extra: Default::default(),
         }
     }

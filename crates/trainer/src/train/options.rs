@@ -65,6 +65,8 @@ pub struct RunOptions {
     pub learning_rate: f64,
     /// The learning-rate schedule over the base rate.
     pub schedule: Arc<dyn Schedule>,
+    /// Stop after this many epochs without a better validation accuracy.
+    pub patience: Option<u64>,
     /// Training images sampled each epoch for the training accuracy.
     pub train_accuracy_images: usize,
     /// Epochs in all (with a resume: counting those done).
@@ -111,6 +113,7 @@ impl RunOptions {
             batch_size: args.batch_size,
             learning_rate: args.learning_rate,
             schedule,
+            patience: args.patience,
             train_accuracy_images: args.train_accuracy_images,
             epochs: args.epochs,
             display_step: args.display_step,
@@ -141,6 +144,7 @@ impl RunOptions {
             dataset: self.data.dataset.name.to_owned(),
             learning_rate: self.learning_rate,
             network: name_of(self.network),
+            patience: self.patience,
             precision: name_of(self.precision),
             schedule: self.schedule.spec(),
             seed: self.seed,
