@@ -6,7 +6,10 @@
 The module below is the network of crates/model (docs/CHECKPOINTS.md), written
 with torch.nn: its state_dict keys and shapes are exactly the checkpoint's
 tensor names and shapes, less the optimizer's (`optimizer.*`), so
-`load_state_dict(strict=True)` checks every name and shape. `--images` reads a
+`load_state_dict(strict=True)` checks every name and shape. A checkpoint of a
+run that averages its weights (`--ema`) is loaded with the average
+(`ema.NAME`), what the run validated and tested, as the trainer's own
+inference does. `--images` reads a
 safetensors file holding `images` [N, 28, 28] (float32) and prints the
 evaluation-mode logits; crates/model/tests/pytorch.rs uses it.
 """
@@ -68,12 +71,18 @@ def load_model(checkpoint):
     with safe_open(checkpoint, framework="pt") as file:
         metadata = file.metadata()
     tensors = load_file(checkpoint)
-    model_tensors = {name: t for name, t in tensors.items() if not name.startswith("optimizer.")}
+    averaged = "ema_decay" in metadata
+    prefix = "ema." if averaged else ""
+    model_tensors = {
+        name[len(prefix):]: t
+        for name, t in tensors.items()
+        if not name.startswith("optimizer.") and name.startswith(prefix) and (averaged or not name.startswith("ema."))
+    }
     model = SeedCNN(metadata["architecture"])
     model.load_state_dict(model_tensors, strict=True)
     model.eval()
     model.metadata = metadata
-    model.n_optimizer_tensors = len(tensors) - len(model_tensors)
+    model.n_optimizer_tensors = sum(name.startswith("optimizer.") for name in tensors)
     return model
 
 

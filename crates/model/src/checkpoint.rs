@@ -4,7 +4,9 @@
 //! Tensor names (all `F32`, PyTorch layout, see [`crate::Architecture::tensor_specs`]):
 //! `conv1.weight`, `bn1.bias`, `bn1.running_mean`, `bn1.running_var`, ...,
 //! `fco.weight`, `fco.bias`, and for each trainable tensor `NAME` its Adam
-//! moments `optimizer.exp_avg.NAME` and `optimizer.exp_avg_sq.NAME`. The
+//! moments `optimizer.exp_avg.NAME` and `optimizer.exp_avg_sq.NAME`; a run
+//! that averages its weights (`--ema`) adds `ema.NAME` for every network
+//! tensor and the metadata `ema_decay`. The
 //! header's metadata holds `format`, `format_version`, `architecture`,
 //! `epoch`, `step`, `optimizer.step`, `optimizer.learning_rate`, ...,
 //! `best_validation_accuracy`, `best_epoch`, `trainer_state`, `dataset` and
@@ -19,7 +21,7 @@ use atomic_write_file::AtomicWriteFile;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use tch::{Device, Kind, Tensor};
 
-use crate::{Adam, AdamConfig, Architecture, ModelError, Network};
+use crate::{Adam, AdamConfig, Architecture, Ema, ModelError, Network};
 
 /// The value of the `format` metadata key: says the file is one of ours.
 pub const FORMAT: &str = "mnist-cnn-rs checkpoint";
@@ -68,6 +70,8 @@ pub struct Checkpoint {
     pub optimizer: Adam,
     /// The run's metadata.
     pub meta: CheckpointMeta,
+    /// The moving average of the weights, when the run keeps one.
+    pub ema: Option<Ema>,
 }
 
 fn tensor_bytes(tensor: &Tensor) -> Result<(Vec<usize>, Vec<u8>), ModelError> {
@@ -86,9 +90,15 @@ fn tensor_bytes(tensor: &Tensor) -> Result<(Vec<usize>, Vec<u8>), ModelError> {
 /// file created in the same folder, synced, renamed over `path`, and the
 /// folder synced (`atomic-write-file`), so a crash never leaves a partial
 /// file under `path`.
-pub fn save(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointMeta) -> Result<(), ModelError> {
+pub fn save(
+    path: &Path,
+    network: &Network,
+    optimizer: &Adam,
+    ema: Option<&Ema>,
+    meta: &CheckpointMeta,
+) -> Result<(), ModelError> {
     let file = path.display().to_string();
-    let bytes = encode(network, optimizer, meta, &file)?;
+    let bytes = encode(network, optimizer, ema, meta, &file)?;
     let written = (|| -> std::io::Result<()> {
         let mut temp = AtomicWriteFile::open(path)?;
         temp.write_all(&bytes)?;
@@ -98,8 +108,8 @@ pub fn save(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointM
 }
 
 /// Every tensor of a checkpoint with its name: the network's, then the
-/// optimizer's moments of each trainable tensor.
-fn named_state<'a>(network: &'a Network, optimizer: &'a Adam) -> Vec<(String, &'a Tensor)> {
+/// optimizer's moments of each trainable tensor, then the average's.
+fn named_state<'a>(network: &'a Network, optimizer: &'a Adam, ema: Option<&'a Ema>) -> Vec<(String, &'a Tensor)> {
     let mut state: Vec<(String, &Tensor)> =
         network.named_tensors().into_iter().map(|(spec, tensor)| (spec.name.to_owned(), tensor)).collect();
     let trainable = network.named_tensors().into_iter().filter(|(spec, _)| spec.role.is_trainable());
@@ -107,14 +117,19 @@ fn named_state<'a>(network: &'a Network, optimizer: &'a Adam) -> Vec<(String, &'
         state.push((format!("optimizer.exp_avg.{}", spec.name), exp_avg));
         state.push((format!("optimizer.exp_avg_sq.{}", spec.name), exp_avg_sq));
     }
+    if let Some(ema) = ema {
+        state.extend(
+            ema.network().named_tensors().into_iter().map(|(spec, tensor)| (format!("ema.{}", spec.name), tensor)),
+        );
+    }
     state
 }
 
 /// Checks that every weight, moving average and optimizer moment is finite,
 /// with one reduction on the device and one read by the host (a second only
 /// to name the culprit); [`ModelError::NonFinite`] names the first tensor that is not.
-pub fn check_finite(network: &Network, optimizer: &Adam) -> Result<(), ModelError> {
-    let state = named_state(network, optimizer);
+pub fn check_finite(network: &Network, optimizer: &Adam, ema: Option<&Ema>) -> Result<(), ModelError> {
+    let state = named_state(network, optimizer, ema);
     let all_finite = tch::no_grad(|| {
         let flags: Vec<Tensor> = state
             .iter()
@@ -141,26 +156,19 @@ pub fn check_finite(network: &Network, optimizer: &Adam) -> Result<(), ModelErro
 /// that write the file their own way (the trainer's run directory). Refuses
 /// a state that is not finite ([`check_finite`]): such a file could only
 /// spread the damage.
-pub fn encode(network: &Network, optimizer: &Adam, meta: &CheckpointMeta, file: &str) -> Result<Vec<u8>, ModelError> {
-    check_finite(network, optimizer)?;
+pub fn encode(
+    network: &Network,
+    optimizer: &Adam,
+    ema: Option<&Ema>,
+    meta: &CheckpointMeta,
+    file: &str,
+) -> Result<Vec<u8>, ModelError> {
+    check_finite(network, optimizer, ema)?;
     let file = file.to_owned();
-    let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (spec, tensor) in network.named_tensors() {
-        let (shape, bytes) = tensor_bytes(tensor)?;
-        entries.push((spec.name.to_owned(), shape, bytes));
-    }
-    let trainable_names: Vec<&str> = network
-        .named_tensors()
-        .iter()
-        .filter(|(spec, _)| spec.role.is_trainable())
-        .map(|(spec, _)| spec.name)
-        .collect();
-    for ((name, exp_avg), exp_avg_sq) in trainable_names.iter().zip(optimizer.exp_avg()).zip(optimizer.exp_avg_sq()) {
-        let (shape, bytes) = tensor_bytes(exp_avg)?;
-        entries.push((format!("optimizer.exp_avg.{name}"), shape, bytes));
-        let (shape, bytes) = tensor_bytes(exp_avg_sq)?;
-        entries.push((format!("optimizer.exp_avg_sq.{name}"), shape, bytes));
-    }
+    let entries: Vec<(String, Vec<usize>, Vec<u8>)> = named_state(network, optimizer, ema)
+        .into_iter()
+        .map(|(name, tensor)| tensor_bytes(tensor).map(|(shape, bytes)| (name, shape, bytes)))
+        .collect::<Result<_, _>>()?;
     let views: Vec<(String, TensorView<'_>)> = entries
         .iter()
         .map(|(name, shape, bytes)| {
@@ -191,6 +199,9 @@ pub fn encode(network: &Network, optimizer: &Adam, meta: &CheckpointMeta, file: 
         "class_names".to_owned(),
         serde_json::to_string(&meta.dataset.class_names).expect("a list of strings is JSON"),
     );
+    if let Some(ema) = ema {
+        metadata.insert("ema_decay".to_owned(), format!("{:?}", ema.decay()));
+    }
     if let Some((accuracy, epoch)) = meta.best_validation_accuracy {
         metadata.insert("best_validation_accuracy".to_owned(), format!("{accuracy:?}"));
         metadata.insert("best_epoch".to_owned(), epoch.to_string());
@@ -205,6 +216,8 @@ struct Header {
     adam: AdamConfig,
     optimizer_step: u64,
     meta: CheckpointMeta,
+    /// The decay of the weights' average the file holds, if it holds one.
+    ema_decay: Option<f64>,
 }
 
 fn parse_header(file: &str, metadata: &HashMap<String, String>) -> Result<Header, ModelError> {
@@ -249,6 +262,7 @@ fn parse_header(file: &str, metadata: &HashMap<String, String>) -> Result<Header
         dataset: parse_dataset(metadata).map_err(bad)?,
     };
     let optimizer_step = parse_u64("optimizer.step")?;
+    let ema_decay = parse_ema_decay(metadata).map_err(bad)?;
     // Adam raises its betas to the step count as an `i32`.
     if optimizer_step > i32::MAX as u64 {
         return Err(bad(format!(
@@ -261,7 +275,19 @@ fn parse_header(file: &str, metadata: &HashMap<String, String>) -> Result<Header
     {
         return Err(bad(format!("metadata `best_validation_accuracy` is {accuracy}, expected a value in [0, 1]")));
     }
-    Ok(Header { architecture, adam, optimizer_step, meta })
+    Ok(Header { architecture, adam, optimizer_step, meta, ema_decay })
+}
+
+/// The `ema_decay` metadata: the decay of the weights' average the file
+/// holds, `None` when it holds none.
+fn parse_ema_decay(metadata: &HashMap<String, String>) -> Result<Option<f64>, String> {
+    let Some(text) = metadata.get("ema_decay") else {
+        return Ok(None);
+    };
+    match text.parse::<f64>() {
+        Ok(decay) if decay > 0.0 && decay < 1.0 => Ok(Some(decay)),
+        _ => Err(format!("metadata `ema_decay` is {text:?}, expected a number in (0, 1)")),
+    }
 }
 
 /// The `dataset` and `class_names` metadata; both absent means MNIST.
@@ -323,8 +349,8 @@ pub fn read_meta(path: &Path) -> Result<(Architecture, CheckpointMeta), ModelErr
 }
 
 /// The largest file a checkpoint of this project can be: every tensor of
-/// the largest architecture and the Adam moments of its trainable ones, as
-/// `f32`, plus 1 MiB for the header.
+/// the largest architecture, their average and the Adam moments of its
+/// trainable ones, as `f32`, plus 1 MiB for the header.
 pub fn max_file_bytes() -> u64 {
     let tensor_bytes = |architecture: Architecture| -> u64 {
         architecture
@@ -332,7 +358,8 @@ pub fn max_file_bytes() -> u64 {
             .iter()
             .map(|spec| {
                 let values: i64 = spec.shape.iter().product();
-                let copies = if spec.role.is_trainable() { 3 } else { 1 };
+                // The tensor, its average, and for a trainable one Adam's two moments.
+                let copies = if spec.role.is_trainable() { 4 } else { 2 };
                 values as u64 * 4 * copies
             })
             .sum()
@@ -391,7 +418,7 @@ fn read_tensors(
 /// };
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("net-2.safetensors");
-/// checkpoint::save(&path, &network, &optimizer, &meta)?;
+/// checkpoint::save(&path, &network, &optimizer, None, &meta)?;
 /// let loaded = checkpoint::load(&path, Device::Cpu)?;
 /// assert_eq!(loaded.meta, meta);
 /// assert_eq!(loaded.network.architecture(), Architecture::Intended);
@@ -415,7 +442,7 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
     let (_, header) = SafeTensors::read_metadata(&bytes)
         .map_err(|error| bad(format!("not a safetensors file, or a truncated one ({error})")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let Header { architecture, adam, optimizer_step, meta } = parse_header(&file, &metadata)?;
+    let Header { architecture, adam, optimizer_step, meta, ema_decay } = parse_header(&file, &metadata)?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|error| bad(format!("corrupt tensor data ({error})")))?;
     let specs = architecture.tensor_specs();
     let mut expected: Vec<(String, Vec<i64>)> =
@@ -423,6 +450,9 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
     for spec in specs.iter().filter(|spec| spec.role.is_trainable()) {
         expected.push((format!("optimizer.exp_avg.{}", spec.name), spec.shape.clone()));
         expected.push((format!("optimizer.exp_avg_sq.{}", spec.name), spec.shape.clone()));
+    }
+    if ema_decay.is_some() {
+        expected.extend(specs.iter().map(|spec| (format!("ema.{}", spec.name), spec.shape.clone())));
     }
     let mut read = read_tensors(&tensors, &expected, architecture, &bad)?;
 
@@ -441,5 +471,13 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, ModelError> {
     };
     let (exp_avg, exp_avg_sq) = (moments("exp_avg")?, moments("exp_avg_sq")?);
     let optimizer = Adam::from_state(adam, optimizer_step, exp_avg, exp_avg_sq);
-    Ok(Checkpoint { network, optimizer, meta })
+    let ema = match ema_decay {
+        Some(decay) => {
+            let averaged =
+                specs.iter().map(|spec| take(&format!("ema.{}", spec.name))).collect::<Result<Vec<_>, _>>()?;
+            Some(Ema::from_network(decay, Network::from_tensors(architecture, device, averaged)?)?)
+        }
+        None => None,
+    };
+    Ok(Checkpoint { network, optimizer, meta, ema })
 }

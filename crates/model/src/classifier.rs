@@ -56,12 +56,19 @@ pub struct ForInference {
 
 /// Loads a checkpoint to run it and checks that its numbers are finite; the
 /// caller decides whether a checkpoint with [`ForInference::non_finite`] is used.
+/// A checkpoint of a run that averages its weights (`--ema`) is run with the
+/// average: its `network` is the average, which is what the run validated
+/// and tested (the trained weights are only needed to train on).
 ///
 /// # Errors
 /// The file cannot be read or is not a checkpoint of this program.
 pub fn load_for_inference(path: &Path, device: Device) -> Result<ForInference, ModelError> {
-    let checkpoint = checkpoint::load(path, device)?;
-    let non_finite = checkpoint::check_finite(&checkpoint.network, &checkpoint.optimizer).err();
+    let mut checkpoint = checkpoint::load(path, device)?;
+    let non_finite =
+        checkpoint::check_finite(&checkpoint.network, &checkpoint.optimizer, checkpoint.ema.as_ref()).err();
+    if let Some(ema) = checkpoint.ema.take() {
+        checkpoint.network = ema.into_network();
+    }
     Ok(ForInference { checkpoint, non_finite })
 }
 

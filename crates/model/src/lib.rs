@@ -7,6 +7,7 @@ pub mod adam;
 pub mod checkpoint;
 pub mod classifier;
 pub mod device;
+pub mod ema;
 pub mod eval;
 #[allow(unsafe_code)]
 mod fused;
@@ -18,6 +19,7 @@ pub use adam::{Adam, AdamConfig, AdamKernel};
 pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};
 pub use classifier::{Classifier, ForInference, load_for_inference};
 pub use device::{DeviceError, DeviceRequest};
+pub use ema::Ema;
 pub use eval::{
     Evaluation, StepOnDevice, StepResult, evaluate, predict, probabilities, train_step, train_step_in,
     train_step_on_device,
@@ -101,6 +103,14 @@ pub enum ModelError {
         /// The precision asked for (`bf16`).
         precision: &'static str,
         /// Why it is refused.
+        reason: String,
+    },
+    /// A setting outside its range.
+    #[error("{setting}: {reason}")]
+    Setting {
+        /// Which setting.
+        setting: &'static str,
+        /// What is wrong with its value.
         reason: String,
     },
     /// A libtorch operation failed: out of memory on a device, for example.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use model::checkpoint::{self, CheckpointMeta, DatasetMeta};
-use model::{Adam, AdamConfig, Architecture, Network, train_step};
+use model::{Adam, AdamConfig, Architecture, Ema, Network, train_step};
 use tch::{Device, Kind, Tensor};
 
 /// libtorch's random generator is global to the process, and the tests of a
@@ -65,7 +65,7 @@ fn save_then_load_gives_identical_outputs_optimizer_state_and_metadata() {
     for architecture in [Architecture::Intended, Architecture::Seed] {
         let (network, adam) = trained(architecture, 3);
         let path = dir.path().join(format!("net-{}.safetensors", architecture.name()));
-        checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+        checkpoint::save(&path, &network, &adam, None, &meta()).unwrap();
         let loaded = checkpoint::load(&path, Device::Cpu).unwrap();
         assert_eq!(loaded.meta, meta());
         assert_eq!(checkpoint::read_meta(&path).unwrap(), (architecture, meta()));
@@ -99,7 +99,7 @@ fn a_resumed_run_continues_exactly_as_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("resume.safetensors");
     let (uninterrupted, mut adam) = trained(Architecture::Intended, 3);
-    checkpoint::save(&path, &uninterrupted, &adam, &meta()).unwrap();
+    checkpoint::save(&path, &uninterrupted, &adam, None, &meta()).unwrap();
     let mut resumed = checkpoint::load(&path, Device::Cpu).unwrap();
     for step in 3..6 {
         let (images, labels) = batch(100 + step);
@@ -136,7 +136,7 @@ fn a_tensor_of_the_wrong_shape_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let (network, adam) = trained(Architecture::Seed, 0);
     let path = dir.path().join("seed.safetensors");
-    checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+    checkpoint::save(&path, &network, &adam, None, &meta()).unwrap();
     // Relabel the seed network's file as the intended one: conv2 then has the wrong shape.
     let bytes = std::fs::read(&path).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -164,7 +164,7 @@ fn missing_truncated_and_foreign_files_are_clear_errors() {
 
     let (network, adam) = trained(Architecture::Intended, 0);
     let path = dir.path().join("full.safetensors");
-    checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+    checkpoint::save(&path, &network, &adam, None, &meta()).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let truncated = dir.path().join("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
@@ -233,7 +233,7 @@ fn the_data_set_is_recorded_and_older_files_read_as_mnist() {
     let dir = tempfile::tempdir().unwrap();
     let (network, adam) = trained(Architecture::Intended, 0);
     let path = dir.path().join("fashion.safetensors");
-    checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+    checkpoint::save(&path, &network, &adam, None, &meta()).unwrap();
     let (_, read) = checkpoint::read_meta(&path).unwrap();
     assert_eq!(read.dataset, meta().dataset);
 
@@ -260,7 +260,7 @@ fn metadata_numbers_must_be_finite_and_counters_in_range() {
     let dir = tempfile::tempdir().unwrap();
     let (network, adam) = trained(Architecture::Intended, 0);
     let path = dir.path().join("good.safetensors");
-    checkpoint::save(&path, &network, &adam, &meta()).unwrap();
+    checkpoint::save(&path, &network, &adam, None, &meta()).unwrap();
     let cases: [(&str, &str, &str); 5] = [
         ("optimizer.learning_rate", "NaN", "metadata `optimizer.learning_rate` is NaN, expected a finite number"),
         ("optimizer.beta2", "inf", "metadata `optimizer.beta2` is inf, expected a finite number"),
@@ -288,13 +288,13 @@ fn a_state_that_is_not_finite_is_never_saved() {
     let _rng = rng_lock();
     let dir = tempfile::tempdir().unwrap();
     let (network, adam) = trained(Architecture::Intended, 2);
-    checkpoint::check_finite(&network, &adam).unwrap();
+    checkpoint::check_finite(&network, &adam, None).unwrap();
     let fc4 = network.named_tensors().into_iter().find(|(spec, _)| spec.name == "fc4.weight").unwrap().1;
     tch::no_grad(|| {
         let _ = fc4.shallow_clone().narrow(0, 3, 1).fill_(f64::NAN);
     });
     let path = dir.path().join("never.safetensors");
-    let error = checkpoint::save(&path, &network, &adam, &meta()).unwrap_err();
+    let error = checkpoint::save(&path, &network, &adam, None, &meta()).unwrap_err();
     assert!(matches!(&error, model::ModelError::NonFinite { tensor } if tensor == "fc4.weight"), "{error}");
     assert!(!path.exists(), "a non-finite state was written");
 
@@ -302,7 +302,7 @@ fn a_state_that_is_not_finite_is_never_saved() {
     tch::no_grad(|| {
         let _ = adam.exp_avg_sq()[2].shallow_clone().narrow(0, 0, 1).fill_(f64::INFINITY);
     });
-    let error = checkpoint::check_finite(&network, &adam).unwrap_err();
+    let error = checkpoint::check_finite(&network, &adam, None).unwrap_err();
     assert_eq!(error.to_string(), "tensor `optimizer.exp_avg_sq.conv2.weight` holds NaN or infinite values");
 }
 
@@ -317,4 +317,50 @@ fn a_file_larger_than_any_checkpoint_is_refused_before_it_is_read() {
     // The bound holds the largest network: the seed's, with its 12,544-input fc4.
     assert!(checkpoint::max_file_bytes() > 3 * 12_544 * 1024 * 4);
     assert!(checkpoint::max_file_bytes() < 200 << 20);
+}
+
+#[test]
+fn the_weights_average_is_saved_loaded_and_used_for_inference() {
+    let _rng = rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (network, adam) = trained(Architecture::Intended, 3);
+    let mut ema = Ema::new(0.9, &Network::new(Architecture::Intended, Device::Cpu).unwrap()).unwrap();
+    ema.update(&network, 50).unwrap();
+    let path = dir.path().join("averaged.safetensors");
+    checkpoint::save(&path, &network, &adam, Some(&ema), &meta()).unwrap();
+
+    let loaded = checkpoint::load(&path, Device::Cpu).unwrap();
+    let restored = loaded.ema.as_ref().expect("the average is read back");
+    assert_eq!(restored.decay(), 0.9);
+    for ((spec, original), (_, read)) in
+        ema.network().named_tensors().into_iter().zip(restored.network().named_tensors())
+    {
+        assert!(original.equal(read), "{}", spec.name);
+    }
+    // Training resumes from the trained weights; inference runs the average.
+    let (images, _) = batch(5);
+    assert!(loaded.network.forward(&images, false).unwrap().equal(&network.forward(&images, false).unwrap()));
+    let inference = model::load_for_inference(&path, Device::Cpu).unwrap();
+    let averaged = ema.network().forward(&images, false).unwrap();
+    assert!(inference.checkpoint.network.forward(&images, false).unwrap().equal(&averaged));
+    assert!(!averaged.equal(&network.forward(&images, false).unwrap()));
+    // A file without an average has none; one whose average is cut out is refused naming the tensor.
+    let plain = dir.path().join("plain.safetensors");
+    checkpoint::save(&plain, &network, &adam, None, &meta()).unwrap();
+    assert!(checkpoint::load(&plain, Device::Cpu).unwrap().ema.is_none());
+    let bytes = std::fs::read(&path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        tensors.tensors().into_iter().filter(|(name, _)| name != "ema.fco.bias").collect();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, safetensors::serialize(kept, header.metadata().clone()).unwrap()).unwrap();
+    let message = checkpoint::load(&cut, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("tensor `ema.fco.bias` is missing"), "{message}");
+    let mut metadata = header.metadata().clone().unwrap();
+    metadata.insert("ema_decay".into(), "1.5".into());
+    let odd = dir.path().join("odd.safetensors");
+    std::fs::write(&odd, safetensors::serialize(tensors.tensors(), Some(metadata)).unwrap()).unwrap();
+    let message = checkpoint::load(&odd, Device::Cpu).unwrap_err().to_string();
+    assert!(message.contains("metadata `ema_decay` is \"1.5\", expected a number in (0, 1)"), "{message}");
 }

@@ -17,6 +17,8 @@ pub struct Recipe {
     pub batch_size: u64,
     /// The data set (`mnist`, `fashion-mnist`).
     pub dataset: String,
+    /// The decay of the weights' moving average, which is validated and tested (`None`: no average).
+    pub ema: Option<f64>,
     /// Adam's learning rate the run started with.
     pub learning_rate: f64,
     /// The network (`intended`, `seed`).
@@ -76,7 +78,7 @@ impl Recipe {
     /// ```
     /// # use runfiles::Recipe;
     /// let recorded = Recipe {
-    ///     augment: "seed".into(), batch_size: 50, dataset: "mnist".into(), learning_rate: 0.001,
+    ///     augment: "seed".into(), batch_size: 50, dataset: "mnist".into(), ema: None, learning_rate: 0.001,
     ///     network: "intended".into(), patience: None, precision: "fp32".into(), schedule: "constant".into(), seed: 0,
     ///     train_accuracy_images: 500,
     ///     train_images: None, validation_size: 5000,
@@ -112,6 +114,7 @@ pub(crate) mod tests {
             augment: "seed".into(),
             batch_size: 50,
             dataset: "mnist".into(),
+            ema: None,
             learning_rate: 0.001,
             network: "intended".into(),
             patience: None,
@@ -139,7 +142,7 @@ pub(crate) mod tests {
     fn a_change_of_any_field_is_a_difference_naming_it() {
         let base = recipe();
         let Value::Object(fields) = serde_json::to_value(&base).unwrap() else { unreachable!() };
-        assert_eq!(fields.len(), 12, "a new field: this test covers it by itself");
+        assert_eq!(fields.len(), 13, "a new field: this test covers it by itself");
         for (key, value) in &fields {
             let mut changed = fields.clone();
             changed.insert(key.clone(), other(value));
@@ -161,7 +164,7 @@ pub(crate) mod tests {
         assert_eq!((read.precision.as_str(), read.train_accuracy_images), ("fp32", 500));
         assert_eq!((read.augment.as_str(), read.batch_size, read.train_images), ("none", 100, Some(1000)));
         assert_eq!(read.schedule, "constant", "runs from before schedules were recorded had none");
-        assert_eq!(read.patience, None, "runs from before patience ran every epoch");
+        assert_eq!((read.patience, read.ema), (None, None), "runs from before these ran every epoch, unaveraged");
         let unknown = serde_json::json!({"warmup": 5});
         let message = Recipe::from_recorded(&unknown, &defaults).unwrap_err().to_string();
         assert!(message.contains("unknown field `warmup`"), "{message}");

@@ -344,6 +344,7 @@ mod tests {
             augment: "seed".into(),
             batch_size: 50,
             dataset: "mnist".into(),
+            ema: None,
             learning_rate: 0.001,
             network: "intended".into(),
             patience: None,

@@ -193,6 +193,9 @@ pub struct TrainArgs {
     /// The learning-rate schedule over the run: `constant` (the seed's), `exponential:DECAY` (per epoch), `cosine:EPOCHS[,FLOOR]`, `step:EVERY,FACTOR`, `warmup:EPOCHS:SCHEDULE`; see docs/TRAINING.md.
     #[arg(long, default_value = "constant", value_name = "SPEC", value_parser = schedule_spec)]
     pub schedule: String,
+    /// Keep a moving average of the weights with this decay (for example 0.999) and validate, keep and test it instead of the last weights (off unless given).
+    #[arg(long, value_name = "DECAY", value_parser = ema_decay)]
+    pub ema: Option<f64>,
     /// Stop when the validation accuracy has not improved for this many epochs (off unless given); the best epoch's checkpoint is still the one tested.
     #[arg(long, value_name = "EPOCHS", value_parser = clap::value_parser!(u64).range(1..))]
     pub patience: Option<u64>,
@@ -263,6 +266,12 @@ pub struct TrainArgs {
 /// `--augment`: a pipeline this build knows, as its recorded spec.
 fn augment_spec(text: &str) -> Result<String, String> {
     augment::Pipeline::parse(text).map(|pipeline| pipeline.spec()).map_err(|error| error.to_string())
+}
+
+/// `--ema`: a decay in (0, 1).
+fn ema_decay(text: &str) -> Result<f64, String> {
+    let decay: f64 = text.parse().map_err(|_| format!("expected a number in (0, 1), found {text:?}"))?;
+    if decay > 0.0 && decay < 1.0 { Ok(decay) } else { Err(format!("expected a number in (0, 1), found {decay}")) }
 }
 
 /// `--schedule`: a schedule this build knows, as its recorded spec.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use atomic_write_file::AtomicWriteFile;
-use model::{Adam, CheckpointMeta, Network};
+use model::{Adam, CheckpointMeta, Ema, Network};
 use runfiles::Record;
 
 use crate::fault;
@@ -268,11 +268,18 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
     written.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Writes a checkpoint of `network`, `optimizer` and `meta` to `path`, the
-/// run directory's way: atomically and durably, and never a state that is
-/// not finite (`model::checkpoint::encode` refuses it).
-pub fn write_checkpoint(path: &Path, network: &Network, optimizer: &Adam, meta: &CheckpointMeta) -> Result<()> {
-    let bytes = model::checkpoint::encode(network, optimizer, meta, &path.display().to_string())?;
+/// Writes a checkpoint of `network`, `optimizer`, the weights' average
+/// `ema` (when the run keeps one) and `meta` to `path`, the run directory's
+/// way: atomically and durably, and never a state that is not finite
+/// (`model::checkpoint::encode` refuses it).
+pub fn write_checkpoint(
+    path: &Path,
+    network: &Network,
+    optimizer: &Adam,
+    ema: Option<&Ema>,
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    let bytes = model::checkpoint::encode(network, optimizer, ema, meta, &path.display().to_string())?;
     let written = (|| -> std::io::Result<()> {
         let mut file = AtomicWriteFile::open(path)?;
         let (first, second) = bytes.split_at(bytes.len() / 2);

@@ -44,7 +44,7 @@ fn trained_checkpoint(dir: &Path, architecture: Architecture) -> (PathBuf, Netwo
     tch::no_grad(|| drop(network.forward(&Tensor::rand([32, 28, 28], (Kind::Float, Device::Cpu)), true).unwrap()));
     let adam = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
     let path = dir.join(format!("{}.safetensors", architecture.name()));
-    checkpoint::save(&path, &network, &adam, &CheckpointMeta::default()).unwrap();
+    checkpoint::save(&path, &network, &adam, None, &CheckpointMeta::default()).unwrap();
     (path, network)
 }
 

@@ -212,7 +212,7 @@ fn a_fashion_checkpoint_names_its_classes_and_lays_items_out_its_way() {
         ..model::CheckpointMeta::default()
     };
     let checkpoint = dir.path().join("fashion.safetensors");
-    model::checkpoint::save(&checkpoint, &network, &adam, &meta).unwrap();
+    model::checkpoint::save(&checkpoint, &network, &adam, None, &meta).unwrap();
     // A tall dark item on white: Fashion-MNIST scales its longer side to all 28 rows.
     let mut photo = Array2::from_elem((200, 120), 1.0f32);
     photo.slice_mut(s![20..180, 40..80]).fill(0.2);
@@ -249,7 +249,7 @@ fn a_checkpoint_of_a_data_set_this_build_does_not_know_is_an_error_never_mnist()
         ..model::CheckpointMeta::default()
     };
     let checkpoint = dir.path().join("klingon.safetensors");
-    model::checkpoint::save(&checkpoint, &network, &adam, &meta).unwrap();
+    model::checkpoint::save(&checkpoint, &network, &adam, None, &meta).unwrap();
     let mut photo = Array2::from_elem((100, 100), 1.0f32);
     photo.slice_mut(s![20..80, 45..55]).fill(0.0);
     let path = dir.path().join("glyph.png");

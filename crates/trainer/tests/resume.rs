@@ -95,19 +95,32 @@ fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_the_uninterrupted_one() {
 }
 
 #[test]
-fn a_run_under_a_schedule_resumed_mid_epoch_equals_the_uninterrupted_one() {
-    // Warm-up then cosine: the rate differs at every step, so a step counted wrong shows.
-    let schedule = ["--schedule", "warmup:1:cosine:2,0.1"];
+fn a_run_under_a_schedule_and_a_weights_average_resumed_mid_epoch_equals_the_uninterrupted_one() {
+    // Warm-up then cosine: the rate differs at every step, so a step counted
+    // wrong shows; the average's decay depends on the step too.
+    let recipe = ["--schedule", "warmup:1:cosine:2,0.1", "--ema", "0.99"];
     let uninterrupted = tempfile::tempdir().unwrap();
-    assert_success(&train(uninterrupted.path(), &["--epochs", "2", schedule[0], schedule[1]]));
+    let flags: Vec<&str> = ["--epochs", "2"].iter().chain(&recipe).copied().collect();
+    assert_success(&train(uninterrupted.path(), &flags));
     let dir = tempfile::tempdir().unwrap();
-    interrupt_in_the_second_epoch_then_resume(dir.path(), &schedule, "-TERM");
+    interrupt_in_the_second_epoch_then_resume(dir.path(), &recipe, "-TERM");
     assert_same_run(uninterrupted.path(), dir.path());
+    for name in ["last.safetensors", "best.safetensors"] {
+        let loaded = model::checkpoint::load(&dir.path().join(name), tch::Device::Cpu).unwrap();
+        assert_eq!(loaded.ema.map(|ema| ema.decay()), Some(0.99), "{name} holds the average");
+    }
     let records = common::metrics(dir.path());
     let rates: Vec<f64> = records.iter().filter_map(|record| record["learning_rate"].as_f64()).collect();
     assert!(rates.len() == 2 && rates[1] < rates[0] && rates[1] >= 0.0001, "{rates:?}");
-    // And the schedule made a difference: the constant rate's run is another.
+    // The recipe made a difference: the seed's recipe gives another run.
     assert_ne!(metrics_without_timings(reference()), metrics_without_timings(dir.path()));
+    // The test record is the average's accuracy, which `evaluate` reproduces from the best checkpoint.
+    let test = records.iter().find_map(|record| record.get("test")).unwrap();
+    let best = dir.path().join("best.safetensors").display().to_string();
+    let evaluated = common::run(&["evaluate", "--checkpoint", &best, "--device", "cpu", "--json"]);
+    assert_success(&evaluated);
+    let evaluated: serde_json::Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+    assert_eq!(evaluated["n_correct"], test["n_correct"], "{evaluated}");
 }
 
 #[test]

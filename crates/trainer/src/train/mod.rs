@@ -310,6 +310,9 @@ impl Run {
         let precision = self.options.precision.into();
         let (network, optimizer) = (&self.state.network, &mut self.state.optimizer);
         let result = train_step_on_device(network, optimizer, &images, &labels, precision)?;
+        if let Some(ema) = &mut self.state.ema {
+            ema.update(&self.state.network, self.state.step)?;
+        }
         let position = StepPosition {
             epoch: self.state.epoch,
             step_in_epoch: batch.step_in_epoch,
@@ -325,7 +328,7 @@ impl Run {
     /// Stops the run if any weight, moving average or optimizer moment is
     /// not finite: no checkpoint is written, so the last good ones stay.
     fn check_finite(&self) -> Result<()> {
-        match checkpoint::check_finite(&self.state.network, &self.state.optimizer) {
+        match checkpoint::check_finite(&self.state.network, &self.state.optimizer, self.state.ema.as_ref()) {
             Ok(()) => Ok(()),
             Err(ModelError::NonFinite { tensor }) => {
                 let rate = self.state.optimizer.config.learning_rate;
@@ -346,9 +349,8 @@ impl Run {
     /// Saves the mid-epoch state to `last` and says how to resume.
     fn save_interrupted(&self) -> Result<()> {
         self.check_finite()?;
-        let meta = self.state.checkpoint_meta(&self.options, self.state.epoch)?;
         let path = self.dir.checkpoint(self.policy.on_interrupt());
-        run_dir::write_checkpoint(&path, &self.state.network, &self.state.optimizer, &meta)?;
+        self.state.write_checkpoint(&self.options, &path, self.state.epoch)?;
         report(&format!(
             "interrupted at epoch {} (0-based), step {} of {}: state saved to {}",
             self.state.epoch,
@@ -384,7 +386,7 @@ impl Run {
         let sample =
             streams::train_sample(options.seed, self.state.epoch, self.data.train.len(), options.train_accuracy_images);
         let (sample_images, sample_labels) = data::split_tensors(&self.data.train, Some(&sample), self.device)?;
-        let network = &self.state.network;
+        let network = self.state.evaluated_network();
         let train = evaluate(network, &sample_images, &sample_labels, options.eval_batch_size)?;
         let (validation_images, validation_labels) = &self.data.validation;
         let validation = evaluate(network, validation_images, validation_labels, options.eval_batch_size)?;
@@ -437,10 +439,9 @@ impl Run {
 
     /// Writes the checkpoints the policy names for the end of 0-based `epoch`.
     fn save_epoch_checkpoints(&self, epoch: u64, improved: bool) -> Result<()> {
-        let meta = self.state.checkpoint_meta(&self.options, self.state.epoch)?;
         for file in self.policy.at_epoch_end(epoch, improved) {
             let path = self.dir.checkpoint(file);
-            run_dir::write_checkpoint(&path, &self.state.network, &self.state.optimizer, &meta)?;
+            self.state.write_checkpoint(&self.options, &path, self.state.epoch)?;
             match file {
                 CheckpointFile::Epoch(_) => {
                     report(&format!(" [{}] SAVED.", path.display()));
@@ -473,7 +474,9 @@ impl Run {
             best_path.display()
         );
         let (test_images, test_labels) = data::split_tensors(&self.data.test, None, self.device)?;
-        let test = evaluate(&best.network, &test_images, &test_labels, self.options.eval_batch_size)?;
+        // The average of the weights when the run keeps one: what was validated.
+        let tested = best.ema.as_ref().map_or(&best.network, model::Ema::network);
+        let test = evaluate(tested, &test_images, &test_labels, self.options.eval_batch_size)?;
         report(&format!("TEST ACCURACY: {:.5}", test.accuracy()));
         let record = TestRecord {
             accuracy: test.accuracy(),

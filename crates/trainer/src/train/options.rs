@@ -67,6 +67,8 @@ pub struct RunOptions {
     pub schedule: Arc<dyn Schedule>,
     /// Stop after this many epochs without a better validation accuracy.
     pub patience: Option<u64>,
+    /// The decay of the weights' moving average, when the run keeps one.
+    pub ema: Option<f64>,
     /// Training images sampled each epoch for the training accuracy.
     pub train_accuracy_images: usize,
     /// Epochs in all (with a resume: counting those done).
@@ -114,6 +116,7 @@ impl RunOptions {
             learning_rate: args.learning_rate,
             schedule,
             patience: args.patience,
+            ema: args.ema,
             train_accuracy_images: args.train_accuracy_images,
             epochs: args.epochs,
             display_step: args.display_step,
@@ -142,6 +145,7 @@ impl RunOptions {
             augment: self.augment.spec(),
             batch_size: self.batch_size as u64,
             dataset: self.data.dataset.name.to_owned(),
+            ema: self.ema,
             learning_rate: self.learning_rate,
             network: name_of(self.network),
             patience: self.patience,

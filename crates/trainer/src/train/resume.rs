@@ -96,8 +96,7 @@ pub fn reconcile_best(options: &RunOptions, dir: &RunDir, inventory: &Inventory,
         best_path.display()
     );
     if state.trainer.step_in_epoch == 0 && state.epoch == best_epoch + 1 {
-        let meta = state.checkpoint_meta(options, state.epoch)?;
-        run_dir::write_checkpoint(&best_path, &state.network, &state.optimizer, &meta)?;
+        state.write_checkpoint(options, &best_path, state.epoch)?;
         tracing::warn!("rewrote {} from the resumed state (the end of epoch {best_epoch})", best_path.display());
         return Ok(());
     }
@@ -124,8 +123,7 @@ pub fn reconcile_last(options: &RunOptions, dir: &RunDir, inventory: &Inventory,
     let last = dir.last_checkpoint();
     let current = inventory.meta(&last).is_some_and(|meta| meta.step == state.step && meta.epoch == state.epoch);
     if !current && state.step > 0 {
-        let meta = state.checkpoint_meta(options, state.epoch)?;
-        run_dir::write_checkpoint(&last, &state.network, &state.optimizer, &meta)?;
+        state.write_checkpoint(options, &last, state.epoch)?;
         tracing::info!(
             "rewrote {} from the resumed state (epoch {}, step {})",
             last.display(),

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
-use model::{Adam, AdamConfig, CheckpointMeta, Network, checkpoint};
+use model::{Adam, AdamConfig, CheckpointMeta, Ema, Network, checkpoint};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
@@ -42,6 +42,8 @@ pub struct RunState {
     pub network: Network,
     /// Its optimizer.
     pub optimizer: Adam,
+    /// The moving average of its weights (`--ema`), which is what is evaluated.
+    pub ema: Option<Ema>,
     /// Completed epochs.
     pub epoch: u64,
     /// Optimizer steps taken.
@@ -59,8 +61,9 @@ impl RunState {
         let network = Network::new(options.network.into(), device)?;
         let config = AdamConfig { learning_rate: options.learning_rate, ..AdamConfig::default() };
         let optimizer = Adam::new(&network.trainable(), config)?;
+        let ema = options.ema.map(|decay| Ema::new(decay, &network)).transpose()?;
         let trainer = TrainerState::epoch_start(options.seed);
-        Ok(Self { network, optimizer, epoch: 0, step: 0, best: None, trainer })
+        Ok(Self { network, optimizer, ema, epoch: 0, step: 0, best: None, trainer })
     }
 
     /// The state to resume from: `from` (`--resume-from`), else the run's
@@ -111,6 +114,18 @@ impl RunState {
         if !(trainer.epoch_loss_sum.is_finite() && trainer.epoch_seconds.is_finite()) {
             return Err(bad("metadata `trainer_state` holds a number that is not finite".to_owned()));
         }
+        match (options.ema, loaded.ema.as_ref().map(Ema::decay)) {
+            (Some(wanted), Some(held)) if wanted != held => {
+                return Err(bad(format!("holds an average of the weights with decay {held}, but --ema is {wanted}")));
+            }
+            (Some(wanted), None) => {
+                return Err(bad(format!("holds no average of the weights, but --ema is {wanted}")));
+            }
+            (None, Some(held)) => {
+                return Err(bad(format!("holds an average of the weights (decay {held}), but --ema is not given")));
+            }
+            _ => {}
+        }
         tracing::info!(
             "resuming from {} (epoch {}, step {} of the run)",
             path.display(),
@@ -120,11 +135,24 @@ impl RunState {
         Ok(Self {
             network: loaded.network,
             optimizer: loaded.optimizer,
+            ema: loaded.ema,
             epoch: loaded.meta.epoch,
             step: loaded.meta.step,
             best: loaded.meta.best_validation_accuracy,
             trainer,
         })
+    }
+
+    /// The network whose accuracy counts: the average of the weights when
+    /// the run keeps one, else the trained network.
+    pub fn evaluated_network(&self) -> &Network {
+        self.ema.as_ref().map_or(&self.network, Ema::network)
+    }
+
+    /// Writes this state to the checkpoint `path`; `epoch` is the completed epochs.
+    pub fn write_checkpoint(&self, options: &RunOptions, path: &Path, epoch: u64) -> Result<()> {
+        let meta = self.checkpoint_meta(options, epoch)?;
+        crate::run_dir::write_checkpoint(path, &self.network, &self.optimizer, self.ema.as_ref(), &meta)
     }
 
     /// The checkpoint metadata of this state; `epoch` is the completed epochs.
@@ -177,7 +205,7 @@ mod tests {
             trainer_state: serde_json::to_string(&trainer).unwrap(),
             dataset: model::DatasetMeta::default(),
         };
-        checkpoint::save(&run.last_checkpoint(), &state.network, &state.optimizer, &meta).unwrap();
+        checkpoint::save(&run.last_checkpoint(), &state.network, &state.optimizer, None, &meta).unwrap();
         let message = format!("{:#}", resume(&run).unwrap_err());
         assert!(message.contains("`trainer_state.step_in_epoch` is 5000, but an epoch has 1100 steps"), "{message}");
         assert!(message.contains("last.safetensors"), "{message}");
@@ -185,9 +213,40 @@ mod tests {
         // A stop right after the epoch's last step (before its evaluation) is a valid place to resume.
         let trainer = TrainerState { step_in_epoch: 1100, ..TrainerState::epoch_start(options.seed) };
         let meta = model::CheckpointMeta { trainer_state: serde_json::to_string(&trainer).unwrap(), ..meta };
-        checkpoint::save(&run.last_checkpoint(), &state.network, &state.optimizer, &meta).unwrap();
+        checkpoint::save(&run.last_checkpoint(), &state.network, &state.optimizer, None, &meta).unwrap();
         let resumed = resume(&run).unwrap();
         assert_eq!(resumed.trainer.step_in_epoch, 1100);
+    }
+
+    #[test]
+    fn a_checkpoint_whose_weights_average_does_not_match_the_options_is_refused() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let args = ["trainer", "--resume"].iter().chain(extra).copied();
+            RunOptions::from_args(&crate::cli::Cli::try_parse_from(args).unwrap().train).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let run = crate::run_dir::RunDir::new(dir.path());
+        let resume = |options: &RunOptions| {
+            let inventory = Inventory::take(&run).unwrap();
+            let opening = Opening { dir: run.path(), inventory: &inventory, device: Device::Cpu, n_steps: 1100 };
+            RunState::resumed(options, &opening, None).map(|state| state.ema.map(|ema| ema.decay()))
+        };
+        let averaged = parse(&["--ema", "0.99"]);
+        let state = RunState::fresh(&averaged, Device::Cpu).unwrap();
+        state.write_checkpoint(&averaged, &run.last_checkpoint(), 0).unwrap();
+        assert_eq!(resume(&averaged).unwrap(), Some(0.99));
+        for (options, expected) in [
+            (parse(&[]), "holds an average of the weights (decay 0.99), but --ema is not given"),
+            (parse(&["--ema", "0.9"]), "holds an average of the weights with decay 0.99, but --ema is 0.9"),
+        ] {
+            let message = format!("{:#}", resume(&options).unwrap_err());
+            assert!(message.contains(expected), "{message}");
+        }
+        let plain = parse(&[]);
+        RunState::fresh(&plain, Device::Cpu).unwrap().write_checkpoint(&plain, &run.last_checkpoint(), 0).unwrap();
+        let message = format!("{:#}", resume(&averaged).unwrap_err());
+        assert!(message.contains("holds no average of the weights, but --ema is 0.99"), "{message}");
     }
 
     #[test]
