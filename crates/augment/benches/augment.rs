@@ -11,6 +11,9 @@ use augment::original::{Scratch, augment_fused_into, augment_original_into};
 use augment::{Augmenter, Order, ParamRanges, Pipeline};
 use ndarray::{Array2, Array3, Axis, s};
 
+/// The seed's affine followed by Simard's elastic distortion.
+const ELASTIC: &str = "seed+elastic:34,4";
+
 fn load_digits(n_images: usize) -> Array3<f32> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
     let mnist = idx::mnist::Mnist::load(&dir, idx::mnist::DEFAULT_VALIDATION_SIZE).expect("load MNIST");
@@ -74,11 +77,13 @@ fn main() {
     let seed_batch_1 = batch_rate(&images, "seed", 1);
     let seed_batch_all = batch_rate(&images, "seed", n_cores);
     let fused_batch_all = batch_rate(&images, "fused", n_cores);
+    let elastic_batch_1 = batch_rate(&images, ELASTIC, 1);
     if json {
         println!(
             "{{\"n_images\": {}, \"n_cores\": {n_cores}, \"seed_single_per_s\": {seed_single:.1}, \
              \"fused_single_per_s\": {fused_single:.1}, \"seed_batch_1_thread_per_s\": {seed_batch_1:.1}, \
-             \"seed_batch_all_threads_per_s\": {seed_batch_all:.1}, \"fused_batch_all_threads_per_s\": {fused_batch_all:.1}}}",
+             \"seed_batch_all_threads_per_s\": {seed_batch_all:.1}, \"fused_batch_all_threads_per_s\": {fused_batch_all:.1}, \
+             \"seed_elastic_batch_1_thread_per_s\": {elastic_batch_1:.1}}}",
             images.len_of(Axis(0))
         );
     } else {
@@ -98,5 +103,9 @@ fn main() {
             seed_batch_all / seed_batch_1
         );
         println!("  fused mode, batch, {n_cores} threads:             {fused_batch_all:>9.0} images/s");
+        println!(
+            "  {ELASTIC}, batch, 1 thread:  {elastic_batch_1:>9.0} images/s ({:.2} us/image)",
+            1e6 / elastic_batch_1
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! Writes a PNG grid of MNIST digits before and after augmentation, so anyone
 //! can see that the transformation is sane:
 //!
-//!     cargo run --release -p augment --example augment_grid -- [OUTPUT.png] [N_DIGITS]
+//!     cargo run --release -p augment --example augment_grid -- [OUTPUT.png] [N_DIGITS] [PIPELINE...]
+//!     cargo run --release -p augment --example augment_grid -- docs/images/augment-elastic.png 8 elastic:34,4 seed+elastic:34,4
 //!
-//! Each row is one training digit: the original, then three seed-mode
-//! augmentations (epochs 0, 1, 2), then the fused mode for the same epochs,
+//! Each row is one training digit: the original, then three augmentations
+//! (epochs 0, 1, 2) by each pipeline in turn; by default `seed` and `fused`,
 //! which applies the same random transformations in one pass.
 
 use std::fs::File;
@@ -22,6 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let output_path = PathBuf::from(args.next().unwrap_or_else(|| "augment-grid.png".to_owned()));
     let n_digits: usize = args.next().map(|text| text.parse()).transpose()?.unwrap_or(8);
+    let mut specs: Vec<String> = args.collect();
+    if specs.is_empty() {
+        specs = vec!["seed".to_owned(), "fused".to_owned()];
+    }
 
     let data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
     let mnist = idx::mnist::Mnist::load(&data_dir, idx::mnist::DEFAULT_VALIDATION_SIZE)?;
@@ -29,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let indices: Vec<u64> = (0..n_digits as u64).collect();
 
     let mut columns = vec![digits.clone()];
-    for spec in ["seed", "fused"] {
+    for spec in &specs {
         let augmenter = Augmenter::new(Pipeline::parse(spec)?, 2026);
         for epoch in 0..N_EPOCHS {
             let mut augmented = Array3::zeros(digits.dim());
@@ -60,11 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut writer = encoder.write_header()?;
     writer.write_image_data(canvas.as_slice().ok_or("canvas is contiguous")?)?;
     writer.finish()?;
-    println!(
-        "wrote {} ({n_digits} digits; columns: original, seed mode epochs 0-{}, fused mode epochs 0-{})",
-        output_path.display(),
-        N_EPOCHS - 1,
-        N_EPOCHS - 1
-    );
+    let columns: Vec<String> = specs.iter().map(|spec| format!("{spec} epochs 0-{}", N_EPOCHS - 1)).collect();
+    println!("wrote {} ({n_digits} digits; columns: original, {})", output_path.display(), columns.join(", "));
     Ok(())
 }

@@ -334,6 +334,97 @@ pub fn affine_transform_into(
     Ok(())
 }
 
+/// `scipy.ndimage.map_coordinates(image, [rows, cols], order, mode='constant', cval=0)`:
+/// output pixel `(r, c)` takes the input at `(rows[r, c], cols[r, c])`,
+/// 0 where that point is outside the image (or not a number).
+///
+/// ```
+/// use augment::{Order, Workspace, kernels::map_coordinates_into};
+/// use ndarray::Array2;
+///
+/// let image = Array2::from_shape_fn((5, 5), |(r, c)| (r * 5 + c) as f32);
+/// // Every pixel samples the one to its right: a shift left by one.
+/// let rows = Array2::from_shape_fn((5, 5), |(r, _)| r as f64);
+/// let cols = Array2::from_shape_fn((5, 5), |(_, c)| c as f64 + 1.0);
+/// let mut output = Array2::zeros((5, 5));
+/// map_coordinates_into(image.view(), rows.view(), cols.view(), Order::Linear, &mut Workspace::new(), output.view_mut())?;
+/// assert_eq!((output[[2, 0]], output[[2, 4]]), (11.0, 0.0));
+/// # Ok::<(), augment::AugmentError>(())
+/// ```
+///
+/// # Errors
+/// An empty image, or coordinates and output of different shapes.
+pub fn map_coordinates_into(
+    image: ArrayView2<'_, f32>,
+    rows_at: ArrayView2<'_, f64>,
+    cols_at: ArrayView2<'_, f64>,
+    order: Order,
+    workspace: &mut Workspace,
+    mut output: ArrayViewMut2<'_, f32>,
+) -> Result<(), AugmentError> {
+    check_image(&image)?;
+    for shape in [rows_at.dim(), cols_at.dim()] {
+        if shape != output.dim() {
+            return Err(AugmentError::OutputShape { expected: shape, found: output.dim() });
+        }
+    }
+    let shape = image.dim();
+    workspace.load(&image, order);
+    if order == Order::Cubic {
+        // The padded coefficients make every 4x4 block a plain slice, as in the affine loop.
+        workspace.pad(shape.0, shape.1);
+        let Workspace { padded, output_buffer, .. } = workspace;
+        output_buffer.clear();
+        output_buffer.resize(output.len(), 0.0);
+        let (rows_at, cols_at) = (rows_at.as_standard_layout(), cols_at.as_standard_layout());
+        let (Some(ys), Some(xs)) = (rows_at.as_slice(), cols_at.as_slice()) else {
+            unreachable!("standard layout is contiguous")
+        };
+        map_cubic(padded, shape, ys, xs, output_buffer);
+        let computed = ArrayView2::from_shape(output.dim(), output_buffer.as_slice()).expect("sized above");
+        output.assign(&computed);
+        return Ok(());
+    }
+    ndarray::Zip::from(&mut output).and(&rows_at).and(&cols_at).for_each(|pixel, &y, &x| {
+        *pixel = sample_general(&workspace.coefficients, shape, order, y, x) as f32;
+    });
+    Ok(())
+}
+
+/// The cubic spline of `padded` coefficients (an image of `rows x cols`,
+/// padded as [`Workspace::pad`] does) at the points `(ys[i], xs[i])`, into
+/// `output[i]`; 0 outside `[0, len - 1]` on either axis (or NaN), as SciPy's
+/// `mode='constant'`. [`LANES`] points at a time, as the affine loop, and
+/// compiled for AVX2 too.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn map_cubic(padded: &[f64], (rows, cols): (usize, usize), ys: &[f64], xs: &[f64], output: &mut [f32]) {
+    let padded_cols = cols + PAD_BEFORE + PAD_AFTER;
+    let (last_row, last_col) = (rows as f64 - 1.0, cols as f64 - 1.0);
+    for ((output_chunk, y_chunk), x_chunk) in output.chunks_mut(LANES).zip(ys.chunks(LANES)).zip(xs.chunks(LANES)) {
+        let (mut y, mut x, mut inside) = ([0.0f64; LANES], [0.0f64; LANES], [false; LANES]);
+        for lane in 0..output_chunk.len() {
+            let (point_y, point_x) = (y_chunk[lane], x_chunk[lane]);
+            inside[lane] = point_y >= 0.0 && point_y <= last_row && point_x >= 0.0 && point_x <= last_col;
+            // Outside lanes are parked on (0, 0), so every lane's arithmetic stays in range.
+            if inside[lane] {
+                (y[lane], x[lane]) = (point_y, point_x);
+            }
+        }
+        let (floor_y, floor_x) = (y.map(f64::floor), x.map(f64::floor));
+        let (row_weights, col_weights) = lane_weights((y, x), (floor_y, floor_x));
+        for (lane, pixel) in output_chunk.iter_mut().enumerate() {
+            if !inside[lane] {
+                *pixel = 0.0;
+                continue;
+            }
+            // Tap rows floor_y - 1 ..= floor_y + 2 are padded rows floor_y ..= floor_y + 3.
+            let base = floor_y[lane] as usize * padded_cols + floor_x[lane] as usize;
+            let block = &padded[base..base + 3 * padded_cols + 4];
+            *pixel = cubic_pixel(block, padded_cols, &row_weights, &col_weights, lane) as f32;
+        }
+    }
+}
+
 /// The input point `(y, x)` that output pixel `(r, c)` samples, with SciPy's
 /// operation order (sum over the output axes, then the offset). Every affine
 /// path uses this one function, so their coordinates agree to the bit.

@@ -76,7 +76,7 @@ impl ParamRanges {
 }
 
 /// SplitMix64's finaliser: spreads every input bit over the output.
-fn mix(value: u64) -> u64 {
+pub(crate) fn mix(value: u64) -> u64 {
     let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -109,11 +109,13 @@ impl ZoomPlan {
 /// Scratch space for one image's augmentation; reuse it across images.
 #[derive(Debug, Default, Clone)]
 pub struct Scratch {
-    workspace: Workspace,
+    pub(crate) workspace: Workspace,
     rotated: Vec<f32>,
     zoomed: Vec<f32>,
     /// The images between a pipeline's transforms.
     pub(crate) stages: [Vec<f32>; 2],
+    /// The elastic distortion's smoothing, for the last sigma and shape it saw.
+    pub(crate) smoothing: Option<crate::transform::SmoothingPlan>,
 }
 
 impl Scratch {

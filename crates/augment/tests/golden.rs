@@ -147,3 +147,44 @@ fn nan_propagates_like_scipy() {
     assert!(expected.iter().any(|value| value.is_nan()), "the fixture must hold NaN");
     check_all(&inputs, "rotate_nan.idx.gz", |_, image| augment::rotate(image, 10.0, Order::Cubic).unwrap());
 }
+
+/// The elastic distortion against SciPy (`data/make_golden_elastic.py`): the
+/// Gaussian-smoothed, scaled fields within 1e-9, and the image sampled at the
+/// displaced points within 1e-4 (NumPy's draws stand in for the key's).
+#[test]
+fn elastic_fields_and_sampling_match_scipy() {
+    use augment::kernels::map_coordinates_into;
+    use augment::transform::smooth_field;
+    let inputs = load3("elastic_inputs.idx.gz");
+    let params = load::<f64>("elastic_params.idx.gz").into_dimensionality::<ndarray::Ix2>().unwrap();
+    let raw = load::<f64>("elastic_raw.idx.gz").into_dimensionality::<ndarray::Ix4>().unwrap();
+    let scipy_fields = load::<f64>("elastic_fields.idx.gz").into_dimensionality::<ndarray::Ix4>().unwrap();
+    let expected = load3("elastic_output.idx.gz");
+    let expected_linear = load3("elastic_output_o1.idx.gz");
+    assert!(inputs.len_of(Axis(0)) >= 30);
+    let mut workspace = Workspace::new();
+    let mut worst = (0.0f64, 0.0f32);
+    for (index, image) in inputs.outer_iter().enumerate() {
+        let (alpha, sigma) = (params[[index, 0]], params[[index, 1]]);
+        let mut fields = Vec::new();
+        for axis in 0..2 {
+            let ours = smooth_field(raw.slice(s![index, axis, .., ..]), sigma, alpha).unwrap();
+            let gap =
+                (&ours - &scipy_fields.slice(s![index, axis, .., ..])).mapv(f64::abs).fold(0.0, |a: f64, &b| a.max(b));
+            assert!(gap < 1e-9, "image {index} (alpha {alpha}, sigma {sigma}), field {axis}: {gap}");
+            worst.0 = worst.0.max(gap);
+            fields.push(ours);
+        }
+        let rows_at = Array2::from_shape_fn((28, 28), |(r, c)| r as f64 + fields[0][[r, c]]);
+        let cols_at = Array2::from_shape_fn((28, 28), |(r, c)| c as f64 + fields[1][[r, c]]);
+        for (order, scipy) in [(Order::Cubic, &expected), (Order::Linear, &expected_linear)] {
+            let mut output = Array2::zeros((28, 28));
+            map_coordinates_into(image, rows_at.view(), cols_at.view(), order, &mut workspace, output.view_mut())
+                .unwrap();
+            let gap = max_difference(output.view(), scipy.index_axis(Axis(0), index));
+            assert!(gap < TOLERANCE, "image {index} (alpha {alpha}, sigma {sigma}, {order:?}): {gap}");
+            worst.1 = worst.1.max(gap);
+        }
+    }
+    eprintln!("elastic vs SciPy: fields within {:e}, images within {:e}", worst.0, worst.1);
+}

@@ -8,11 +8,15 @@
 //! recipe records. Adding a transform is one file in this folder
 //! implementing [`Transform`], declared here with a line in [`KINDS`].
 
+mod elastic;
+
 use std::fmt;
 use std::sync::Arc;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+pub(crate) use self::elastic::SmoothingPlan;
+pub use self::elastic::{Elastic, smooth_field};
 use crate::AugmentError;
 use crate::original::{OriginalAffine, Scratch};
 
@@ -59,7 +63,7 @@ type Parser = fn(&str) -> Result<Arc<dyn Transform>, String>;
 
 /// Every transform this build knows, by name: one line each.
 pub const KINDS: &[(&str, Parser)] =
-    &[("seed", OriginalAffine::parse_stepwise), ("fused", OriginalAffine::parse_fused)];
+    &[("seed", OriginalAffine::parse_stepwise), ("fused", OriginalAffine::parse_fused), ("elastic", Elastic::parse)];
 
 /// The spec of the pipeline with no transform.
 pub const NONE: &str = "none";
