@@ -197,3 +197,19 @@ fn a_schedule_sets_each_steps_rate_and_patience_stops_a_run_that_stopped_improvi
         assert!(text(&output).contains(flag) && text(&output).contains(expected), "{flag} {value}: {}", text(&output));
     }
 }
+
+#[test]
+fn an_elastic_distortion_after_the_seeds_affine_trains_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = train(dir.path(), &["--epochs", "1", "--augment", "seed+elastic:34.0,4"]);
+    assert_success(&output);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["recipe"]["augment"], "seed+elastic:34,4", "recorded in its canonical form");
+    let plain = tempfile::tempdir().unwrap();
+    assert_success(&train(plain.path(), &["--epochs", "1"]));
+    assert_ne!(metrics(dir.path())[0]["loss"], metrics(plain.path())[0]["loss"], "the distortion changes the run");
+    let bad = train(tempfile::tempdir().unwrap().path(), &["--augment", "seed+elastic:34,9"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("elastic sigma 9 reaches 36 pixels, more than the 28x28 image"), "{}", text(&bad));
+}
