@@ -1,7 +1,7 @@
 //! What evaluation, prediction, the report, the web app and export run:
 //! something that maps a batch of images to class scores. The network is
-//! one; an ensemble (the log of its members' mean probabilities) would be
-//! another, with nothing else changed.
+//! one; an ensemble ([`crate::Ensemble`], the log of its members' mean
+//! probabilities) is another, with nothing else changed.
 
 use std::path::Path;
 
@@ -70,52 +70,4 @@ pub fn load_for_inference(path: &Path, device: Device) -> Result<ForInference, M
         checkpoint.network = ema.into_network();
     }
     Ok(ForInference { checkpoint, non_finite })
-}
-
-#[cfg(test)]
-mod tests {
-    use tch::Kind;
-
-    use super::*;
-    use crate::{Architecture, probabilities};
-
-    /// A classifier as an ensemble would be one: the log of its members' mean probabilities.
-    struct MeanOf(Vec<Network>);
-
-    impl Classifier for MeanOf {
-        fn logits(&self, images: &Tensor) -> Result<Tensor, ModelError> {
-            let mut sum = Tensor::zeros([images.size()[0], 10], (Kind::Float, Device::Cpu));
-            for member in &self.0 {
-                sum += member.logits(images)?.softmax(-1, Kind::Float);
-            }
-            Ok((sum / self.0.len() as f64).log())
-        }
-        fn device(&self) -> Device {
-            Device::Cpu
-        }
-        fn detached(&self) -> Result<Box<dyn Classifier>, ModelError> {
-            let members = self.0.iter().map(Network::detached_copy).collect::<Result<_, _>>()?;
-            Ok(Box::new(MeanOf(members)))
-        }
-    }
-
-    #[test]
-    fn anything_that_gives_scores_is_evaluated_like_the_network() {
-        tch::manual_seed(3);
-        let members: Vec<Network> =
-            (0..2).map(|_| Network::new(Architecture::Intended, Device::Cpu).unwrap()).collect();
-        let images = Tensor::rand([6, 28, 28], (Kind::Float, Device::Cpu));
-        let each: Vec<Vec<Vec<f32>>> =
-            members.iter().map(|member| probabilities(member, &images, 4).unwrap()).collect();
-        let ensemble = MeanOf(members);
-        let rows = probabilities(&ensemble, &images, 4).unwrap();
-        for (index, row) in rows.iter().enumerate() {
-            for class in 0..10 {
-                let mean = (each[0][index][class] + each[1][index][class]) / 2.0;
-                assert!((row[class] - mean).abs() < 1e-5, "image {index}, class {class}: {} vs {mean}", row[class]);
-            }
-        }
-        let copy = ensemble.detached().unwrap();
-        assert_eq!(probabilities(copy.as_ref(), &images, 6).unwrap(), rows);
-    }
 }

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod device;
 pub mod ema;
+pub mod ensemble;
 pub mod eval;
 #[allow(unsafe_code)]
 mod fused;
@@ -20,6 +21,7 @@ pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};
 pub use classifier::{Classifier, ForInference, load_for_inference};
 pub use device::{DeviceError, DeviceRequest};
 pub use ema::Ema;
+pub use ensemble::Ensemble;
 pub use eval::{
     Evaluation, StepOnDevice, StepResult, evaluate, predict, probabilities, train_step, train_step_in,
     train_step_on_device,

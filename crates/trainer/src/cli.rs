@@ -304,9 +304,9 @@ impl TrainArgs {
 /// Arguments of `evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// The checkpoint (default: `best.safetensors` in --save-dir).
+    /// The checkpoint (default: `best.safetensors` in --save-dir); repeat it for an ensemble (the mean of the members' probabilities); a run directory means its best checkpoint, a folder of runs every run's.
     #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
+    pub checkpoint: Vec<PathBuf>,
     /// The run directory whose best checkpoint to evaluate.
     #[arg(long, default_value = run_dir::DEFAULT_SAVE_DIR)]
     pub save_dir: PathBuf,
@@ -345,9 +345,9 @@ pub struct PredictArgs {
     /// An IDX image file (28x28, MNIST's format) whose every image is predicted as it is, without preprocessing.
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// The checkpoint (default: `best.safetensors` in --save-dir).
+    /// The checkpoint (default: `best.safetensors` in --save-dir); repeat it for an ensemble (the mean of the members' probabilities); a run directory means its best checkpoint, a folder of runs every run's.
     #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
+    pub checkpoint: Vec<PathBuf>,
     /// The run directory whose best checkpoint to use.
     #[arg(long, default_value = run_dir::DEFAULT_SAVE_DIR)]
     pub save_dir: PathBuf,
@@ -389,6 +389,9 @@ pub struct ReportArgs {
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: model::DeviceRequest,
+    /// The checkpoint whose confusion matrix, mistakes and per-class accuracy are drawn (default: the run's best); repeat it, or name a folder of runs, for an ensemble's (with no run directory, --out says where).
+    #[arg(long)]
+    pub checkpoint: Vec<PathBuf>,
     /// At most this many misclassified test images are drawn, worst first.
     #[arg(long, default_value_t = 200)]
     pub max_mistakes: usize,
@@ -411,9 +414,9 @@ pub struct SummaryArgs {
 /// Arguments of `export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The checkpoint to export.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    /// The checkpoint to export; repeat it (or name a folder of runs) to export an ensemble as one graph (TorchScript).
+    #[arg(long, required = true)]
+    pub checkpoint: Vec<PathBuf>,
     /// The format: TorchScript (written by libtorch) or ONNX (written by the project's venv Python).
     #[arg(long, value_enum)]
     pub format: ExportFormat,

@@ -1,5 +1,6 @@
-//! `trainer evaluate`: a checkpoint on a split of the data set or on any IDX
-//! pair: accuracy, per-class accuracy and the confusion matrix.
+//! `trainer evaluate`: a checkpoint, or an ensemble of several, on a split
+//! of the data set or on any IDX pair: accuracy (each member's too),
+//! per-class accuracy and the confusion matrix.
 
 use anyhow::{Context, Result};
 use idx::mnist::{N_CLASSES, Split, load_split_with};
@@ -10,6 +11,7 @@ use tch::Device;
 
 use crate::cli::{EvaluateArgs, SplitChoice};
 use crate::data::split_tensors;
+use crate::inference::{Models, checkpoint_paths, load_ensemble};
 use crate::run_dir::RunDir;
 
 fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
@@ -26,46 +28,94 @@ fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
     })
 }
 
-/// Evaluates a checkpoint on a split or on IDX files and prints the accuracy, per class too.
+/// Each member's accuracy, when there are several (an ensemble).
+fn member_scores(models: &Models, images: &tch::Tensor, labels: &[u8], batch_size: usize) -> Result<Vec<Scores>> {
+    if models.members.len() < 2 {
+        return Ok(Vec::new());
+    }
+    models
+        .ensemble
+        .members()
+        .iter()
+        .zip(&models.members)
+        .map(|(network, member)| {
+            let rows = probabilities(network, images, batch_size)?;
+            Scores::from_probabilities(&rows, labels, N_CLASSES)
+                .with_context(|| format!("scoring {}", member.path.display()))
+        })
+        .collect()
+}
+
+/// Evaluates a checkpoint (or an ensemble of several) on a split or on IDX
+/// files and prints the accuracy, per class too.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
     crate::cli::check_range("--batch-size", args.batch_size, 1, crate::cli::MAX_BATCH)?;
     let device = args.device.resolve()?;
-    let path = args.checkpoint.clone().unwrap_or_else(|| RunDir::new(&args.save_dir).best_checkpoint());
+    let paths = checkpoint_paths(&args.checkpoint, || RunDir::new(&args.save_dir).best_checkpoint())?;
     let (source, split) = load_images(args)?;
     crate::data::check_image_size(&source, &split)?;
-    let loaded = crate::inference::load(&path, device, args.allow_nonfinite)?;
+    let models = load_ensemble(&paths, device, args.allow_nonfinite)?;
     // `probabilities` moves one batch at a time to the network's device.
     let (images, _) = split_tensors(&split, None, Device::Cpu)?;
-    let rows = probabilities(&loaded.network, &images, args.batch_size)?;
+    let rows = probabilities(&models.ensemble, &images, args.batch_size)?;
     let labels = split.labels.as_slice().context("label array is not contiguous")?;
     let scores = Scores::from_probabilities(&rows, labels, N_CLASSES).with_context(|| format!("scoring {source}"))?;
-    let (confusion, n_correct, accuracy) = (&scores.confusion, scores.n_correct(), scores.accuracy());
-    let per_class = scores.per_class_accuracy();
+    let members = member_scores(&models, &images, labels, args.batch_size)?;
     if args.json {
-        let report = json!({
-            "checkpoint": path,
-            "architecture": loaded.network.architecture().name(),
-            "epoch": loaded.meta.epoch,
-            "images": source,
-            "n_images": split.len(),
-            "n_correct": n_correct,
-            "accuracy": accuracy,
-            "per_class_accuracy": per_class,
-            "confusion_matrix": confusion,
-        });
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+        return print_json(&models, &source, &split, &scores, &members);
     }
-    println!(
-        "checkpoint: {} ({} network, {} epochs)",
-        path.display(),
-        loaded.network.architecture().name(),
-        loaded.meta.epoch
-    );
+    println!("checkpoint: {}", models.describe());
+    for (member, member_scores) in models.members.iter().zip(&members) {
+        println!(
+            "  member {}: accuracy {:.5} ({} network, {} epochs)",
+            member.path.display(),
+            member_scores.accuracy(),
+            member.architecture.name(),
+            member.epoch
+        );
+    }
+    print_scores(&source, &split, &scores);
+    Ok(())
+}
+
+fn print_json(models: &Models, source: &str, split: &Split, scores: &Scores, members: &[Scores]) -> Result<()> {
+    let first = &models.members[0];
+    let member_reports: Vec<serde_json::Value> = models
+        .members
+        .iter()
+        .zip(members)
+        .map(|(member, scores)| {
+            json!({
+                "checkpoint": member.path,
+                "architecture": member.architecture.name(),
+                "epoch": member.epoch,
+                "n_correct": scores.n_correct(),
+                "accuracy": scores.accuracy(),
+            })
+        })
+        .collect();
+    let report = json!({
+        "checkpoint": first.path,
+        "architecture": first.architecture.name(),
+        "epoch": first.epoch,
+        "members": member_reports,
+        "images": source,
+        "n_images": split.len(),
+        "n_correct": scores.n_correct(),
+        "accuracy": scores.accuracy(),
+        "per_class_accuracy": scores.per_class_accuracy(),
+        "confusion_matrix": scores.confusion,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn print_scores(source: &str, split: &Split, scores: &Scores) {
+    let (confusion, n_correct, accuracy) = (&scores.confusion, scores.n_correct(), scores.accuracy());
     println!("images: {source} ({} images)", split.len());
     println!("accuracy: {accuracy:.5} ({n_correct}/{})", split.len());
     println!("per-class accuracy:");
-    for (class, class_accuracy) in per_class.iter().enumerate() {
+    for (class, class_accuracy) in scores.per_class_accuracy().iter().enumerate() {
         match class_accuracy {
             Some(value) => println!("  {class}: {value:.5}"),
             None => println!("  {class}: no images"),
@@ -76,5 +126,4 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     for (class, row) in confusion.iter().enumerate() {
         println!("  {class}: {}", row.iter().map(|count| format!("{count:>6}")).collect::<String>());
     }
-    Ok(())
 }

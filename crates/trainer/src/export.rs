@@ -2,7 +2,9 @@
 //! (traced by libtorch here) or ONNX (written by `scripts/export_onnx.py`
 //! with the project's venv Python, since libtorch cannot write ONNX). Both
 //! take `[N, 1, 28, 28]` floats in `[0, 1]` and return `[N, 10]` logits, the
-//! batch size `N` free.
+//! batch size `N` free. Several checkpoints export as one TorchScript graph
+//! of their ensemble, whose scores are the log of the members' mean
+//! probabilities.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,9 +23,11 @@ fn repository() -> PathBuf {
 
 fn export_torchscript(args: &ExportArgs) -> Result<()> {
     let device = args.device.resolve()?;
-    let loaded = crate::inference::load(&args.checkpoint, device, false)?;
+    let paths = crate::inference::checkpoint_paths(&args.checkpoint, || unreachable!("--checkpoint is required"))?;
+    let models = crate::inference::load_ensemble(&paths, device, false)?;
     // Traced on a detached copy: the module holds plain constants, no autograd state.
-    let classifier = model::Classifier::detached(&loaded.network)?;
+    // An ensemble is traced whole: one graph running every member and averaging.
+    let classifier = model::Classifier::detached(&models.ensemble)?;
     let side = model::network::IMAGE_SIDE;
     let example = Tensor::rand([2, 1, side, side], (Kind::Float, device));
     // The tracer wants tensors back; a failed forward pass is kept here and reported instead.
@@ -60,8 +64,15 @@ fn export_python() -> PathBuf {
 }
 
 fn export_onnx(args: &ExportArgs) -> Result<()> {
+    let paths = crate::inference::checkpoint_paths(&args.checkpoint, || unreachable!("--checkpoint is required"))?;
+    let [checkpoint] = paths.as_slice() else {
+        bail!(
+            "--format onnx exports one checkpoint, {} were given: export an ensemble with --format torchscript",
+            paths.len()
+        );
+    };
     // Reading the checkpoint here first gives this program's own error for a bad file.
-    checkpoint::read_meta(&args.checkpoint)?;
+    checkpoint::read_meta(checkpoint)?;
     let python = export_python();
     let script = repository().join("scripts/export_onnx.py");
     if !python.exists() {
@@ -76,7 +87,7 @@ fn export_onnx(args: &ExportArgs) -> Result<()> {
     }
     let output = Command::new(&python)
         .arg(&script)
-        .arg(&args.checkpoint)
+        .arg(checkpoint)
         .arg(&args.out)
         .output()
         .with_context(|| format!("cannot run {}", python.display()))?;

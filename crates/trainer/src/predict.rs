@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use model::{Checkpoint, probabilities};
+use model::probabilities;
+
+use crate::inference::{Models, checkpoint_paths, load_ensemble};
 use preprocess::{Limits, Options, PrepError, SIDE};
 use rayon::prelude::*;
 use serde_json::{Value, json};
@@ -170,28 +172,19 @@ fn print_table(inputs: &[Input], results: &[Option<Vec<f32>>], class_names: &[St
     Ok(())
 }
 
-fn load_checkpoint(args: &PredictArgs) -> Result<(PathBuf, Checkpoint)> {
-    let path = args.checkpoint.clone().unwrap_or_else(|| crate::run_dir::RunDir::new(&args.save_dir).best_checkpoint());
-    let device = args.device.resolve()?;
-    let loaded = crate::inference::load(&path, device, args.allow_nonfinite)?;
-    tracing::info!(
-        "checkpoint: {} ({} network, {}, {} epochs)",
-        path.display(),
-        loaded.network.architecture().name(),
-        loaded.meta.dataset.name,
-        loaded.meta.epoch
-    );
-    Ok((path, loaded))
+fn load_models(args: &PredictArgs) -> Result<Models> {
+    let paths = checkpoint_paths(&args.checkpoint, || crate::run_dir::RunDir::new(&args.save_dir).best_checkpoint())?;
+    let models = load_ensemble(&paths, args.device.resolve()?, args.allow_nonfinite)?;
+    tracing::info!("checkpoint: {} ({})", models.describe(), models.dataset.name);
+    Ok(models)
 }
 
 /// Classifies the given images and prints the answers (a table or JSON lines).
 pub fn run(args: &PredictArgs) -> Result<()> {
     crate::cli::check_range("--batch-size", args.batch_size, 1, crate::cli::MAX_BATCH)?;
-    let (_, loaded) = load_checkpoint(args)?;
-    let options = Options {
-        invert: args.invert.into(),
-        layout: datasets::by_name(&loaded.meta.dataset.name)?.photo_layout.into(),
-    };
+    let models = load_models(args)?;
+    let options =
+        Options { invert: args.invert.into(), layout: datasets::by_name(&models.dataset.name)?.photo_layout.into() };
     let mut inputs = image_inputs(&args.files, &options)?;
     if let Some(path) = &args.images {
         inputs.extend(idx_inputs(path)?);
@@ -207,13 +200,13 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         Vec::new()
     } else {
         let images = Tensor::from_slice(&pixels).view([n_ok as i64, SIDE as i64, SIDE as i64]);
-        probabilities(&loaded.network, &images, args.batch_size)?
+        probabilities(&models.ensemble, &images, args.batch_size)?
     }
     .into_iter();
     let results: Vec<Option<Vec<f32>>> =
         inputs.iter().map(|input| input.image.as_ref().ok().and_then(|_| predicted.next())).collect();
 
-    let class_names = &loaded.meta.dataset.class_names;
+    let class_names = &models.dataset.class_names;
     let top = usize::from(args.top);
     let mut n_failed = 0;
     for input in &inputs {

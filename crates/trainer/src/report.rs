@@ -74,24 +74,35 @@ fn test_split(data: &DataArgs, dataset_name: &str) -> Result<Split> {
     Ok(crate::data::load(&data)?.test)
 }
 
-/// The test set through the best checkpoint: the confusion matrix and the
-/// mistakes, worst (least probability on the true class) first.
+/// The test set through the best checkpoint (or an ensemble): the confusion
+/// matrix and the mistakes, worst (least probability on the true class) first.
 struct TestResults {
     confusion: Vec<Vec<u64>>,
     mistakes: Vec<Mistake>,
     n_mistakes: usize,
     n_images: usize,
     class_names: Vec<String>,
+    /// Each member's test accuracy, for an ensemble of several.
+    members: Vec<(crate::inference::Member, f64)>,
 }
 
-fn test_results(args: &ReportArgs, path: &Path, device: Device) -> Result<TestResults> {
-    let loaded = crate::inference::load(path, device, false)?;
-    let test = test_split(&args.data, &loaded.meta.dataset.name)?;
+fn test_results(args: &ReportArgs, paths: &[PathBuf], device: Device) -> Result<TestResults> {
+    let models = crate::inference::load_ensemble(paths, device, false)?;
+    let test = test_split(&args.data, &models.dataset.name)?;
     let (images, _) = crate::data::split_tensors(&test, None, Device::Cpu)?;
-    let rows = probabilities(&loaded.network, &images, 500)?;
     let labels = test.labels.as_slice().context("label array is not contiguous")?;
-    let n_classes = loaded.meta.dataset.class_names.len();
-    let scores = Scores::from_probabilities(&rows, labels, n_classes).context("scoring the test images")?;
+    let n_classes = models.dataset.class_names.len();
+    let score = |classifier: &dyn model::Classifier| -> Result<Scores> {
+        let rows = probabilities(classifier, &images, 500)?;
+        Scores::from_probabilities(&rows, labels, n_classes).context("scoring the test images")
+    };
+    let scores = score(&models.ensemble)?;
+    let mut members = Vec::new();
+    if models.members.len() > 1 {
+        for (network, member) in models.ensemble.members().iter().zip(&models.members) {
+            members.push((member.clone(), score(network)?.accuracy()));
+        }
+    }
     let n_mistakes = scores.mistakes.len();
     let mistakes = scores
         .mistakes
@@ -109,7 +120,8 @@ fn test_results(args: &ReportArgs, path: &Path, device: Device) -> Result<TestRe
         confusion: scores.confusion,
         mistakes,
         n_mistakes,
-        class_names: loaded.meta.dataset.class_names,
+        class_names: models.dataset.class_names,
+        members,
     })
 }
 
@@ -163,11 +175,13 @@ fn facts(records: &Records, test_accuracy: Option<f64>) -> Vec<(String, String)>
     facts
 }
 
-/// The figures that need the best checkpoint (confusion matrix, mistakes,
-/// per-class accuracy), written to `out` and added to `page`.
-fn checkpoint_figures(args: &ReportArgs, best: &Path, out: &Path, page: &mut Page) -> Result<Vec<PathBuf>> {
-    let results = test_results(args, best, args.device.resolve()?)?;
-    let title = format!("Test set, best checkpoint: {} of {} misclassified", results.n_mistakes, results.n_images);
+/// The figures that need the best checkpoint, or the ensemble of `paths`
+/// (confusion matrix, mistakes, per-class accuracy), written to `out` and
+/// added to `page`; an ensemble's members get a table of their accuracies.
+fn checkpoint_figures(args: &ReportArgs, paths: &[PathBuf], out: &Path, page: &mut Page) -> Result<Vec<PathBuf>> {
+    let results = test_results(args, paths, args.device.resolve()?)?;
+    let what = if paths.len() > 1 { format!("ensemble of {}", paths.len()) } else { "best checkpoint".to_owned() };
+    let title = format!("Test set, {what}: {} of {} misclassified", results.n_mistakes, results.n_images);
     let confusion = report::confusion_png(&results.confusion, &results.class_names, &title)?;
     let shown = results.mistakes.len();
     let mistakes_title = format!(
@@ -186,11 +200,55 @@ fn checkpoint_figures(args: &ReportArgs, best: &Path, out: &Path, page: &mut Pag
         .enumerate()
         .map(|(class, name)| (name.clone(), results.confusion[class][class], results.confusion[class].iter().sum()))
         .collect();
+    if !results.members.is_empty() {
+        let accuracy = 1.0 - results.n_mistakes as f64 / results.n_images as f64;
+        page.facts.push(("test accuracy (ensemble)".into(), format!("{accuracy:.4}")));
+        page.tables.push(report::Table {
+            title: format!("Members of the ensemble (it answers with the mean of their probabilities): {accuracy:.4}"),
+            header: ["checkpoint", "network", "epochs", "test accuracy"].map(str::to_owned).to_vec(),
+            rows: results
+                .members
+                .iter()
+                .map(|(member, accuracy)| {
+                    vec![
+                        member.path.display().to_string(),
+                        member.architecture.name().to_owned(),
+                        member.epoch.to_string(),
+                        format!("{accuracy:.4}"),
+                    ]
+                })
+                .collect(),
+        });
+    }
     Ok(written)
+}
+
+/// `trainer report --checkpoint ...` without a run: the ensemble's (or the
+/// checkpoint's) test figures and page, in `--out`.
+fn report_checkpoints(args: &ReportArgs, paths: &[PathBuf]) -> Result<()> {
+    let Some(out) = &args.out else {
+        bail!("--checkpoint without a run directory (--save-dir) needs --out: where to write the figures");
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create --out {}", out.display()))?;
+    let mut page = Page { title: format!("Ensemble of {} checkpoints", paths.len()), ..Page::default() };
+    if let [only] = paths {
+        page.title = format!("Checkpoint {}", only.display());
+    }
+    let mut written = checkpoint_figures(args, paths, out, &mut page)?;
+    written.push(write(out, "index.html", report::index_html(&page).as_bytes())?);
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Draws a run directory's figures and page, or a sweep's (`crate::runs::report`).
 pub fn run(args: &ReportArgs) -> Result<()> {
+    let run_dir_given = RunDir::new(&args.save_dir).metrics_path().exists();
+    if !args.checkpoint.is_empty() && !run_dir_given {
+        let paths = crate::inference::checkpoint_paths(&args.checkpoint, || unreachable!("checked non-empty"))?;
+        return report_checkpoints(args, &paths);
+    }
     if crate::runs::is_sweep(&args.save_dir) {
         let out = args.out.clone().unwrap_or_else(|| args.save_dir.join("report"));
         for path in crate::runs::report(&args.save_dir, &out)? {
@@ -222,8 +280,9 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         ..Page::default()
     };
     let best = run.best_checkpoint();
-    if best.exists() {
-        written.extend(checkpoint_figures(args, &best, &out, &mut page)?);
+    let paths = crate::inference::checkpoint_paths(&args.checkpoint, || best.clone());
+    if !args.checkpoint.is_empty() || best.exists() {
+        written.extend(checkpoint_figures(args, &paths?, &out, &mut page)?);
     } else {
         page.notes.push(format!(
             "{} does not exist: the confusion matrix, the mistakes and the per-class accuracy need it",

@@ -24,7 +24,7 @@ struct FoundRun {
 
 /// The folders below `dir` that are runs (hold `config.json`), relative to
 /// `dir`; any other folder that holds no run is an error naming it.
-fn run_folders(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn run_folders(dir: &Path) -> Result<Vec<PathBuf>> {
     if dir.join(CONFIG_FILE).is_file() {
         return Ok(vec![PathBuf::new()]);
     }
