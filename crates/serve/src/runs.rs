@@ -339,22 +339,12 @@ mod tests {
         status: "state.json",
     };
 
+    /// The recipe settings a run's `config.json` may leave out.
     fn defaults() -> Recipe {
-        Recipe {
-            augment: "seed".into(),
-            batch_size: 50,
-            dataset: "mnist".into(),
-            ema: None,
-            learning_rate: 0.001,
-            network: "intended".into(),
-            patience: None,
-            precision: "fp32".into(),
-            schedule: "constant".into(),
-            seed: 0,
-            train_accuracy_images: 500,
-            train_images: None,
-            validation_size: 5000,
-        }
+        let defaults = serde_json::json!({"augment": "seed", "batch_size": 50, "dataset": "mnist",
+            "learning_rate": 0.001, "network": "intended", "precision": "fp32", "schedule": "constant", "seed": 0,
+            "train_accuracy_images": 500, "validation_size": 5000});
+        serde_json::from_value(defaults).unwrap()
     }
 
     fn make_run(dir: &Path, name: &str, metrics: &str, checkpoint: bool) {

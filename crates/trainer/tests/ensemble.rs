@@ -64,10 +64,10 @@ fn members_of_different_data_sets_are_refused_naming_the_odd_one_out() {
     let dir = tempfile::tempdir().unwrap();
     let network = model::Network::new(model::Architecture::Seed, tch::Device::Cpu).unwrap();
     let adam = model::Adam::new(&network.trainable(), model::AdamConfig::default()).unwrap();
-    let names =
-        ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+    let fashion = datasets::by_name("fashion-mnist").unwrap();
+    let class_names = fashion.class_names.iter().map(|name| name.to_string()).collect();
     let meta = model::CheckpointMeta {
-        dataset: model::DatasetMeta { name: "fashion-mnist".into(), class_names: names.map(String::from).to_vec() },
+        dataset: model::DatasetMeta { name: fashion.name.into(), class_names },
         ..model::CheckpointMeta::default()
     };
     let fashion = dir.path().join("fashion.safetensors");
@@ -136,18 +136,11 @@ fn predict_report_and_export_run_the_ensemble() {
 
     // One TorchScript graph holding both members, answering as the ensemble.
     let module_path = dir.path().join("ensemble.pt");
-    let export = run(&[
-        "export",
-        "--checkpoint",
-        &fixture_text,
-        "--checkpoint",
-        &other_text,
-        "--format",
-        "torchscript",
-        "--out",
-        &module_path.display().to_string(),
-    ]);
-    assert_success(&export);
+    let export = |format: &str, out: &Path| {
+        let out = out.display().to_string();
+        run(&["export", "--checkpoint", &fixture_text, "--checkpoint", &other_text, "--format", format, "--out", &out])
+    };
+    assert_success(&export("torchscript", &module_path));
     let module = tch::CModule::load(&module_path).unwrap();
     let loaded: Vec<model::Network> = [&fixture, &other]
         .iter()
@@ -158,16 +151,6 @@ fn predict_report_and_export_run_the_ensemble() {
     let traced = tch::no_grad(|| module.forward_ts(&[&batch])).unwrap();
     let ours = tch::no_grad(|| model::Classifier::logits(&ensemble, &batch)).unwrap();
     assert!((traced - ours).abs().max().double_value(&[]) < 1e-5);
-    let onnx = run(&[
-        "export",
-        "--checkpoint",
-        &fixture_text,
-        "--checkpoint",
-        &other_text,
-        "--format",
-        "onnx",
-        "--out",
-        &dir.path().join("e.onnx").display().to_string(),
-    ]);
+    let onnx = export("onnx", &dir.path().join("e.onnx"));
     assert!(text(&onnx).contains("--format onnx exports one checkpoint, 2 were given"), "{}", text(&onnx));
 }
