@@ -235,8 +235,12 @@ mod tests {
         let message = refusal(&["--resume", "--override-learning-rate=-1"]);
         assert!(message.contains("--override-learning-rate must be a positive number"), "{message}");
         for (flag, value, expected) in [
-            ("--schedule", "sawtooth", "unknown schedule \"sawtooth\" (known: constant)"),
-            ("--augment", "seed+wobble", "unknown transform \"wobble\" (known: seed, fused, or none)"),
+            (
+                "--schedule",
+                "sawtooth",
+                "unknown schedule \"sawtooth\" (known: constant, exponential, cosine, step, warmup)",
+            ),
+            ("--augment", "seed+wobble", "unknown transform \"wobble\" (known: seed, fused, elastic, or none)"),
         ] {
             let message = Cli::try_parse_from(["trainer", flag, value]).unwrap_err().to_string();
             assert!(message.contains(flag) && message.contains(expected), "{message}");
