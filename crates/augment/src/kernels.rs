@@ -410,18 +410,7 @@ fn map_cubic(padded: &[f64], (rows, cols): (usize, usize), ys: &[f64], xs: &[f64
                 (y[lane], x[lane]) = (point_y, point_x);
             }
         }
-        let (floor_y, floor_x) = (y.map(f64::floor), x.map(f64::floor));
-        let (row_weights, col_weights) = lane_weights((y, x), (floor_y, floor_x));
-        for (lane, pixel) in output_chunk.iter_mut().enumerate() {
-            if !inside[lane] {
-                *pixel = 0.0;
-                continue;
-            }
-            // Tap rows floor_y - 1 ..= floor_y + 2 are padded rows floor_y ..= floor_y + 3.
-            let base = floor_y[lane] as usize * padded_cols + floor_x[lane] as usize;
-            let block = &padded[base..base + 3 * padded_cols + 4];
-            *pixel = cubic_pixel(block, padded_cols, &row_weights, &col_weights, lane) as f32;
-        }
+        cubic_lanes(padded, padded_cols, (y, x, inside), output_chunk);
     }
 }
 
@@ -456,18 +445,7 @@ fn affine_cubic(
         for (chunk_idx, output_chunk) in output_row.chunks_mut(LANES).enumerate() {
             let first = (out_row as f64, chunk_idx * LANES);
             let (y, x, inside) = lane_coordinates(matrix, offset, first, (rows, cols));
-            let (floor_y, floor_x) = (y.map(f64::floor), x.map(f64::floor));
-            let (row_weights, col_weights) = lane_weights((y, x), (floor_y, floor_x));
-            for (lane, pixel) in output_chunk.iter_mut().enumerate() {
-                if !inside[lane] {
-                    *pixel = 0.0;
-                    continue;
-                }
-                // Tap rows floor_y - 1 ..= floor_y + 2 are padded rows floor_y ..= floor_y + 3.
-                let base = floor_y[lane] as usize * padded_cols + floor_x[lane] as usize;
-                let block = &padded[base..base + 3 * padded_cols + 4];
-                *pixel = cubic_pixel(block, padded_cols, &row_weights, &col_weights, lane) as f32;
-            }
+            cubic_lanes(padded, padded_cols, (y, x, inside), output_chunk);
         }
     }
 }
@@ -518,6 +496,30 @@ fn lane_weights(
         }
     }
     (row_weights, col_weights)
+}
+
+/// The cubic spline at up to [`LANES`] points `(y, x)` into `output_chunk`
+/// (0 where not `inside`; outside lanes are parked in range by the caller).
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn cubic_lanes(
+    padded: &[f64],
+    padded_cols: usize,
+    (y, x, inside): ([f64; LANES], [f64; LANES], [bool; LANES]),
+    output_chunk: &mut [f32],
+) {
+    let (floor_y, floor_x) = (y.map(f64::floor), x.map(f64::floor));
+    let (row_weights, col_weights) = lane_weights((y, x), (floor_y, floor_x));
+    for (lane, pixel) in output_chunk.iter_mut().enumerate() {
+        if !inside[lane] {
+            *pixel = 0.0;
+            continue;
+        }
+        // Tap rows floor_y - 1 ..= floor_y + 2 are padded rows floor_y ..= floor_y + 3.
+        let base = floor_y[lane] as usize * padded_cols + floor_x[lane] as usize;
+        let block = &padded[base..base + 3 * padded_cols + 4];
+        *pixel = cubic_pixel(block, padded_cols, &row_weights, &col_weights, lane) as f32;
+    }
 }
 
 /// One pixel from its 4x4 block of padded coefficients: the four tap rows
