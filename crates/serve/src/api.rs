@@ -85,26 +85,33 @@ async fn run_dir(state: &AppState, name: &str) -> Result<PathBuf, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no run called {name:?} under --runs")))
 }
 
-/// The checkpoint a request uses: its run's best, or the server's drawing model.
-async fn checkpoint_for(state: &AppState, run: Option<&str>) -> Result<(String, PathBuf), ApiError> {
+/// The best checkpoint of the run called `name`, or 404.
+async fn run_checkpoint(state: &AppState, name: &str) -> Result<PathBuf, ApiError> {
+    let dir = run_dir(state, name).await?;
+    let runs = state.runs.clone();
+    let best = blocking(move || runs.best_checkpoint(&dir)).await?;
+    let file = state.config.layout.best_checkpoint;
+    best.map_err(|problem| {
+        let message = match problem {
+            FileProblem::Missing(_) => format!("run {name:?} has no {file} yet"),
+            other => format!("run {name:?}: {other}"),
+        };
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    })
+}
+
+/// The checkpoints a request uses: its run's best, or the server's drawing
+/// model (one checkpoint, or an ensemble's).
+async fn checkpoints_for(state: &AppState, run: Option<&str>) -> Result<(String, Vec<PathBuf>), ApiError> {
     if let Some(name) = run {
-        let dir = run_dir(state, name).await?;
-        let runs = state.runs.clone();
-        let best = blocking(move || runs.best_checkpoint(&dir)).await?;
-        let file = state.config.layout.best_checkpoint;
-        return best.map(|best| (name.to_owned(), best)).map_err(|problem| {
-            let message = match problem {
-                FileProblem::Missing(_) => format!("run {name:?} has no {file} yet"),
-                other => format!("run {name:?}: {other}"),
-            };
-            ApiError::new(StatusCode::NOT_FOUND, message)
-        });
+        return Ok((name.to_owned(), vec![run_checkpoint(state, name).await?]));
     }
-    if let Some(checkpoint) = &state.config.checkpoint {
-        return Ok((checkpoint.display().to_string(), checkpoint.clone()));
+    if let Some(drawing) = &state.config.checkpoint {
+        return Ok((drawing.name.clone(), drawing.checkpoints.clone()));
     }
     let runs = state.runs.clone();
-    blocking(move || runs.default_checkpoint()).await?.ok_or_else(|| {
+    let default = blocking(move || runs.default_checkpoint()).await?;
+    default.map(|(name, best)| (name, vec![best])).ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -122,8 +129,13 @@ struct RunQuery {
 }
 
 async fn model(State(state): State<AppState>, Query(query): Query<RunQuery>) -> Result<Json<Value>, ApiError> {
-    let (name, checkpoint) = checkpoint_for(&state, query.run.as_deref()).await?;
-    Ok(Json(json!({ "name": name, "checkpoint": checkpoint, "fixed": state.config.checkpoint.is_some() })))
+    let (name, checkpoints) = checkpoints_for(&state, query.run.as_deref()).await?;
+    Ok(Json(json!({
+        "name": name,
+        "checkpoint": checkpoints.first(),
+        "checkpoints": checkpoints,
+        "fixed": state.config.checkpoint.is_some(),
+    })))
 }
 
 async fn list_runs(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -321,11 +333,13 @@ async fn predict(
     if body.is_empty() {
         return Err(ApiError::bad_request("empty body: send an image file, or JSON with `pixels` or `bytes`"));
     }
-    let (model_name, checkpoint) = checkpoint_for(&state, query.run.as_deref()).await?;
+    let (model_name, checkpoints) = checkpoints_for(&state, query.run.as_deref()).await?;
     let (pixels, inverted) = match kind {
         Upload::Json => (pixels_from_json(&body)?, None),
         Upload::Image => {
-            let layout = layout_for(&state, &checkpoint).await?;
+            // An ensemble's members share a data set (the backend refuses
+            // any other), so the first member's header decides.
+            let layout = layout_for(&state, &checkpoints[0]).await?;
             // Decoding is CPU and memory work: a few at a time, off the async threads.
             let _decoding = state.decodes.acquire().await.map_err(|error| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the decoder queue closed: {error}"))
@@ -335,7 +349,7 @@ async fn predict(
             (pixels, Some(inverted))
         }
     };
-    let answer = state.batcher.predict(&checkpoint, pixels.clone()).await.map_err(|error| match error {
+    let answer = state.batcher.predict(&checkpoints, pixels.clone()).await.map_err(|error| match error {
         BatchError::Busy(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
         BatchError::Stopped | BatchError::Model(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
@@ -370,7 +384,7 @@ pub struct Mistakes {
 /// The test images the checkpoint misclassifies, worst (least probability
 /// on the true class) first, at most [`MAX_MISTAKES`].
 fn find_mistakes(backend: &dyn crate::Backend, checkpoint: &Path) -> Result<Value, String> {
-    let mut model = backend.load(checkpoint)?;
+    let mut model = backend.load(&[checkpoint.to_path_buf()])?;
     let test = backend.test_set(model.dataset())?;
     let mut rows = Vec::with_capacity(test.labels.len());
     for chunk in test.pixels.chunks(PIXELS * 1000) {
@@ -402,7 +416,7 @@ fn find_mistakes(backend: &dyn crate::Backend, checkpoint: &Path) -> Result<Valu
 }
 
 async fn mistakes(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<Json<Value>, ApiError> {
-    let (_, checkpoint) = checkpoint_for(&state, Some(&name)).await?;
+    let checkpoint = run_checkpoint(&state, &name).await?;
     // One computation at a time per server: the lock is held while it runs.
     let _running = state.mistakes.running.lock().await;
     let (backend, mistakes) = (state.backend.clone(), state.mistakes.clone());

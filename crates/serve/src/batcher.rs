@@ -1,12 +1,12 @@
 //! The network's worker: one thread, off the async runtime, fed by a
 //! bounded queue. Each time it is free it takes every request waiting (up to
 //! [`BatcherConfig::max_batch`] images) and runs them through the network in
-//! one forward pass per checkpoint, as inference servers batch dynamically:
+//! one forward pass per model (a checkpoint, or an ensemble's), as inference servers batch dynamically:
 //! under load a forward pass serves many requests, so throughput grows with
 //! load while a lone request still goes straight through.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use tokio::sync::oneshot;
@@ -55,7 +55,7 @@ pub enum BatchError {
 }
 
 struct Job {
-    checkpoint: PathBuf,
+    checkpoints: Vec<PathBuf>,
     pixels: Vec<f32>,
     reply: oneshot::Sender<Result<Answer, BatchError>>,
 }
@@ -79,10 +79,11 @@ impl Batcher {
     }
 
     /// Classifies `pixels` (`n * 784` values) with the network of
-    /// `checkpoint`, sharing a forward pass with whatever else is waiting.
-    pub async fn predict(&self, checkpoint: &Path, pixels: Vec<f32>) -> Result<Answer, BatchError> {
+    /// `checkpoints` (several: their ensemble), sharing a forward pass with
+    /// whatever else is waiting for the same model.
+    pub async fn predict(&self, checkpoints: &[PathBuf], pixels: Vec<f32>) -> Result<Answer, BatchError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { checkpoint: checkpoint.to_path_buf(), pixels, reply };
+        let job = Job { checkpoints: checkpoints.to_vec(), pixels, reply };
         match self.sender.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(BatchError::Busy(self.queue)),
@@ -92,35 +93,48 @@ impl Batcher {
     }
 }
 
-/// A loaded network, or why it did not load, and the version of the file
+/// A loaded network, or why it did not load, and the version of each file
 /// it came from: a checkpoint that fails is not read again until it changes.
 struct Cached {
-    stamp: Option<FileStamp>,
+    stamps: Vec<Option<FileStamp>>,
     model: Result<Box<dyn Model>, String>,
 }
 
-/// The network of `checkpoint`, loaded again when the file has changed
-/// (a training run wrote a new `best.safetensors`).
+/// The network of `checkpoints`, loaded again when any of the files has
+/// changed (a training run wrote a new `best.safetensors`).
 fn model<'a>(
     backend: &dyn Backend,
-    cache: &'a mut HashMap<PathBuf, Cached>,
-    checkpoint: &Path,
+    cache: &'a mut HashMap<Vec<PathBuf>, Cached>,
+    checkpoints: &[PathBuf],
 ) -> Result<&'a mut Box<dyn Model>, String> {
-    let now = std::fs::metadata(checkpoint).ok().map(|metadata| FileStamp::of(&metadata));
-    let stale = cache.get(checkpoint).is_none_or(|cached| cached.stamp != now || now.is_none());
+    let now: Vec<Option<FileStamp>> = checkpoints
+        .iter()
+        .map(|checkpoint| std::fs::metadata(checkpoint).ok().map(|metadata| FileStamp::of(&metadata)))
+        .collect();
+    let missing = now.iter().any(Option::is_none);
+    let stale = cache.get(checkpoints).is_none_or(|cached| cached.stamps != now || missing);
     if stale {
-        let model = backend.load(checkpoint);
+        let model = backend.load(checkpoints);
         match &model {
-            Ok(_) => tracing::info!("loaded {}", checkpoint.display()),
+            Ok(_) => tracing::info!("loaded {}", describe(checkpoints)),
             Err(error) => tracing::warn!("{error}"),
         }
-        cache.insert(checkpoint.to_path_buf(), Cached { stamp: now, model });
+        cache.insert(checkpoints.to_vec(), Cached { stamps: now, model });
     }
-    cache.get_mut(checkpoint).expect("inserted above").model.as_mut().map_err(|error| error.clone())
+    cache.get_mut(checkpoints).expect("inserted above").model.as_mut().map_err(|error| error.clone())
+}
+
+/// The log's name for a model: its file, or its members' count and first file.
+fn describe(checkpoints: &[PathBuf]) -> String {
+    match checkpoints {
+        [only] => only.display().to_string(),
+        [first, ..] => format!("an ensemble of {} checkpoints ({}, ...)", checkpoints.len(), first.display()),
+        [] => "no checkpoint".to_owned(),
+    }
 }
 
 fn work(backend: &dyn Backend, receiver: &Receiver<Job>, max_batch: usize) {
-    let mut cache: HashMap<PathBuf, Cached> = HashMap::new();
+    let mut cache: HashMap<Vec<PathBuf>, Cached> = HashMap::new();
     while let Ok(first) = receiver.recv() {
         let mut jobs = vec![first];
         let mut images = jobs[0].pixels.len() / PIXELS;
@@ -133,19 +147,24 @@ fn work(backend: &dyn Backend, receiver: &Receiver<Job>, max_batch: usize) {
                 Err(_) => break,
             }
         }
-        let mut by_checkpoint: HashMap<PathBuf, Vec<Job>> = HashMap::new();
+        let mut by_model: HashMap<Vec<PathBuf>, Vec<Job>> = HashMap::new();
         for job in jobs {
-            by_checkpoint.entry(job.checkpoint.clone()).or_default().push(job);
+            by_model.entry(job.checkpoints.clone()).or_default().push(job);
         }
-        for (checkpoint, jobs) in by_checkpoint {
-            run_batch(backend, &mut cache, &checkpoint, jobs);
+        for (checkpoints, jobs) in by_model {
+            run_batch(backend, &mut cache, &checkpoints, jobs);
         }
     }
 }
 
 /// One forward pass for `jobs`, every job answered.
-fn run_batch(backend: &dyn Backend, cache: &mut HashMap<PathBuf, Cached>, checkpoint: &Path, jobs: Vec<Job>) {
-    let model = match model(backend, cache, checkpoint) {
+fn run_batch(
+    backend: &dyn Backend,
+    cache: &mut HashMap<Vec<PathBuf>, Cached>,
+    checkpoints: &[PathBuf],
+    jobs: Vec<Job>,
+) {
+    let model = match model(backend, cache, checkpoints) {
         Ok(model) => model,
         Err(error) => {
             for job in jobs {

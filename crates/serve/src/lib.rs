@@ -58,13 +58,24 @@ pub struct TestSet {
 
 /// What the server needs from the program around it.
 pub trait Backend: Send + Sync + 'static {
-    /// Loads the network of a checkpoint file.
-    fn load(&self, checkpoint: &Path) -> Result<Box<dyn Model>, String>;
+    /// Loads the networks of one or more checkpoint files as one model
+    /// (several answer with the mean of their probabilities: an ensemble).
+    fn load(&self, checkpoints: &[PathBuf]) -> Result<Box<dyn Model>, String>;
     /// The data set a checkpoint was trained on, from its header alone
     /// (it decides how uploaded images are prepared).
     fn dataset(&self, checkpoint: &Path) -> Result<String, String>;
     /// The test set of a data set (for the mistakes view).
     fn test_set(&self, dataset: &str) -> Result<TestSet, String>;
+}
+
+/// The drawing model named on the command line: one checkpoint, or several
+/// answering together as an ensemble.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrawingModel {
+    /// How the page names it (the path given, or the ensemble's size).
+    pub name: String,
+    /// Its checkpoint files, resolved once; at least one.
+    pub checkpoints: Vec<PathBuf>,
 }
 
 /// How to serve.
@@ -83,7 +94,7 @@ pub struct ServeConfig {
     /// (what such runs used), for summarising sweeps.
     pub recipe_defaults: runfiles::Recipe,
     /// The drawing model when given; else the newest finished run's best checkpoint.
-    pub checkpoint: Option<PathBuf>,
+    pub checkpoint: Option<DrawingModel>,
     /// The batching worker's settings.
     pub batcher: BatcherConfig,
 }

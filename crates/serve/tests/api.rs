@@ -9,7 +9,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use serve::{AppState, Backend, BatcherConfig, Limits, Model, PIXELS, RunLayout, ServeConfig, TestSet, router};
+use serve::{
+    AppState, Backend, BatcherConfig, DrawingModel, Limits, Model, PIXELS, RunLayout, ServeConfig, TestSet, router,
+};
 use tower::ServiceExt;
 
 /// The trainer's run-directory layout (the trainer passes its own; these tests stand alone).
@@ -58,10 +60,12 @@ struct FakeBackend {
 }
 
 impl Backend for FakeBackend {
-    fn load(&self, checkpoint: &Path) -> Result<Box<dyn Model>, String> {
-        self.reads.lock().unwrap().push(checkpoint.to_path_buf());
-        if std::fs::read(checkpoint).map_err(|error| error.to_string())? != b"checkpoint" {
-            return Err(format!("{}: not a checkpoint", checkpoint.display()));
+    fn load(&self, checkpoints: &[PathBuf]) -> Result<Box<dyn Model>, String> {
+        for checkpoint in checkpoints {
+            self.reads.lock().unwrap().push(checkpoint.clone());
+            if std::fs::read(checkpoint).map_err(|error| error.to_string())? != b"checkpoint" {
+                return Err(format!("{}: not a checkpoint", checkpoint.display()));
+            }
         }
         let names = (0..10).map(|digit| digit.to_string()).collect();
         Ok(Box::new(FakeModel { names, passes: self.passes.clone(), delay: self.delay }))
@@ -102,6 +106,16 @@ fn fixture(delay: Duration, max_batch: usize) -> Fixture {
 }
 
 fn fixture_with(delay: Duration, max_batch: usize, limits: Limits) -> Fixture {
+    fixture_drawing_with(delay, max_batch, limits, |_| None)
+}
+
+/// A fixture whose drawing model `drawing` makes from the temporary folder.
+fn fixture_drawing_with(
+    delay: Duration,
+    max_batch: usize,
+    limits: Limits,
+    drawing: impl FnOnce(&Path) -> Option<DrawingModel>,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     let run = runs.join("alpha");
@@ -122,7 +136,7 @@ fn fixture_with(delay: Duration, max_batch: usize, limits: Limits) -> Fixture {
         runs_dir: runs.clone(),
         layout: LAYOUT,
         recipe_defaults: recipe_defaults(),
-        checkpoint: None,
+        checkpoint: drawing(dir.path()),
         batcher: BatcherConfig { max_batch, queue: 64 },
     };
     Fixture { _dir: dir, runs, state: AppState::new(config, backend), passes, reads }
@@ -480,6 +494,41 @@ async fn a_broken_checkpoint_is_read_once_until_it_changes() {
     // Once the file is fixed it is read again.
     std::fs::write(&best, b"checkpoint").unwrap();
     assert_eq!(call(&fixture.state, post("/api/predict", "image/png", png)).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_drawing_ensemble_reads_every_member_and_again_when_one_changes() {
+    let fixture = fixture_drawing_with(Duration::ZERO, 64, Limits::default(), |dir| {
+        let members: Vec<PathBuf> = ["a.safetensors", "b.safetensors"].iter().map(|name| dir.join(name)).collect();
+        for member in &members {
+            std::fs::write(member, b"checkpoint").unwrap();
+        }
+        Some(DrawingModel { name: "an ensemble of 2".into(), checkpoints: members })
+    });
+    let members: Vec<PathBuf> =
+        ["a.safetensors", "b.safetensors"].iter().map(|name| fixture.runs.with_file_name(name)).collect();
+    let (status, model) = call(&fixture.state, get("/api/model")).await;
+    assert_eq!(status, StatusCode::OK, "{model}");
+    assert_eq!(model["name"], "an ensemble of 2");
+    assert_eq!(model["checkpoints"], json!(members), "{model}");
+    assert_eq!(model["fixed"], true);
+    let request = || post("/api/predict", "application/json", json!({"pixels": pixels(4)}).to_string());
+    for _ in 0..3 {
+        let (status, answer) = call(&fixture.state, request()).await;
+        assert_eq!((status, answer["model"].clone()), (StatusCode::OK, json!("an ensemble of 2")), "{answer}");
+        assert_eq!(answer["predictions"][0]["class"], 4);
+    }
+    let loads_of = |member: &PathBuf| fixture.reads.lock().unwrap().iter().filter(|path| *path == member).count();
+    assert_eq!((loads_of(&members[0]), loads_of(&members[1])), (1, 1), "loaded once, both members");
+    // A member that changes (a run wrote a new best) reloads the ensemble; a broken one is an error naming it.
+    std::fs::write(&members[1], b"garbage").unwrap();
+    let (status, answer) = call(&fixture.state, request()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("b.safetensors: not a checkpoint"), "{answer}");
+    // A run's own page still draws with that run alone.
+    let run = post("/api/predict?run=alpha", "application/json", json!({"pixels": pixels(2)}).to_string());
+    let (status, answer) = call(&fixture.state, run).await;
+    assert_eq!((status, answer["model"].clone()), (StatusCode::OK, json!("alpha")), "{answer}");
 }
 
 #[tokio::test]

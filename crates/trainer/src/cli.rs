@@ -434,9 +434,9 @@ pub struct ServeArgs {
     /// The folder whose subfolders are run directories (shown, watched, and drawn with).
     #[arg(long, default_value = "nets")]
     pub runs: PathBuf,
-    /// The drawing model (default: the best checkpoint of the most recently finished run under --runs).
+    /// The drawing model (default: the best checkpoint of the most recently finished run under --runs); repeat it, or name a folder of runs, to draw with an ensemble (the mean of the members' probabilities).
     #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
+    pub checkpoint: Vec<PathBuf>,
     /// Address to listen on; loopback by default (`0.0.0.0:PORT` serves other machines too). Port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: std::net::SocketAddr,

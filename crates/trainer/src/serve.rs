@@ -2,19 +2,20 @@
 //! networks (`model`) and the data set's test images behind it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use model::{Network, checkpoint, probabilities};
-use serve::{AppState, Backend, BatcherConfig, Model, ServeConfig, TestSet};
+use model::{Ensemble, checkpoint, probabilities};
+use serve::{AppState, Backend, BatcherConfig, DrawingModel, Model, ServeConfig, TestSet};
 use tch::{Device, Tensor};
 
 use crate::cli::{DataArgs, MAX_BATCH, MAX_QUEUE, MAX_THREADS, ServeArgs, check_range};
 
 struct TchModel {
-    network: Network,
+    /// One network, or several answering together.
+    ensemble: Ensemble,
     class_names: Vec<String>,
     dataset: String,
 }
@@ -23,7 +24,7 @@ impl Model for TchModel {
     fn probabilities(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, String> {
         let n = (pixels.len() / serve::PIXELS) as i64;
         let images = Tensor::from_slice(pixels).view([n, serve::SIDE as i64, serve::SIDE as i64]);
-        probabilities(&self.network, &images, 512).map_err(|error| error.to_string())
+        probabilities(&self.ensemble, &images, 512).map_err(|error| error.to_string())
     }
 
     fn class_names(&self) -> &[String] {
@@ -42,12 +43,13 @@ struct TchBackend {
 }
 
 impl Backend for TchBackend {
-    fn load(&self, path: &Path) -> Result<Box<dyn Model>, String> {
-        let loaded = crate::inference::load(path, self.device, false).map_err(|error| format!("{error:#}"))?;
+    fn load(&self, paths: &[PathBuf]) -> Result<Box<dyn Model>, String> {
+        let loaded =
+            crate::inference::load_ensemble(paths, self.device, false).map_err(|error| format!("{error:#}"))?;
         Ok(Box::new(TchModel {
-            network: loaded.network,
-            class_names: loaded.meta.dataset.class_names,
-            dataset: loaded.meta.dataset.name,
+            ensemble: loaded.ensemble,
+            class_names: loaded.dataset.class_names,
+            dataset: loaded.dataset.name,
         }))
     }
 
@@ -82,6 +84,27 @@ fn limits(args: &ServeArgs) -> Result<serve::Limits> {
     })
 }
 
+/// The drawing model the command line names, checked by loading it once:
+/// none, one checkpoint, or an ensemble (repeated `--checkpoint`, or a folder
+/// of runs). The files named there are trusted as given, links included:
+/// resolved once here.
+fn drawing_model(given: &[PathBuf], device: Device) -> Result<Option<DrawingModel>> {
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let paths = crate::inference::checkpoint_paths(given, PathBuf::new)?;
+    let models = crate::inference::load_ensemble(&paths, device, false)?;
+    let checkpoints = paths
+        .iter()
+        .map(|path| std::fs::canonicalize(path).with_context(|| format!("{}: cannot resolve", path.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let name = match given {
+        [one] if checkpoints.len() == 1 => one.display().to_string(),
+        _ => models.describe(),
+    };
+    Ok(Some(DrawingModel { name, checkpoints }))
+}
+
 /// Serves the web app until the process is stopped.
 pub fn run(args: &ServeArgs) -> Result<()> {
     check_range("--max-batch", args.max_batch, 1, MAX_BATCH)?;
@@ -91,15 +114,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         tch::set_num_threads(threads as i32);
     }
     let limits = limits(args)?;
-    // The file named on the command line is trusted as given, links included: resolved once here.
-    let checkpoint = match &args.checkpoint {
-        Some(path) => {
-            checkpoint::read_meta(path)?;
-            Some(std::fs::canonicalize(path).with_context(|| format!("{}: cannot resolve", path.display()))?)
-        }
-        None => None,
-    };
     let device = args.device.resolve()?;
+    let checkpoint = drawing_model(&args.checkpoint, device)?;
     let backend = Arc::new(TchBackend { device, data: args.data.clone(), test_sets: Mutex::default() });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     runtime.block_on(async {

@@ -1,5 +1,5 @@
-//! Ensembles of checkpoints in `evaluate`, `predict`, `report` and
-//! `export`: two copies of one checkpoint answer as it does, two different
+//! Ensembles of checkpoints in `evaluate`, `predict`, `report`, `serve`
+//! and `export`: two copies of one checkpoint answer as it does, two different
 //! runs give each member's accuracy and the ensemble's, a folder of runs
 //! names every run's best checkpoint, and members trained on different data
 //! sets are refused naming the odd one out.
@@ -74,7 +74,9 @@ fn members_of_different_data_sets_are_refused_naming_the_odd_one_out() {
     model::checkpoint::save(&fashion, &network, &adam, None, &meta).unwrap();
     let fixture = common::trained_checkpoint();
     let (fixture_text, fashion_text) = (fixture.display().to_string(), fashion.display().to_string());
-    for command in [&["evaluate"][..], &["predict", "--images", "unread.idx"]] {
+    let runs = dir.path().display().to_string();
+    let serve = ["serve", "--addr", "127.0.0.1:0", "--runs", &runs];
+    for command in [&["evaluate"][..], &["predict", "--images", "unread.idx"], &serve] {
         let mut args = command.to_vec();
         args.extend(["--checkpoint", &fixture_text, "--checkpoint", &fashion_text]);
         let output = run(&args);
@@ -153,4 +155,55 @@ fn predict_report_and_export_run_the_ensemble() {
     assert!((traced - ours).abs().max().double_value(&[]) < 1e-5);
     let onnx = export("onnx", &dir.path().join("e.onnx"));
     assert!(text(&onnx).contains("--format onnx exports one checkpoint, 2 were given"), "{}", text(&onnx));
+}
+
+#[test]
+fn serve_draws_with_the_ensemble_and_answers_as_predict_does() {
+    let fixture = common::trained_checkpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let other = second_run(&dir.path().join("run"));
+    let (fixture_text, other_text) = (fixture.display().to_string(), other.display().to_string());
+    let images_path = common::data_dir().join("mnist/t10k-images-idx3-ubyte.gz");
+    let images = idx::mnist::load_images(&images_path).unwrap();
+    let image: Vec<f32> = images.index_axis(ndarray::Axis(0), 0).iter().copied().collect();
+
+    let output = run(&[
+        "predict",
+        "--json",
+        "--device",
+        "cpu",
+        "--images",
+        &images_path.display().to_string(),
+        "--checkpoint",
+        &fixture_text,
+        "--checkpoint",
+        &other_text,
+    ]);
+    assert_success(&output);
+    let first_line = String::from_utf8_lossy(&output.stdout).lines().next().unwrap().to_owned();
+    let expected: Value = serde_json::from_str(&first_line).unwrap();
+
+    let runs = dir.path().join("no-runs");
+    std::fs::create_dir(&runs).unwrap();
+    let flags = ["--checkpoint", &fixture_text, "--checkpoint", &other_text];
+    let (_server, line) = common::start_serve_with(&runs, &flags);
+    let address = common::served_address(&line);
+    let model = common::get_json(&address, "/api/model");
+    assert_eq!(model["checkpoints"].as_array().map(Vec::len), Some(2), "{model}");
+    assert!(model["name"].as_str().unwrap().contains("an ensemble of 2 checkpoints"), "{model}");
+    let body = serde_json::json!({ "pixels": image }).to_string();
+    let head = format!(
+        "POST /api/predict HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let (status, answer) = common::request(&address, &head, body.as_bytes());
+    assert!(status.contains(" 200 "), "{status}: {answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let predicted = expected["top"].as_array().unwrap();
+    assert_eq!(predicted.len(), 3, "{expected}");
+    for (served, predicted) in answer["predictions"].as_array().unwrap().iter().zip(predicted) {
+        assert_eq!(served["class"], predicted["class"], "serve {served} vs predict {predicted}");
+        let difference = served["probability"].as_f64().unwrap() - predicted["probability"].as_f64().unwrap();
+        assert!(difference.abs() < 1e-5, "serve {served} vs predict {predicted}");
+    }
 }
