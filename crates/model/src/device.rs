@@ -63,22 +63,67 @@ impl fmt::Display for DeviceRequest {
     }
 }
 
-/// What this process's libtorch can see of CUDA.
+/// What this process's libtorch can see of CUDA, and what stands in the way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CudaInfo {
-    /// Whether libtorch was built with (and loaded) its CUDA library.
+    /// Whether this process loaded libtorch's CUDA library (`libtorch_cuda`):
+    /// false for a CPU-only libtorch, or one whose CUDA library was not linked.
     pub has_cuda_support: bool,
-    /// How many CUDA devices are visible.
+    /// Whether this machine has an NVIDIA kernel driver loaded
+    /// (`/proc/driver/nvidia/version` exists).
+    pub driver_loaded: bool,
+    /// How many CUDA devices libtorch sees.
     pub n_devices: usize,
 }
 
+/// The file the NVIDIA kernel driver creates when it is loaded.
+const NVIDIA_DRIVER_FILE: &str = "/proc/driver/nvidia/version";
+
 impl CudaInfo {
-    /// Asks libtorch.
+    /// Asks libtorch, and this process's memory map and the kernel for what
+    /// libtorch does not say: `tch::utils::has_cuda` is false both for a
+    /// CPU-only libtorch and for a CUDA one on a machine without a driver.
     pub fn probe() -> Self {
-        let has_cuda_support = tch::utils::has_cuda();
-        let n_devices = if has_cuda_support { Cuda::device_count().max(0) as usize } else { 0 };
-        Self { has_cuda_support, n_devices }
+        let has_cuda = tch::utils::has_cuda();
+        let n_devices = if has_cuda { Cuda::device_count().max(0) as usize } else { 0 };
+        Self {
+            has_cuda_support: has_cuda || library_loaded("libtorch_cuda"),
+            driver_loaded: std::path::Path::new(NVIDIA_DRIVER_FILE).exists(),
+            n_devices,
+        }
     }
+
+    /// Why `requested` (a CUDA device) cannot be used, telling the causes
+    /// apart: no CUDA in this libtorch, no driver, no device, too few devices.
+    fn reason_unavailable(self, index: usize) -> String {
+        if !self.has_cuda_support {
+            return "this program's libtorch has no CUDA support (a CPU-only libtorch, or libtorch_cuda was not linked)"
+                .to_owned();
+        }
+        if !self.driver_loaded && self.n_devices == 0 {
+            return format!(
+                "this program's libtorch has CUDA, but this machine has no NVIDIA driver loaded ({NVIDIA_DRIVER_FILE} is missing): no GPU, or its driver is not installed"
+            );
+        }
+        if self.n_devices == 0 {
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES")
+                .map(|value| format!("CUDA_VISIBLE_DEVICES is {value:?}"))
+                .unwrap_or_else(|_| "CUDA_VISIBLE_DEVICES is not set".to_owned());
+            return format!(
+                "the NVIDIA driver is loaded but libtorch sees no CUDA device ({visible}; or the driver is older than this libtorch's CUDA needs)"
+            );
+        }
+        format!("cuda:{index} is beyond the {} visible CUDA device(s), numbered from 0", self.n_devices)
+    }
+}
+
+/// Whether a shared library whose file name starts with `name` is mapped
+/// into this process (Linux's `/proc/self/maps`; false where it is absent).
+fn library_loaded(name: &str) -> bool {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    maps.lines().filter_map(|line| line.rsplit('/').next()).any(|file| file.starts_with(name) && file.contains(".so"))
 }
 
 impl DeviceRequest {
@@ -94,18 +139,10 @@ impl DeviceRequest {
             Self::Auto if cuda.n_devices > 0 => Ok(Device::Cuda(0)),
             Self::Auto => Ok(Device::Cpu),
             Self::Cuda(index) if index < cuda.n_devices => Ok(Device::Cuda(index)),
-            Self::Cuda(_) => {
-                let reason = if !cuda.has_cuda_support {
-                    "this program's libtorch has no CUDA support (a CPU-only libtorch, or libtorch_cuda was not linked)"
-                        .to_owned()
-                } else if cuda.n_devices == 0 {
-                    "libtorch has CUDA support but sees no CUDA device (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides them)"
-                        .to_owned()
-                } else {
-                    format!("only {} CUDA device(s) are visible, numbered from 0", cuda.n_devices)
-                };
-                Err(DeviceError::CudaUnavailable { requested: self.to_string(), reason })
-            }
+            Self::Cuda(index) => Err(DeviceError::CudaUnavailable {
+                requested: self.to_string(),
+                reason: cuda.reason_unavailable(index),
+            }),
         }
     }
 }
@@ -137,20 +174,32 @@ mod tests {
 
     #[test]
     fn cuda_requests_fail_with_the_reason() {
-        let no_support = CudaInfo { has_cuda_support: false, n_devices: 0 };
-        let no_device = CudaInfo { has_cuda_support: true, n_devices: 0 };
-        let one_device = CudaInfo { has_cuda_support: true, n_devices: 1 };
+        let facts =
+            |has_cuda_support, driver_loaded, n_devices| CudaInfo { has_cuda_support, driver_loaded, n_devices };
+        let (no_support, no_driver, no_device, one_device) =
+            (facts(false, false, 0), facts(true, false, 0), facts(true, true, 0), facts(true, true, 1));
 
         assert_eq!(DeviceRequest::Auto.resolve_with(no_support), Ok(Device::Cpu));
+        assert_eq!(DeviceRequest::Auto.resolve_with(no_driver), Ok(Device::Cpu));
         assert_eq!(DeviceRequest::Auto.resolve_with(one_device), Ok(Device::Cuda(0)));
         assert_eq!(DeviceRequest::Cuda(0).resolve_with(one_device), Ok(Device::Cuda(0)));
 
-        let error = DeviceRequest::Cuda(0).resolve_with(no_support).unwrap_err().to_string();
-        assert!(error.contains("cuda:0 requested") && error.contains("no CUDA support"), "{error}");
-        let error = DeviceRequest::Cuda(0).resolve_with(no_device).unwrap_err().to_string();
-        assert!(error.contains("sees no CUDA device"), "{error}");
-        let error = DeviceRequest::Cuda(1).resolve_with(one_device).unwrap_err().to_string();
-        assert!(error.contains("only 1 CUDA device"), "{error}");
+        let error = |request: DeviceRequest, facts| request.resolve_with(facts).unwrap_err().to_string();
+        let message = error(DeviceRequest::Cuda(0), no_support);
+        assert!(message.contains("cuda:0 requested") && message.contains("has no CUDA support"), "{message}");
+        let message = error(DeviceRequest::Cuda(0), no_driver);
+        assert!(message.contains("libtorch has CUDA, but this machine has no NVIDIA driver loaded"), "{message}");
+        let message = error(DeviceRequest::Cuda(0), no_device);
+        assert!(message.contains("driver is loaded but libtorch sees no CUDA device"), "{message}");
+        assert!(message.contains("CUDA_VISIBLE_DEVICES"), "{message}");
+        let message = error(DeviceRequest::Cuda(1), one_device);
+        assert!(message.contains("cuda:1 is beyond the 1 visible CUDA device(s)"), "{message}");
+    }
+
+    #[test]
+    fn a_library_is_found_in_this_process_map_by_its_file_name() {
+        assert!(library_loaded("libc"), "every Linux process maps the C library");
+        assert!(!library_loaded("libnot-a-real-library-name"));
     }
 
     #[test]

@@ -67,10 +67,17 @@ fn missing_data_points_to_fetch_data() {
 fn unavailable_cuda_is_an_error_with_its_reason_not_a_cpu_run() {
     let stderr = refused(&["--device", "cuda:99"]);
     assert!(stderr.contains("cuda:99 requested, but CUDA is unavailable: "), "{stderr}");
-    if !tch::Cuda::is_available() {
+    // The trainer links libtorch as this test does, so they see the same facts.
+    let facts = model::device::CudaInfo::probe();
+    if facts.n_devices == 0 {
         let stderr = refused(&["--device", "cuda"]);
         assert!(stderr.contains("cuda:0 requested, but CUDA is unavailable: "), "{stderr}");
-        assert!(stderr.contains("no CUDA device") || stderr.contains("no CUDA support"), "{stderr}");
+        let cause = match (facts.has_cuda_support, facts.driver_loaded) {
+            (false, _) => "libtorch has no CUDA support",
+            (true, false) => "libtorch has CUDA, but this machine has no NVIDIA driver loaded",
+            (true, true) => "the NVIDIA driver is loaded but libtorch sees no CUDA device",
+        };
+        assert!(stderr.contains(cause), "expected {cause:?} ({facts:?}): {stderr}");
     }
 }
 
