@@ -193,6 +193,9 @@ pub struct TrainArgs {
     /// The learning-rate schedule over the run: `constant` (the seed's), `exponential:DECAY` (per epoch), `cosine:EPOCHS[,FLOOR]`, `step:EVERY,FACTOR`, `warmup:EPOCHS:SCHEDULE`; see docs/TRAINING.md.
     #[arg(long, default_value = "constant", value_name = "SPEC", value_parser = schedule_spec)]
     pub schedule: String,
+    /// A named recipe that fills in the flags this command leaves out: `seed` (every default) or `strong` (see docs/TRAINING.md, Recipes).
+    #[arg(long, value_name = "NAME", value_parser = recipe_name)]
+    pub recipe: Option<String>,
     /// Keep a moving average of the weights with this decay (for example 0.999) and validate, keep and test it instead of the last weights (off unless given).
     #[arg(long, value_name = "DECAY", value_parser = ema_decay)]
     pub ema: Option<f64>,
@@ -269,6 +272,10 @@ fn augment_spec(text: &str) -> Result<String, String> {
 }
 
 /// `--ema`: a decay in (0, 1).
+fn recipe_name(text: &str) -> Result<String, String> {
+    crate::presets::by_name(text).map(|preset| preset.name.to_owned())
+}
+
 fn ema_decay(text: &str) -> Result<f64, String> {
     let decay: f64 = text.parse().map_err(|_| format!("expected a number in (0, 1), found {text:?}"))?;
     if decay > 0.0 && decay < 1.0 { Ok(decay) } else { Err(format!("expected a number in (0, 1), found {decay}")) }

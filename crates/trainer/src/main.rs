@@ -13,6 +13,7 @@ mod fault;
 mod inference;
 mod pipeline;
 mod predict;
+mod presets;
 mod report;
 mod run_dir;
 mod runs;
@@ -25,10 +26,8 @@ mod train;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = presets::parse_from(std::env::args_os()).unwrap_or_else(|error| error.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

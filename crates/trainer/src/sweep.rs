@@ -11,10 +11,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use clap::Parser;
 use serde::Deserialize;
 
-use crate::cli::{Cli, SweepPlanArgs, SweepTaskArgs};
+use crate::cli::{SweepPlanArgs, SweepTaskArgs};
 
 /// A grid file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -133,8 +132,8 @@ impl Grid {
             .chain(["--seed".to_owned(), seed.to_string(), "--save-dir".to_owned(), run_dir.display().to_string()])
             .chain(["--resume".to_owned()])
             .chain(extra.iter().cloned());
-        let cli =
-            Cli::try_parse_from(words).map_err(|error| anyhow::anyhow!("{}", error.render().to_string().trim()))?;
+        let cli = crate::presets::parse_from(words)
+            .map_err(|error| anyhow::anyhow!("{}", error.render().to_string().trim()))?;
         match cli.command {
             Some(crate::cli::Command::Train(args)) => Ok(args),
             _ => bail!("not a train command"),

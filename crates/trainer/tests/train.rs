@@ -213,3 +213,24 @@ fn an_elastic_distortion_after_the_seeds_affine_trains_and_is_recorded() {
     assert!(!bad.status.success());
     assert!(text(&bad).contains("elastic sigma 9 reaches 36 pixels, more than the 28x28 image"), "{}", text(&bad));
 }
+
+#[test]
+fn a_named_recipe_sets_its_flags_records_them_and_must_be_given_again_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    // The preset's 40 epochs are overridden to keep the test short; the rest are its own.
+    assert_success(&train(dir.path(), &["--recipe", "strong", "--epochs", "1"]));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    let recipe = &config["recipe"];
+    assert_eq!(
+        (&recipe["augment"], &recipe["schedule"], &recipe["ema"]),
+        (&serde_json::json!("seed+elastic:34,4"), &serde_json::json!("cosine:40,0"), &serde_json::json!(0.999)),
+        "{config}"
+    );
+    assert_eq!(config["settings"]["recipe"], "strong");
+    let without = train(dir.path(), &["--epochs", "2", "--resume"]);
+    assert!(!without.status.success());
+    assert!(text(&without).contains("was started with augment = "), "{}", text(&without));
+    assert_success(&train(dir.path(), &["--recipe", "strong", "--epochs", "2", "--resume"]));
+    assert_eq!(metrics(dir.path()).iter().filter(|record| record.get("epoch").is_some()).count(), 2);
+}
