@@ -10,7 +10,9 @@ job, a thermal limit) slows them all alike; the medians are compared.
 PyTorch is timed as a user would write it (`nn.Conv2d`, `nn.BatchNorm2d`,
 `F.leaky_relu(x, 0.2)`, `torch.optim.Adam` with its defaults, NCHW), and in
 its faster eager forms: `channels_last`, `Adam(fused=True)`, and both. The
-fastest of those is "PyTorch's best eager form". A large `torch.mm`, timed
+fastest of those is "PyTorch's best eager form". `torch.compile` (inductor,
+on channels-last with fused Adam) is timed too, its compilation excluded:
+each round compiles once and times the steps after the warm-up. A large `torch.mm`, timed
 in the same run, gives the machine's matmul throughput; the trainer's step is
 reported as a fraction of it (about 82 MFLOP per image: 27.8 forward, 54.3
 backward).
@@ -90,15 +92,30 @@ def cpu_name():
     return f"{name or platform.machine()} ({vector}{', BF16' if 'avx512_bf16' in flags else ''})"
 
 
+def cpu_kind():
+    """The machine kind the performance goals name: Intel AMX, AMD AVX-512, AMD AVX2 (or the vendor and vector width)."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.machine()
+    vendor = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("vendor_id")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    maker = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}.get(vendor, vendor or platform.machine())
+    if "amx_bf16" in flags:
+        return f"{maker} AMX"
+    return f"{maker} {'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'}"
+
+
 def synchronize(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def pytorch_train(channels_last, fused, batch, steps, warmup, device, bf16=False):
+def pytorch_train(channels_last, fused, batch, steps, warmup, device, bf16=False, compiled=False):
     """Images per second of PyTorch's training step in one eager form; with
     `bf16`, its forward pass under `torch.autocast` to bfloat16 (the loss in
-    fp32), PyTorch's own mixed precision."""
+    fp32), PyTorch's own mixed precision; with `compiled`, the model under
+    `torch.compile` (the warm-up steps include the compilation)."""
     torch.manual_seed(0)
     model = Net().to(device)
     host_images = torch.rand(batch, 1, 28, 28)
@@ -109,6 +126,9 @@ def pytorch_train(channels_last, fused, batch, steps, warmup, device, bf16=False
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3,
                                  fused=True if fused else None)
     model.train()
+    if compiled:
+        torch._dynamo.reset()
+        model = torch.compile(model)
 
     def step():
         images, labels = host_images.to(device), host_labels.to(device)
@@ -184,6 +204,7 @@ def main():
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
     parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
                         help="also time both sides in bf16 (auto: on CUDA, and on CPUs with AVX512-BF16)")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile contestant")
     args = parser.parse_args()
     device = torch.device(args.device)
     if not os.path.exists(BENCH):
@@ -197,8 +218,11 @@ def main():
         "pytorch fused Adam": dict(channels_last=False, fused=True),
         "pytorch channels_last + fused Adam": dict(channels_last=True, fused=True),
     }
+    compiled_forms = {} if args.no_compile else {
+        "pytorch torch.compile, channels_last + fused Adam": dict(channels_last=True, fused=True, compiled=True),
+    }
     bf16_forms = {"pytorch channels_last + fused Adam, autocast bf16": dict(channels_last=True, fused=True, bf16=True)}
-    train = {name: [] for name in ["trainer", *train_forms]}
+    train = {name: [] for name in ["trainer", *train_forms, *compiled_forms]}
     if with_bf16:
         train.update({name: [] for name in ["trainer bf16", *bf16_forms]})
     evals = {"trainer": [], "pytorch no_grad": []}
@@ -210,7 +234,7 @@ def main():
             train[name].append(trainer("train", args.threads, batch=args.batch, steps=args.steps,
                                        warmup=args.warmup, device=args.device,
                                        precision=precision)["images_per_second"])
-        for name, form in {**train_forms, **(bf16_forms if with_bf16 else {})}.items():
+        for name, form in {**train_forms, **compiled_forms, **(bf16_forms if with_bf16 else {})}.items():
             train[name].append(pytorch_train(batch=args.batch, steps=args.steps, warmup=args.warmup, device=device,
                                              **form))
         if with_bf16:
@@ -240,7 +264,8 @@ def main():
             "step_bf16_fraction_of_matmul_bf16": round(step_gflops_bf16 / peak_bf16, 3),
         }
 
-    print(f"\ntraining step on {args.device}, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds:")
+    print(f"\n{cpu_name()}; kind: {cpu_kind()}; torch {torch.__version__}")
+    print(f"training step on {args.device}, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds:")
     for name, value in median.items():
         print(f"  {name:50s} {value:7.0f} images/s   trainer / this = {median['trainer'] / value:.2f}x")
     print(f"  torch.mm 2048x2048: {peak:.1f} GFLOP/s; the trainer's step: {step_gflops:.1f} GFLOP/s "
@@ -256,12 +281,14 @@ def main():
         print(f"  {name:50s} {value:7.3f} s")
     print(f"  pytorch / trainer = {eval_median['pytorch no_grad'] / eval_median['trainer']:.2f}x")
     print(json.dumps({
-        "cpu": cpu_name(), "device": args.device, "threads": args.threads, "batch": args.batch,
+        "cpu": cpu_name(), "cpu_kind": cpu_kind(), "device": args.device, "threads": args.threads, "batch": args.batch,
         "torch": torch.__version__, "rounds": args.rounds,
         "train_images_per_second": {name: round(value, 1) for name, value in median.items()},
         "best_pytorch_form": best_name,
         "trainer_over_idiomatic": round(median["trainer"] / median["pytorch idiomatic"], 3),
         "trainer_over_best": round(median["trainer"] / median[best_name], 3),
+        **({"trainer_over_compiled": round(median["trainer"] / median[next(iter(compiled_forms))], 3)}
+           if compiled_forms else {}),
         "matmul_gflops": round(peak, 1), "step_gflops": round(step_gflops, 1),
         "step_fraction_of_matmul": round(step_gflops / peak, 3),
         "eval_seconds": {name: round(value, 3) for name, value in eval_median.items()},
