@@ -80,26 +80,25 @@ class Net(nn.Module):
         return self.fco(x)
 
 
+def cpuinfo_field(name):
+    """The first value of `name` in /proc/cpuinfo ("" where absent or unreadable)."""
+    try:
+        lines = open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == name), "")
+
+
 def cpu_name():
     """The CPU's model name and its widest vector instructions, from /proc/cpuinfo."""
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    name, flags = cpuinfo_field("model name"), cpuinfo_field("flags").split()
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     return f"{name or platform.machine()} ({vector}{', BF16' if 'avx512_bf16' in flags else ''})"
 
 
 def cpu_kind():
     """The machine kind the performance goals name: Intel AMX, AMD AVX-512, AMD AVX2 (or the vendor and vector width)."""
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return platform.machine()
-    vendor = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("vendor_id")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vendor, flags = cpuinfo_field("vendor_id"), cpuinfo_field("flags").split()
     maker = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}.get(vendor, vendor or platform.machine())
     if "amx_bf16" in flags:
         return f"{maker} AMX"
