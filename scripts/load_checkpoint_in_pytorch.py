@@ -66,6 +66,35 @@ class SeedCNN(torch.nn.Module):
         return self.fco(net)
 
 
+class VggCNN(torch.nn.Module):
+    """The `vgg` network: four 3x3 convolutions, pooling after the first and the third."""
+
+    LAYERS = [(32, True), (64, False), (64, True), (128, False)]
+
+    def __init__(self):
+        super().__init__()
+        in_channels = 1
+        for index, (out_channels, _) in enumerate(self.LAYERS, start=1):
+            setattr(self, "conv%d" % index, torch.nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False))
+            setattr(self, "bn%d" % index, ShiftOnlyBatchNorm(out_channels))
+            in_channels = out_channels
+        self.fco = torch.nn.Linear(7 * 7 * in_channels, 10)
+
+    def forward(self, images):
+        net = images.reshape(-1, 1, 28, 28)
+        for index, (_, pool) in enumerate(self.LAYERS, start=1):
+            net = lrelu(getattr(self, "bn%d" % index)(getattr(self, "conv%d" % index)(net)))
+            if pool:
+                net = F.max_pool2d(net, 2)
+        net = F.dropout(net.flatten(1), 0.3, self.training)
+        return self.fco(net)
+
+
+def build(architecture):
+    """The module of a checkpoint's `architecture` metadata."""
+    return VggCNN() if architecture == "vgg" else SeedCNN(architecture)
+
+
 def load_model(checkpoint):
     """The checkpoint's network in evaluation mode, every name and shape checked."""
     with safe_open(checkpoint, framework="pt") as file:
@@ -78,7 +107,7 @@ def load_model(checkpoint):
         for name, t in tensors.items()
         if not name.startswith("optimizer.") and name.startswith(prefix) and (averaged or not name.startswith("ema."))
     }
-    model = SeedCNN(metadata["architecture"])
+    model = build(metadata["architecture"])
     model.load_state_dict(model_tensors, strict=True)
     model.eval()
     model.metadata = metadata

@@ -8,6 +8,7 @@
 //! cargo run --release -p model --example bench -- train --device cuda
 //! cargo run --release -p model --example bench -- train --precision bf16
 //! cargo run --release -p model --example bench -- train --read-every 10
+//! cargo run --release -p model --example bench -- train --network vgg
 //! ```
 
 use std::time::Instant;
@@ -29,12 +30,14 @@ struct Options {
     precision: Precision,
     /// Read the steps' losses every this many steps (1: after each, as `train_step_in`).
     read_every: usize,
+    /// The network timed.
+    architecture: Architecture,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().ok_or(
-        "usage: bench train|eval [--batch N] [--steps N] [--warmup N] [--images N] [--threads N] [--device cpu|cuda[:N]] [--precision fp32|bf16] [--read-every N]",
+        "usage: bench train|eval [--batch N] [--steps N] [--warmup N] [--images N] [--threads N] [--device cpu|cuda[:N]] [--precision fp32|bf16] [--read-every N] [--network intended|seed|vgg]",
     )?;
     let mut options = Options {
         mode,
@@ -46,11 +49,16 @@ fn parse_options() -> Result<Options, String> {
         device: DeviceRequest::Cpu,
         precision: Precision::Float32,
         read_every: 1,
+        architecture: Architecture::Intended,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         if flag == "--device" {
             options.device = value.parse().map_err(|error| format!("--device: {error}"))?;
+            continue;
+        }
+        if flag == "--network" {
+            options.architecture = value.parse().map_err(|error| format!("--network: {error}"))?;
             continue;
         }
         if flag == "--precision" {
@@ -77,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::manual_seed(0);
     let device = options.device.resolve()?;
     options.precision.check_native(device)?;
-    let network = Network::new(Architecture::Intended, device)?;
+    let network = Network::new(options.architecture, device)?;
     match options.mode.as_str() {
         "train" => {
             let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();

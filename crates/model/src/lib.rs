@@ -1,5 +1,5 @@
 //! The seed's convolutional network on libtorch (through `tch`): the network
-//! in its intended and its as-built form, Adam written over tensors,
+//! in its intended and its as-built form (and a network of 3x3 convolutions), Adam written over tensors,
 //! checkpoints in safetensors, evaluation in batches, and device selection.
 #![warn(missing_docs)]
 
@@ -15,6 +15,7 @@ mod fused;
 pub mod network;
 pub mod schedule;
 pub mod summary;
+pub mod throughput;
 
 pub use adam::{Adam, AdamConfig, AdamKernel};
 pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};

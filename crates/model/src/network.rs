@@ -8,6 +8,11 @@ use tch::{Device, Kind, TchError, Tensor};
 
 use crate::ModelError;
 
+mod vgg;
+
+/// The `vgg` network's convolutions: output channels and whether 2x2 max pooling follows.
+pub(crate) const VGG_LAYERS: [(i64, bool); 4] = vgg::LAYERS;
+
 /// Batch-norm decay 0.9, i.e. PyTorch's momentum 0.1.
 pub const BATCH_NORM_MOMENTUM: f64 = 0.1;
 /// Batch-norm epsilon of `slim.batch_norm`.
@@ -129,35 +134,54 @@ pub enum Architecture {
     /// The network the seed built: conv2 reads the input image, conv1 is dead
     /// weight, and fc4 takes 12,544 inputs. Reproduces the published run.
     Seed,
+    /// Not the seed's: the 1024-wide dense layer replaced by convolutions, as
+    /// the best single MNIST networks do. Four 3x3 'SAME' convolutions (32,
+    /// 64, 64 and 128 channels), each with the seed's shift-only batch norm
+    /// and leaky ReLU, 2x2 max pooling after the first and the third, then
+    /// dropout 0.3 and the 10-way dense layer on the 7x7x128 features. About
+    /// the intended network's cost per image with 6% of its parameters.
+    Vgg,
 }
 
 impl Architecture {
+    /// Every architecture, in the order `--network` lists them.
+    pub const ALL: [Architecture; 3] = [Architecture::Intended, Architecture::Seed, Architecture::Vgg];
+
     /// The name used on the command line and in checkpoints.
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Intended => "intended",
             Architecture::Seed => "seed",
+            Architecture::Vgg => "vgg",
         }
     }
 
     /// Input channels of conv2.
     fn conv2_in_channels(self) -> i64 {
         match self {
-            Architecture::Intended => 32,
             Architecture::Seed => 1,
+            Architecture::Intended | Architecture::Vgg => 32,
         }
     }
 
     /// Inputs of fc4: 7x7x64 after two poolings, or 14x14x64 after one.
     fn fc4_inputs(self) -> i64 {
         match self {
-            Architecture::Intended => 7 * 7 * 64,
             Architecture::Seed => 14 * 14 * 64,
+            Architecture::Intended | Architecture::Vgg => 7 * 7 * 64,
         }
     }
 
     /// Every tensor of the network: name, PyTorch-layout shape, and role.
     pub fn tensor_specs(self) -> Vec<TensorSpec> {
+        match self {
+            Architecture::Intended | Architecture::Seed => self.seed_family_specs(),
+            Architecture::Vgg => vgg::tensor_specs(),
+        }
+    }
+
+    /// The tensors of the seed's network, intended or as built.
+    fn seed_family_specs(self) -> Vec<TensorSpec> {
         use Role::*;
         let spec = |name, shape: &[i64], role| TensorSpec { name, shape: shape.to_vec(), role };
         vec![
@@ -186,7 +210,8 @@ impl FromStr for Architecture {
         match text {
             "intended" => Ok(Architecture::Intended),
             "seed" => Ok(Architecture::Seed),
-            other => Err(format!("unknown architecture {other:?}: expected intended or seed")),
+            "vgg" => Ok(Architecture::Vgg),
+            other => Err(format!("unknown architecture {other:?}: expected intended, seed or vgg")),
         }
     }
 }
@@ -232,7 +257,7 @@ pub struct Network {
     tensors: Vec<Tensor>,
 }
 
-/// Index of each tensor in [`Architecture::tensor_specs`] order.
+/// Index of each tensor of the seed's network in [`Architecture::tensor_specs`] order.
 mod tensor_index {
     pub(super) const CONV1_W: usize = 0;
     pub(super) const BN1_BETA: usize = 1;
@@ -425,34 +450,30 @@ impl Network {
     /// stay fp32 (libtorch's batch norm takes mixed kinds), the logits come
     /// back as fp32.
     fn forward_unchecked(&self, images: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
-        let t = &self.tensors;
         let x = images.f_view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])?.f_to_kind(kind)?;
-        let conv1 = || {
-            conv_block(
-                &x,
-                &t[tensor_index::CONV1_W],
-                &t[tensor_index::BN1_BETA],
-                &t[tensor_index::BN1_MEAN],
-                &t[tensor_index::BN1_VAR],
-                train,
-                kind,
-            )
+        match self.architecture {
+            Architecture::Intended | Architecture::Seed => self.forward_seed_family(&x, train, kind),
+            Architecture::Vgg => vgg::forward(&self.tensors, &x, train, kind),
+        }
+    }
+
+    /// The seed's network, intended or as built, on images already cast to `kind`.
+    fn forward_seed_family(&self, x: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
+        let t = &self.tensors;
+        let layer = |weight, beta, mean, var| ConvLayer {
+            weight: &t[weight],
+            beta: &t[beta],
+            mean: &t[mean],
+            var: &t[var],
+            pool: true,
         };
-        let conv2 = |input: &Tensor| {
-            conv_block(
-                input,
-                &t[tensor_index::CONV2_W],
-                &t[tensor_index::BN2_BETA],
-                &t[tensor_index::BN2_MEAN],
-                &t[tensor_index::BN2_VAR],
-                train,
-                kind,
-            )
-        };
+        use tensor_index::*;
+        let conv1 = layer(CONV1_W, BN1_BETA, BN1_MEAN, BN1_VAR);
+        let conv2 = layer(CONV2_W, BN2_BETA, BN2_MEAN, BN2_VAR);
         let pooled = match self.architecture {
-            Architecture::Intended => conv2(&conv1()?)?,
             // The seed's defect: conv2 reads the input; conv1 and pool1 are never used.
-            Architecture::Seed => conv2(&x)?,
+            Architecture::Seed => conv2.apply(x, train, kind)?,
+            _ => conv2.apply(&conv1.apply(x, train, kind)?, train, kind)?,
         };
         let net = pooled.f_flatten(1, -1)?;
         let net = crate::fused::dense_layer(&net, &t[tensor_index::FC4_W].f_to_kind(kind)?)?;
@@ -477,7 +498,7 @@ impl Network {
             self.architecture.tensor_specs().into_iter().filter(|spec| spec.role.is_trainable()).collect();
         let mut listing = String::new();
         for (position, spec) in trainable.iter().enumerate() {
-            let (tf_name, tf_shape) = tensorflow_name_and_shape(spec);
+            let (tf_name, tf_shape) = tensorflow_name_and_shape(self.architecture, spec);
             let dims: Vec<String> = tf_shape.iter().map(i64::to_string).collect();
             let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
             let _ = writeln!(listing, "[{position}/{}] [{tf_name}:0] / SAHPE IS {shape}", trainable.len());
@@ -487,13 +508,13 @@ impl Network {
 }
 
 /// TensorFlow's name and shape of a trainable tensor.
-fn tensorflow_name_and_shape(spec: &TensorSpec) -> (String, Vec<i64>) {
+fn tensorflow_name_and_shape(architecture: Architecture, spec: &TensorSpec) -> (String, Vec<i64>) {
     let layer = spec.name.split('.').next().unwrap_or(spec.name);
-    let scope = match layer {
-        "bn1" => "conv1",
-        "bn2" => "conv2",
-        "bn4" => "fc4",
-        other => other,
+    // A batch norm belongs to the layer it follows: in the seed's network bn4 follows fc4.
+    let scope = match (architecture, layer.strip_prefix("bn")) {
+        (Architecture::Intended | Architecture::Seed, Some("4")) => "fc4".to_owned(),
+        (_, Some(number)) => format!("conv{number}"),
+        (_, None) => layer.to_owned(),
     };
     let shape = &spec.shape;
     match spec.role {
@@ -538,12 +559,12 @@ pub fn leaky_relu(x: &Tensor) -> Result<Tensor, ModelError> {
     lrelu(x).map_err(ModelError::libtorch("leaky ReLU"))
 }
 
-fn lrelu(x: &Tensor) -> Result<Tensor, TchError> {
+pub(crate) fn lrelu(x: &Tensor) -> Result<Tensor, TchError> {
     crate::fused::leaky_relu(x, LEAK)
 }
 
 /// Batch norm without a scale (gamma fixed at 1) and with a trainable shift.
-fn batch_norm(
+pub(crate) fn batch_norm(
     x: &Tensor,
     beta: &Tensor,
     running_mean: &Tensor,
@@ -580,33 +601,43 @@ fn channels_last(weight: &Tensor) -> Result<Tensor, TchError> {
     )
 }
 
-/// A 5x5 'SAME' convolution without bias, batch norm, 2x2 max pooling and
-/// leaky ReLU. Pooling comes before the activation: leaky ReLU is
-/// increasing, so it commutes with max, and the values (and gradients) are
-/// the seed's order's, on a quarter of the elements. In evaluation mode the
-/// batch norm is folded into the convolution (weights scaled by
-/// `1/sqrt(var + eps)` per output channel, bias `beta - mean/sqrt(var + eps)`),
-/// which spares a pass over the largest activations. The convolution
-/// computes in `kind`, the kind of `x`.
-fn conv_block(
-    x: &Tensor,
-    weight: &Tensor,
-    beta: &Tensor,
-    mean: &Tensor,
-    var: &Tensor,
-    train: bool,
-    kind: Kind,
-) -> Result<Tensor, TchError> {
-    let normalized = if train {
-        // The cast keeps the channels-last strides (libtorch preserves a dense layout).
-        let weight = channels_last(weight)?.f_to_kind(kind)?;
-        let conv = x.f_conv2d::<Tensor>(&weight, None, [1, 1], [2, 2], [1, 1], 1)?;
-        batch_norm(&conv, beta, mean, var, true)?
-    } else {
-        let inverse_std = var.f_add_scalar(BATCH_NORM_EPSILON)?.f_rsqrt()?;
-        let folded_weight = weight.f_mul(&inverse_std.f_view([-1, 1, 1, 1])?)?;
-        let folded_bias = beta.f_sub(&mean.f_mul(&inverse_std)?)?;
-        x.f_conv2d(&channels_last(&folded_weight)?, Some(&folded_bias), [1, 1], [2, 2], [1, 1], 1)?
-    };
-    lrelu(&normalized.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?)
+/// One convolution layer's tensors: its weight, batch norm's shift and
+/// moving averages, and whether 2x2 max pooling follows.
+pub(crate) struct ConvLayer<'a> {
+    pub(crate) weight: &'a Tensor,
+    pub(crate) beta: &'a Tensor,
+    pub(crate) mean: &'a Tensor,
+    pub(crate) var: &'a Tensor,
+    pub(crate) pool: bool,
+}
+
+impl ConvLayer<'_> {
+    /// A 'SAME' convolution without bias (5x5 or 3x3, from the weight's
+    /// shape), batch norm, 2x2 max pooling where the layer has it, and leaky
+    /// ReLU. Pooling comes before the activation: leaky ReLU is increasing,
+    /// so it commutes with max, and the values (and gradients) are the seed's
+    /// order's, on a quarter of the elements. In evaluation mode the batch
+    /// norm is folded into the convolution (weights scaled by
+    /// `1/sqrt(var + eps)` per output channel, bias `beta - mean/sqrt(var +
+    /// eps)`), which spares a pass over the largest activations. The
+    /// convolution computes in `kind`, the kind of `x`.
+    pub(crate) fn apply(&self, x: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
+        let padding = self.weight.size()[2] / 2;
+        let normalized = if train {
+            // The cast keeps the channels-last strides (libtorch preserves a dense layout).
+            let weight = channels_last(self.weight)?.f_to_kind(kind)?;
+            let conv = x.f_conv2d::<Tensor>(&weight, None, [1, 1], [padding, padding], [1, 1], 1)?;
+            batch_norm(&conv, self.beta, self.mean, self.var, true)?
+        } else {
+            let inverse_std = self.var.f_add_scalar(BATCH_NORM_EPSILON)?.f_rsqrt()?;
+            let folded_weight = self.weight.f_mul(&inverse_std.f_view([-1, 1, 1, 1])?)?;
+            let folded_bias = self.beta.f_sub(&self.mean.f_mul(&inverse_std)?)?;
+            x.f_conv2d(&channels_last(&folded_weight)?, Some(&folded_bias), [1, 1], [padding, padding], [1, 1], 1)?
+        };
+        if self.pool {
+            lrelu(&normalized.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?)
+        } else {
+            lrelu(&normalized)
+        }
+    }
 }

@@ -110,15 +110,22 @@ impl Builder {
         });
     }
 
-    /// A 5x5 'SAME' convolution without bias; the input's gradient is skipped for the layer reading the image.
-    fn conv(&mut self, name: &'static str, in_channels: i64, out_channels: i64) {
+    /// A `kernel`x`kernel` 'SAME' convolution without bias; the input's gradient is skipped for the layer reading the image.
+    fn conv(&mut self, name: &'static str, kernel: i64, in_channels: i64, out_channels: i64) {
         let (height, width) = (self.shape[1], self.shape[2]);
         self.shape = vec![out_channels, height, width];
-        let parameters = (25 * in_channels * out_channels) as u64;
+        let parameters = (kernel * kernel * in_channels * out_channels) as u64;
         let forward = 2 * parameters * (height * width) as u64;
         let backward = if self.reads_image { forward } else { 2 * forward };
         self.reads_image = false;
-        self.push(name, format!("conv 5x5, {in_channels}->{out_channels}, same"), parameters, 0, forward, backward);
+        self.push(
+            name,
+            format!("conv {kernel}x{kernel}, {in_channels}->{out_channels}, same"),
+            parameters,
+            0,
+            forward,
+            backward,
+        );
     }
 
     fn batch_norm(&mut self, name: &'static str) {
@@ -169,19 +176,24 @@ impl Architecture {
     pub fn summary(self) -> ModelSummary {
         let mut builder = Builder { layers: Vec::new(), shape: vec![1, IMAGE_SIDE, IMAGE_SIDE], reads_image: true };
         match self {
-            Architecture::Intended => {
-                builder.conv("conv1", 1, 32);
-                builder.batch_norm("bn1");
-                builder.lrelu("lrelu1");
-                builder.pool("pool1");
-                builder.conv("conv2", 32, 64);
-            }
-            Architecture::Seed => {
-                // The seed's defect: conv2 reads the image; conv1's weights exist but are never used.
-                builder.push("conv1", "conv 5x5, 1->32 (unused)".into(), 800, 0, 0, 0);
-                builder.push("bn1", "batch norm (unused)".into(), 32, 64, 0, 0);
-                builder.conv("conv2", 1, 64);
-            }
+            Architecture::Intended | Architecture::Seed => self.seed_family_layers(&mut builder),
+            Architecture::Vgg => vgg_layers(&mut builder),
+        }
+        ModelSummary { architecture: self, layers: builder.layers }
+    }
+
+    fn seed_family_layers(self, builder: &mut Builder) {
+        if self == Architecture::Seed {
+            // The seed's defect: conv2 reads the image; conv1's weights exist but are never used.
+            builder.push("conv1", "conv 5x5, 1->32 (unused)".into(), 800, 0, 0, 0);
+            builder.push("bn1", "batch norm (unused)".into(), 32, 64, 0, 0);
+            builder.conv("conv2", 5, 1, 64);
+        } else {
+            builder.conv("conv1", 5, 1, 32);
+            builder.batch_norm("bn1");
+            builder.lrelu("lrelu1");
+            builder.pool("pool1");
+            builder.conv("conv2", 5, 32, 64);
         }
         builder.batch_norm("bn2");
         builder.lrelu("lrelu2");
@@ -191,8 +203,29 @@ impl Architecture {
         builder.lrelu("lrelu4");
         builder.push("dropout", "dropout 0.3 (training only)".into(), 0, 0, 0, 0);
         builder.dense("fco", N_CLASSES, true);
-        ModelSummary { architecture: self, layers: builder.layers }
     }
+}
+
+/// The `vgg` network's layers ([`Architecture::Vgg`]).
+fn vgg_layers(builder: &mut Builder) {
+    const NAMES: [[&str; 4]; 4] = [
+        ["conv1", "bn1", "lrelu1", "pool1"],
+        ["conv2", "bn2", "lrelu2", "pool2"],
+        ["conv3", "bn3", "lrelu3", "pool3"],
+        ["conv4", "bn4", "lrelu4", "pool4"],
+    ];
+    let mut in_channels = 1;
+    for (&(out_channels, pool), [conv, bn, lrelu, pool_name]) in crate::network::VGG_LAYERS.iter().zip(NAMES) {
+        builder.conv(conv, 3, in_channels, out_channels);
+        builder.batch_norm(bn);
+        builder.lrelu(lrelu);
+        if pool {
+            builder.pool(pool_name);
+        }
+        in_channels = out_channels;
+    }
+    builder.push("dropout", "dropout 0.3 (training only)".into(), 0, 0, 0, 0);
+    builder.dense("fco", N_CLASSES, true);
 }
 
 #[cfg(test)]
@@ -201,7 +234,7 @@ mod tests {
 
     #[test]
     fn parameters_and_statistics_match_the_tensors() {
-        for architecture in [Architecture::Intended, Architecture::Seed] {
+        for architecture in Architecture::ALL {
             let specs = architecture.tensor_specs();
             let count = |trainable: bool| -> u64 {
                 specs

@@ -14,9 +14,9 @@ fn random_images(n: i64) -> Tensor {
 }
 
 #[test]
-fn both_networks_map_images_to_ten_logits() {
+fn every_network_maps_images_to_ten_logits() {
     tch::manual_seed(0);
-    for architecture in [Architecture::Intended, Architecture::Seed] {
+    for architecture in Architecture::ALL {
         let network = Network::new(architecture, Device::Cpu).unwrap();
         for train in [false, true] {
             assert_eq!(network.forward(&random_images(7), train).unwrap().size(), [7, 10], "{architecture:?}");
@@ -31,6 +31,26 @@ fn parameter_counts() {
     assert_eq!(Network::new(Architecture::Intended, Device::Cpu).unwrap().n_trainable_values(), 3_274_634);
     // conv1 800 + 32, conv2 1,600 + 64, fc4 12,845,056 + 1,024, fco 10,240 + 10.
     assert_eq!(Network::new(Architecture::Seed, Device::Cpu).unwrap().n_trainable_values(), 12_858_826);
+    // conv1 288 + 32, conv2 18,432 + 64, conv3 36,864 + 64, conv4 73,728 + 128, fco 62,720 + 10.
+    assert_eq!(Network::new(Architecture::Vgg, Device::Cpu).unwrap().n_trainable_values(), 192_330);
+}
+
+#[test]
+fn the_vgg_network_lists_its_variables_by_layer() {
+    let listing = Network::new(Architecture::Vgg, Device::Cpu).unwrap().variable_listing();
+    let expected = "\
+[0/10] [conv1/weights:0] / SAHPE IS (3, 3, 1, 32)
+[1/10] [conv1/BatchNorm/beta:0] / SAHPE IS (32,)
+[2/10] [conv2/weights:0] / SAHPE IS (3, 3, 32, 64)
+[3/10] [conv2/BatchNorm/beta:0] / SAHPE IS (64,)
+[4/10] [conv3/weights:0] / SAHPE IS (3, 3, 64, 64)
+[5/10] [conv3/BatchNorm/beta:0] / SAHPE IS (64,)
+[6/10] [conv4/weights:0] / SAHPE IS (3, 3, 64, 128)
+[7/10] [conv4/BatchNorm/beta:0] / SAHPE IS (128,)
+[8/10] [fco/weights:0] / SAHPE IS (6272, 10)
+[9/10] [fco/biases:0] / SAHPE IS (10,)
+";
+    assert_eq!(listing, expected);
 }
 
 #[test]
@@ -124,7 +144,7 @@ fn overfits_fifty_real_digits_to_full_training_accuracy() {
     let pixels: Vec<f32> = mnist.train.images.iter().take(50 * 784).copied().collect();
     let images = Tensor::from_slice(&pixels).view([50, 28, 28]);
     let labels = Tensor::from_slice(&mnist.train.labels.iter().take(50).map(|&l| i64::from(l)).collect::<Vec<_>>());
-    for architecture in [Architecture::Intended, Architecture::Seed] {
+    for architecture in Architecture::ALL {
         tch::manual_seed(5);
         let network = Network::new(architecture, Device::Cpu).unwrap();
         let mut adam = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();

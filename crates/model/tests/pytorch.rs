@@ -28,9 +28,12 @@ fn pytorch_loads_the_checkpoint_and_computes_the_same_logits() {
         python.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    for (architecture, averaged) in
-        [(Architecture::Intended, false), (Architecture::Seed, false), (Architecture::Intended, true)]
-    {
+    for (architecture, averaged) in [
+        (Architecture::Intended, false),
+        (Architecture::Seed, false),
+        (Architecture::Vgg, false),
+        (Architecture::Intended, true),
+    ] {
         tch::manual_seed(30);
         let network = Network::new(architecture, Device::Cpu).unwrap();
         // Move the moving averages away from their initial values so that they matter.

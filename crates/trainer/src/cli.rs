@@ -122,12 +122,15 @@ pub enum NetworkChoice {
     Intended,
     /// The network the seed built: conv2 reads the input image (its defect).
     Seed,
+    /// Four 3x3 convolutions (32, 64, 64, 128 channels) in place of the 5x5 ones and the 1024-wide layer.
+    Vgg,
 }
 
 impl From<NetworkChoice> for model::Architecture {
     fn from(choice: NetworkChoice) -> Self {
         match choice {
             NetworkChoice::Intended => model::Architecture::Intended,
+            NetworkChoice::Vgg => model::Architecture::Vgg,
             NetworkChoice::Seed => model::Architecture::Seed,
         }
     }
@@ -416,6 +419,12 @@ pub struct SummaryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also time training steps and evaluation on this machine (random images, a few seconds) and print the cost per image.
+    #[arg(long)]
+    pub measure: bool,
+    /// Threads libtorch uses for `--measure` (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: i32,
 }
 
 /// Arguments of `export`.

@@ -1,6 +1,7 @@
 //! `trainer summary`: the network's layers as a Keras-style table.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use model::throughput::{self, Measurement, Throughput};
 use model::{Architecture, ModelSummary};
 use serde_json::{Value, json};
 
@@ -94,9 +95,50 @@ fn table(summary: &ModelSummary, batch_size: u64) -> String {
     lines.join("\n")
 }
 
+/// The measured cost per image as one line.
+fn throughput_line(throughput: &Throughput, threads: i32) -> String {
+    format!(
+        "measured on this machine with {threads} threads: training {:.0} images/s ({:.0} us per image, \
+         forward, backward and Adam), evaluation {:.0} images/s ({:.0} us per image)",
+        throughput.train_images_per_second,
+        throughput.train_micros_per_image(),
+        throughput.eval_images_per_second,
+        throughput.eval_micros_per_image(),
+    )
+}
+
+/// The measured cost per image as JSON.
+fn throughput_json(throughput: &Throughput, threads: i32) -> Value {
+    json!({
+        "threads": threads,
+        "train_images_per_second": throughput.train_images_per_second,
+        "train_microseconds_per_image": throughput.train_micros_per_image(),
+        "eval_images_per_second": throughput.eval_images_per_second,
+        "eval_microseconds_per_image": throughput.eval_micros_per_image(),
+    })
+}
+
+/// Times the network here when `--measure` asks for it.
+fn measured(args: &SummaryArgs, architecture: Architecture) -> Result<Option<(Throughput, i32)>> {
+    if !args.measure {
+        return Ok(None);
+    }
+    if args.threads > 0 {
+        tch::set_num_threads(args.threads);
+    }
+    tch::manual_seed(0);
+    let batch_size = i64::try_from(args.batch_size).context("--batch-size is too large")?;
+    let measurement = Measurement { batch_size, ..Measurement::default() };
+    let throughput = throughput::measure(architecture, tch::Device::Cpu, measurement)
+        .with_context(|| format!("timing the {} network", architecture.name()))?;
+    Ok(Some((throughput, tch::get_num_threads())))
+}
+
 /// Prints the layer table of a network (of a checkpoint, or as `--network` builds it).
 pub fn run(args: &SummaryArgs) -> Result<()> {
-    let summary = Architecture::from(args.network).summary();
+    let architecture = Architecture::from(args.network);
+    let summary = architecture.summary();
+    let measured = measured(args, architecture)?;
     if args.json {
         let layers: Vec<Value> = summary
             .layers
@@ -115,9 +157,15 @@ pub fn run(args: &SummaryArgs) -> Result<()> {
             .collect();
         let mut report = totals_json(&summary, args.batch_size);
         report["layers"] = json!(layers);
+        if let Some((throughput, threads)) = &measured {
+            report["measured"] = throughput_json(throughput, *threads);
+        }
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}", table(&summary, args.batch_size));
+        if let Some((throughput, threads)) = &measured {
+            println!("{}", throughput_line(throughput, *threads));
+        }
     }
     Ok(())
 }

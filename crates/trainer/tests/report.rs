@@ -137,4 +137,30 @@ fn summary_lists_layers_and_totals_for_both_networks() {
     assert_eq!(conv2["output_shape"], serde_json::json!([64, 28, 28]));
     let forward: u64 = layers.iter().map(|layer| layer["forward_flops"].as_u64().unwrap()).sum();
     assert_eq!(summary["forward_flops_per_image"], forward);
+    assert!(summary.get("measured").is_none(), "nothing is timed unless --measure asks");
+}
+
+#[test]
+fn summary_measures_the_vgg_networks_cost_per_image() {
+    let output = run(&["summary", "--network", "vgg", "--measure", "--threads", "1", "--batch-size", "8", "--json"]);
+    assert_success(&output);
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((summary["architecture"].as_str(), summary["parameters"].as_u64()), (Some("vgg"), Some(192_330)));
+    let conv4 = summary["layers"].as_array().unwrap().iter().find(|layer| layer["name"] == "conv4").unwrap();
+    assert_eq!(conv4["output_shape"], serde_json::json!([128, 7, 7]));
+    let measured = &summary["measured"];
+    assert_eq!(measured["threads"], 1);
+    let (rate, micros) = (
+        measured["train_images_per_second"].as_f64().unwrap(),
+        measured["train_microseconds_per_image"].as_f64().unwrap(),
+    );
+    assert!(rate > 0.0 && (rate * micros - 1e6).abs() < 1.0, "{measured}");
+    let output = run(&["summary", "--network", "vgg", "--measure", "--threads", "1", "--batch-size", "8"]);
+    assert_success(&output);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("conv 3x3, 64->128, same")
+            && table.contains("measured on this machine with 1 threads: training"),
+        "{table}"
+    );
 }
