@@ -13,6 +13,7 @@ fn main() {
 /// the libtorch headers, and the C++ ABI libtorch was built with.
 fn compile_aten_shim() {
     println!("cargo:rerun-if-changed=csrc/aten_shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/bn_pool_lrelu.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     // torch-sys (links = "tch") tells its dependents where libtorch's libraries are.
     let lib_dir = PathBuf::from(
@@ -20,14 +21,23 @@ fn compile_aten_shim() {
     );
     let include_dir = lib_dir.parent().expect("libtorch's lib/ has a parent folder").join("include");
     let cxx11_abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
-        .file("csrc/aten_shim.cpp")
         .include(&include_dir)
         .include(include_dir.join("torch/csrc/api/include"))
         .flag("-std=c++17")
+        // ATen's `parallel_for` is a header template whose threads are OpenMP's
+        // `#pragma omp parallel`: without -fopenmp the shim's loops would run on one thread.
+        .flag("-fopenmp")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={cxx11_abi}"))
         .flag_if_supported("-Wno-unused-parameter")
-        .warnings(false)
-        .compile("model_aten_shim");
+        .warnings(false);
+    // The shim first: the linker reads archives in order, and it calls into the next one.
+    build.clone().file("csrc/aten_shim.cpp").compile("model_aten_shim");
+    // The fused convolution tail is compiled for AVX2 and FMA, so that its
+    // loops over channels vectorise; the shim calls it only on CPUs that have them.
+    build.file("csrc/bn_pool_lrelu.cpp").flag("-mavx2").flag("-mfma").compile("model_bn_pool_lrelu");
+    // The OpenMP runtime libtorch itself uses (its lib/ holds libgomp.so.1 and is on the search path).
+    println!("cargo:rustc-link-lib=dylib=gomp");
 }

@@ -1,4 +1,4 @@
-// The four libtorch calls the model crate needs that tch does not bind:
+// The libtorch calls the model crate needs that tch does not bind:
 // Adam's whole-model update in one pass over memory (`at::_fused_adam_`, the
 // kernel behind `torch.optim.Adam(fused=True)`, on the CPU and on CUDA),
 // clearing gradients to "none" (`optimizer.zero_grad(set_to_none=True)`),
@@ -150,6 +150,60 @@ extern "C" int model_dense_layer(const at::Tensor *x, const at::Tensor *weight,
                     "dense layer: input and weight differ in kind or device");
         *result = new at::Tensor(use_onednn(*x, *weight) ? DenseLayer::apply(x->contiguous(), *weight)
                                                          : at::mm(*x, weight->t()));
+        return 0;
+    } catch (const std::exception &e) {
+        std::snprintf(error, error_len, "%s", e.what());
+        return 1;
+    }
+}
+
+// The tail of a convolution layer in training (`bn_pool_lrelu.cpp`).
+at::Tensor model_bn_pool_lrelu_fused(const at::Tensor &x, const at::Tensor &beta, const at::Tensor &running_mean,
+                                     const at::Tensor &running_var, double momentum, double eps, double slope,
+                                     bool pool);
+
+namespace {
+
+// Whether the fused node can take `x`: a CPU with AVX2 and FMA (the fused
+// file is compiled for them), a CPU tensor, channels-last, fp32, even sides
+// to pool, more than one value per channel. Not bf16: the kernel handles it,
+// but its conversions do not vectorise, and a bf16 step measured 0.93x
+// ATen's calls (docs/PERFORMANCE.md), while an fp32 step measured 1.04x.
+bool fusable(const at::Tensor &x, const at::Tensor &beta, bool pool) {
+    static const bool cpu_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool kind = x.scalar_type() == at::kFloat;
+    const bool sides = !pool || (x.size(2) % 2 == 0 && x.size(3) % 2 == 0);
+    return cpu_ok && x.is_cpu() && kind && sides && x.size(0) * x.size(2) * x.size(3) > 1 &&
+           x.is_contiguous(at::MemoryFormat::ChannelsLast) && beta.is_cpu() && beta.dim() == 1 &&
+           beta.size(0) == x.size(1);
+}
+
+}  // namespace
+
+// Batch norm in training mode (shift `beta`, moving averages updated in
+// place), 2x2 max pooling if `pool`, leaky ReLU with `slope`: the fused node
+// where `fusable`, ATen's three calls otherwise. `use_fused` 0 asks for
+// ATen's calls always (the tests' reference and the benchmark's A/B).
+extern "C" int model_bn_pool_lrelu(const at::Tensor *x, const at::Tensor *beta,
+                                   const at::Tensor *running_mean, const at::Tensor *running_var,
+                                   double momentum, double eps, double slope, int pool, int use_fused,
+                                   at::Tensor **result, char *error, size_t error_len) {
+    try {
+        TORCH_CHECK(x->dim() == 4, "batch norm, pooling and leaky ReLU: expected a 4-d input, found ",
+                    x->sizes());
+        at::Tensor out;
+        if (use_fused && fusable(*x, *beta, pool)) {
+            out = model_bn_pool_lrelu_fused(*x, *beta, *running_mean, *running_var, momentum, eps, slope,
+                                            pool != 0);
+        } else {
+            out = at::batch_norm(*x, {}, *beta, *running_mean, *running_var, /*training=*/true, momentum, eps,
+                                 /*cudnn_enabled=*/true);
+            if (pool) {
+                out = at::max_pool2d(out, {2, 2}, {2, 2});
+            }
+            out = at::leaky_relu(out, slope);
+        }
+        *result = new at::Tensor(std::move(out));
         return 0;
     } catch (const std::exception &e) {
         std::snprintf(error, error_len, "%s", e.what());

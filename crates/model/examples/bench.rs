@@ -79,13 +79,23 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
+/// The network `options` name, on `device`; BENCH_TAIL=composite computes
+/// batch norm, pooling and leaky ReLU as ATen's three calls (an A/B's other side).
+fn network_to_time(options: &Options, device: Device) -> Result<Network, model::ModelError> {
+    let mut network = Network::new(options.architecture, device)?;
+    if std::env::var("BENCH_TAIL").as_deref() == Ok("composite") {
+        network.set_fused_kernels(false);
+    }
+    Ok(network)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_options()?;
     tch::set_num_threads(options.threads);
     tch::manual_seed(0);
     let device = options.device.resolve()?;
     options.precision.check_native(device)?;
-    let network = Network::new(options.architecture, device)?;
+    let network = network_to_time(&options, device)?;
     match options.mode.as_str() {
         "train" => {
             let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();

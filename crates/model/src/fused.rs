@@ -47,6 +47,70 @@ unsafe extern "C" {
         error: *mut c_char,
         error_len: usize,
     ) -> c_int;
+    fn model_bn_pool_lrelu(
+        x: *const C_tensor,
+        beta: *const C_tensor,
+        running_mean: *const C_tensor,
+        running_var: *const C_tensor,
+        momentum: f64,
+        eps: f64,
+        slope: f64,
+        pool: c_int,
+        use_fused: c_int,
+        result: *mut *mut C_tensor,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+}
+
+/// Batch norm's tensors and constants for [`bn_pool_lrelu`].
+pub(crate) struct BatchNormArgs<'a> {
+    pub(crate) beta: &'a Tensor,
+    pub(crate) running_mean: &'a Tensor,
+    pub(crate) running_var: &'a Tensor,
+    pub(crate) momentum: f64,
+    pub(crate) eps: f64,
+}
+
+/// Batch norm in training mode (a shift, no scale; the moving averages
+/// updated in place), then 2x2 max pooling if `pool`, then leaky ReLU with
+/// `slope`, recorded by autograd. With `fused` on a CPU, for a channels-last
+/// fp32 or bf16 input, one node with hand-written passes
+/// (`csrc/bn_pool_lrelu.cpp`); otherwise, or without `fused` (the tests'
+/// reference), ATen's three calls.
+pub(crate) fn bn_pool_lrelu(
+    x: &Tensor,
+    batch_norm: &BatchNormArgs<'_>,
+    slope: f64,
+    pool: bool,
+    fused: bool,
+) -> Result<Tensor, TchError> {
+    let mut result: *mut C_tensor = std::ptr::null_mut();
+    let mut error = [0u8; 512];
+    // SAFETY: the four tensors are live for the whole call; `result` is a
+    // writable pointer slot, filled only on success; `error` is writable for
+    // the length passed; the C++ side checks the shapes, kinds and devices
+    // itself (falling back to ATen's calls) and catches every exception.
+    let status = unsafe {
+        model_bn_pool_lrelu(
+            x.as_ptr(),
+            batch_norm.beta.as_ptr(),
+            batch_norm.running_mean.as_ptr(),
+            batch_norm.running_var.as_ptr(),
+            batch_norm.momentum,
+            batch_norm.eps,
+            slope,
+            c_int::from(pool),
+            c_int::from(fused),
+            &mut result,
+            error.as_mut_ptr().cast::<c_char>(),
+            error.len(),
+        )
+    };
+    status_to_result(status, &error)?;
+    // SAFETY: on success `result` is a tensor the C++ side allocated with
+    // `new`, handed over as tch's own results are: the `Tensor` owns it.
+    Ok(unsafe { Tensor::from_ptr(result) })
 }
 
 /// Leaves every tensor of `params` without a gradient (undefined, as

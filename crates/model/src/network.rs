@@ -255,6 +255,9 @@ pub struct Network {
     architecture: Architecture,
     device: Device,
     tensors: Vec<Tensor>,
+    /// Whether training runs each convolution's batch norm, pooling and leaky
+    /// ReLU as one fused node (the default) or as ATen's three calls.
+    fused_kernels: bool,
 }
 
 /// Index of each tensor of the seed's network in [`Architecture::tensor_specs`] order.
@@ -329,7 +332,7 @@ impl Network {
                     .map_err(ModelError::libtorch("marking the network's trainable tensors"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { architecture, device, tensors })
+        Ok(Self { architecture, device, tensors, fused_kernels: true })
     }
 
     /// Builds a network from tensors in [`Architecture::tensor_specs`] order
@@ -350,7 +353,7 @@ impl Network {
                     .map_err(ModelError::libtorch("moving a checkpoint's tensors to the device"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { architecture, device, tensors })
+        Ok(Self { architecture, device, tensors, fused_kernels: true })
     }
 
     /// A copy for inference and export: the same values, detached from
@@ -371,7 +374,36 @@ impl Network {
             })
             .collect::<Result<_, tch::TchError>>()
             .map_err(ModelError::libtorch("copying the network"))?;
-        Ok(Self { architecture: self.architecture, device: self.device, tensors })
+        Ok(Self { architecture: self.architecture, device: self.device, tensors, fused_kernels: self.fused_kernels })
+    }
+
+    /// Chooses how training computes each convolution's batch norm, 2x2
+    /// pooling and leaky ReLU: `true` (the default) as one fused node with
+    /// hand-written passes over memory where the input allows it (CPU,
+    /// channels-last, fp32 or bf16), `false` as ATen's three calls, the
+    /// reference the fused node is tested against and the A/B benchmark's
+    /// other side. Evaluation is the same either way. The two differ only in
+    /// rounding (the batch statistics are summed in another order).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use model::{Architecture, Network};
+    /// use tch::{Device, Kind, Tensor};
+    ///
+    /// let mut network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
+    /// let images = Tensor::rand([4, 28, 28], (Kind::Float, Device::Cpu));
+    /// // Training mode draws a dropout mask: the same seed gives both sides the same one.
+    /// tch::manual_seed(0);
+    /// let fused = tch::no_grad(|| network.forward(&images, true))?;
+    /// network.set_fused_kernels(false);
+    /// tch::manual_seed(0);
+    /// let reference = tch::no_grad(|| network.forward(&images, true))?;
+    /// assert!((fused - reference).abs().max().double_value(&[]) < 1e-4);
+    /// # Ok::<(), model::ModelError>(())
+    /// ```
+    pub fn set_fused_kernels(&mut self, fused: bool) {
+        self.fused_kernels = fused;
     }
 
     /// The architecture.
@@ -453,7 +485,7 @@ impl Network {
         let x = images.f_view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])?.f_to_kind(kind)?;
         match self.architecture {
             Architecture::Intended | Architecture::Seed => self.forward_seed_family(&x, train, kind),
-            Architecture::Vgg => vgg::forward(&self.tensors, &x, train, kind),
+            Architecture::Vgg => vgg::forward(&self.tensors, &x, train, kind, self.fused_kernels),
         }
     }
 
@@ -466,6 +498,7 @@ impl Network {
             mean: &t[mean],
             var: &t[var],
             pool: true,
+            fused: self.fused_kernels,
         };
         use tensor_index::*;
         let conv1 = layer(CONV1_W, BN1_BETA, BN1_MEAN, BN1_VAR);
@@ -602,19 +635,24 @@ fn channels_last(weight: &Tensor) -> Result<Tensor, TchError> {
 }
 
 /// One convolution layer's tensors: its weight, batch norm's shift and
-/// moving averages, and whether 2x2 max pooling follows.
+/// moving averages, whether 2x2 max pooling follows, and whether training
+/// runs batch norm, pooling and leaky ReLU as one fused node.
 pub(crate) struct ConvLayer<'a> {
     pub(crate) weight: &'a Tensor,
     pub(crate) beta: &'a Tensor,
     pub(crate) mean: &'a Tensor,
     pub(crate) var: &'a Tensor,
     pub(crate) pool: bool,
+    /// Batch norm, pooling and leaky ReLU as one fused node in training
+    /// where the shim can take the input ([`Network::set_fused_kernels`]).
+    pub(crate) fused: bool,
 }
 
 impl ConvLayer<'_> {
     /// A 'SAME' convolution without bias (5x5 or 3x3, from the weight's
     /// shape), batch norm, 2x2 max pooling where the layer has it, and leaky
-    /// ReLU. Pooling comes before the activation: leaky ReLU is increasing,
+    /// ReLU; in training the last three in one fused node on the CPU
+    /// (`csrc/bn_pool_lrelu.cpp`) unless [`Network::set_fused_kernels`] turned it off. Pooling comes before the activation: leaky ReLU is increasing,
     /// so it commutes with max, and the values (and gradients) are the seed's
     /// order's, on a quarter of the elements. In evaluation mode the batch
     /// norm is folded into the convolution (weights scaled by
@@ -623,17 +661,24 @@ impl ConvLayer<'_> {
     /// convolution computes in `kind`, the kind of `x`.
     pub(crate) fn apply(&self, x: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
         let padding = self.weight.size()[2] / 2;
-        let normalized = if train {
+        if train {
             // The cast keeps the channels-last strides (libtorch preserves a dense layout).
             let weight = channels_last(self.weight)?.f_to_kind(kind)?;
             let conv = x.f_conv2d::<Tensor>(&weight, None, [1, 1], [padding, padding], [1, 1], 1)?;
-            batch_norm(&conv, self.beta, self.mean, self.var, true)?
-        } else {
-            let inverse_std = self.var.f_add_scalar(BATCH_NORM_EPSILON)?.f_rsqrt()?;
-            let folded_weight = self.weight.f_mul(&inverse_std.f_view([-1, 1, 1, 1])?)?;
-            let folded_bias = self.beta.f_sub(&self.mean.f_mul(&inverse_std)?)?;
-            x.f_conv2d(&channels_last(&folded_weight)?, Some(&folded_bias), [1, 1], [padding, padding], [1, 1], 1)?
-        };
+            let batch_norm = crate::fused::BatchNormArgs {
+                beta: self.beta,
+                running_mean: self.mean,
+                running_var: self.var,
+                momentum: BATCH_NORM_MOMENTUM,
+                eps: BATCH_NORM_EPSILON,
+            };
+            return crate::fused::bn_pool_lrelu(&conv, &batch_norm, LEAK, self.pool, self.fused);
+        }
+        let inverse_std = self.var.f_add_scalar(BATCH_NORM_EPSILON)?.f_rsqrt()?;
+        let folded_weight = self.weight.f_mul(&inverse_std.f_view([-1, 1, 1, 1])?)?;
+        let folded_bias = self.beta.f_sub(&self.mean.f_mul(&inverse_std)?)?;
+        let normalized =
+            x.f_conv2d(&channels_last(&folded_weight)?, Some(&folded_bias), [1, 1], [padding, padding], [1, 1], 1)?;
         if self.pool {
             lrelu(&normalized.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?)
         } else {

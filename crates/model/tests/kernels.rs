@@ -3,7 +3,8 @@
 //! activation, batch norm folded into the convolutions for evaluation)
 //! against a reference written the seed's way, values and gradients; fused
 //! Adam against the composite formula; gradients cleared to none; the bf16
-//! training step against the fp32 one.
+//! training step against the fp32 one; the fused convolution tail (batch
+//! norm, pooling, leaky ReLU in one node) against ATen's three calls.
 
 use model::network::{BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, DROPOUT_PROBABILITY, LEAK};
 use model::{Adam, AdamConfig, AdamKernel, Architecture, Network, Precision, train_step};
@@ -265,4 +266,58 @@ fn zero_grad_leaves_no_gradient_and_the_next_backward_stores_fresh_ones() {
     assert!(!w.grad().defined(), "cleared to none, as zero_grad(set_to_none=True)");
     (&w * 5.0).sum(Kind::Float).backward();
     assert_eq!(Vec::<f32>::try_from(&w.grad()).unwrap(), [5.0; 3], "not added to the old 2s");
+}
+
+/// Copies every tensor of `from` into `to` (same architecture).
+fn copy_values(from: &Network, to: &Network) {
+    tch::no_grad(|| {
+        for ((_, source), (_, target)) in from.named_tensors().iter().zip(to.named_tensors()) {
+            target.shallow_clone().copy_(source);
+        }
+    })
+}
+
+#[test]
+fn the_fused_convolution_tail_matches_atens_three_calls_in_values_gradients_and_statistics() {
+    let _rng = lock_rng();
+    for architecture in [Architecture::Intended, Architecture::Vgg] {
+        tch::manual_seed(40);
+        let fused = Network::new(architecture, Device::Cpu).unwrap();
+        let mut reference = Network::new(architecture, Device::Cpu).unwrap();
+        copy_values(&fused, &reference);
+        reference.set_fused_kernels(false);
+        // Inputs with an offset and a spread, so that the batch statistics matter, and a
+        // batch whose pooled windows hold ties (whole rows of equal pixels).
+        let images = Tensor::rand([16, 28, 28], (Kind::Float, Device::Cpu)) * 3.0 + 0.5;
+        let _ = images.narrow(1, 0, 6).fill_(1.0);
+        let labels = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
+        // `logits_and_gradients` seeds dropout's draw alike on both sides.
+        let run =
+            |network: &Network| logits_and_gradients(network, &labels, &|| network.forward(&images, true).unwrap());
+        let (fused_logits, fused_grads) = run(&fused);
+        let (reference_logits, reference_grads) = run(&reference);
+        let difference = max_difference(&fused_logits, &reference_logits);
+        assert!(difference < 1e-4, "{architecture:?}: logits differ by {difference}");
+        assert!(difference > 0.0, "{architecture:?}: bit for bit the same: the fused node did not run");
+        for ((fused, reference), (spec, _)) in fused_grads
+            .iter()
+            .zip(&reference_grads)
+            .zip(reference.named_tensors().into_iter().filter(|(spec, _)| spec.role.is_trainable()))
+        {
+            let scale = reference.abs().max().double_value(&[]);
+            assert!(scale > 0.0, "{architecture:?}: {} has a gradient", spec.name);
+            let difference = max_difference(fused, reference);
+            assert!(
+                difference <= 1e-3 * scale,
+                "{architecture:?} {}: gradients differ by {difference} (largest {scale})",
+                spec.name
+            );
+        }
+        for ((spec, fused), (_, reference)) in fused.named_tensors().into_iter().zip(reference.named_tensors()) {
+            if !spec.role.is_trainable() {
+                let difference = max_difference(fused, reference);
+                assert!(difference < 1e-5, "{architecture:?} {}: moving averages differ by {difference}", spec.name);
+            }
+        }
+    }
 }

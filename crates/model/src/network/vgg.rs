@@ -47,8 +47,14 @@ pub(super) fn tensor_specs() -> Vec<TensorSpec> {
 }
 
 /// Logits (fp32) of images `[N, 1, 28, 28]` already cast to `kind`, from
-/// tensors in [`tensor_specs`] order.
-pub(super) fn forward(tensors: &[Tensor], x: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
+/// tensors in [`tensor_specs`] order; `fused` as [`ConvLayer::fused`].
+pub(super) fn forward(
+    tensors: &[Tensor],
+    x: &Tensor,
+    train: bool,
+    kind: Kind,
+    fused: bool,
+) -> Result<Tensor, TchError> {
     let mut net = x.shallow_clone();
     for (index, &(_, pool)) in LAYERS.iter().enumerate() {
         let layer = ConvLayer {
@@ -57,6 +63,7 @@ pub(super) fn forward(tensors: &[Tensor], x: &Tensor, train: bool, kind: Kind) -
             mean: &tensors[FIRST_STATISTIC + 2 * index],
             var: &tensors[FIRST_STATISTIC + 2 * index + 1],
             pool,
+            fused,
         };
         net = layer.apply(&net, train, kind)?;
     }
