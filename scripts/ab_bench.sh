@@ -2,9 +2,9 @@
 # An A/B of the model crate's training step: the bench example with one
 # environment setting against another, alternating ROUNDS times (default 5),
 # 80 steps each, then the medians and their ratio. The settings the example
-# reads: BENCH_TAIL=composite (batch norm, pooling and leaky ReLU as ATen's
-# three calls instead of the fused node), BENCH_ADAM=composite (Adam as
-# tensor operations instead of ATen's fused kernel).
+# reads: BENCH_TAIL=fused (batch norm, pooling and leaky ReLU as one fused
+# node instead of ATen's three calls), BENCH_ADAM=composite (Adam as tensor
+# operations instead of ATen's fused kernel).
 #
 #   cargo build --release -p model --example bench
 #   scripts/ab_bench.sh A_SETTING B_SETTING [ROUNDS] [-- BENCH_FLAGS...]

@@ -168,7 +168,7 @@ namespace {
 // file is compiled for them), a CPU tensor, channels-last, fp32, even sides
 // to pool, more than one value per channel. Not bf16: the kernel handles it,
 // but its conversions do not vectorise, and a bf16 step measured 0.93x
-// ATen's calls (docs/PERFORMANCE.md), while an fp32 step measured 1.04x.
+// ATen's calls in development (an fp32 step 0.98-0.99x, docs/PERFORMANCE.md).
 bool fusable(const at::Tensor &x, const at::Tensor &beta, bool pool) {
     static const bool cpu_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     const bool kind = x.scalar_type() == at::kFloat;
@@ -182,8 +182,8 @@ bool fusable(const at::Tensor &x, const at::Tensor &beta, bool pool) {
 
 // Batch norm in training mode (shift `beta`, moving averages updated in
 // place), 2x2 max pooling if `pool`, leaky ReLU with `slope`: the fused node
-// where `fusable`, ATen's three calls otherwise. `use_fused` 0 asks for
-// ATen's calls always (the tests' reference and the benchmark's A/B).
+// where `fusable` and `use_fused` asks for it (`Network::set_fused_kernels`),
+// ATen's three calls otherwise (the default).
 extern "C" int model_bn_pool_lrelu(const at::Tensor *x, const at::Tensor *beta,
                                    const at::Tensor *running_mean, const at::Tensor *running_var,
                                    double momentum, double eps, double slope, int pool, int use_fused,

@@ -79,13 +79,11 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// The network `options` name, on `device`; BENCH_TAIL=composite computes
-/// batch norm, pooling and leaky ReLU as ATen's three calls (an A/B's other side).
+/// The network `options` name, on `device`; BENCH_TAIL=fused computes batch
+/// norm, pooling and leaky ReLU as one fused node (`Network::set_fused_kernels`).
 fn network_to_time(options: &Options, device: Device) -> Result<Network, model::ModelError> {
     let mut network = Network::new(options.architecture, device)?;
-    if std::env::var("BENCH_TAIL").as_deref() == Ok("composite") {
-        network.set_fused_kernels(false);
-    }
+    network.set_fused_kernels(std::env::var("BENCH_TAIL").as_deref() == Ok("fused"));
     Ok(network)
 }
 

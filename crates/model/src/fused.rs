@@ -1,4 +1,4 @@
-//! The crate's only foreign calls, four libtorch functions tch does not
+//! The crate's only foreign calls, five libtorch functions tch does not
 //! bind: ATen's fused Adam update (`at::_fused_adam_`, what
 //! `torch.optim.Adam(fused=True)` runs), which updates every parameter and
 //! both moments in one pass over memory where the same update written as
@@ -7,9 +7,10 @@
 //! and one that adds the next gradients to them; leaky ReLU with a slope
 //! of our choosing (tch's is fixed at 0.01); and a dense layer whose fp32
 //! matrix products run on oneDNN instead of MKL, whose sgemm is about half
-//! as fast on fc4's shapes inside a step. `csrc/aten_shim.cpp` wraps them
-//! so that no C++ exception crosses into Rust; `build.rs` compiles it
-//! against the project's libtorch. Failures come back as tch's own error
+//! as fast on fc4's shapes inside a step; and, opt-in, a convolution's batch
+//! norm, pooling and leaky ReLU as one node (`csrc/bn_pool_lrelu.cpp`).
+//! `csrc/aten_shim.cpp` wraps them so that no C++ exception crosses into
+//! Rust; `build.rs` compiles both files against the project's libtorch. Failures come back as tch's own error
 //! type, so callers treat them like any other libtorch error.
 
 use std::ffi::{CStr, c_char, c_int};

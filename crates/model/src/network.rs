@@ -256,7 +256,7 @@ pub struct Network {
     device: Device,
     tensors: Vec<Tensor>,
     /// Whether training runs each convolution's batch norm, pooling and leaky
-    /// ReLU as one fused node (the default) or as ATen's three calls.
+    /// ReLU as one fused node or as ATen's three calls (the default).
     fused_kernels: bool,
 }
 
@@ -332,7 +332,7 @@ impl Network {
                     .map_err(ModelError::libtorch("marking the network's trainable tensors"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { architecture, device, tensors, fused_kernels: true })
+        Ok(Self { architecture, device, tensors, fused_kernels: false })
     }
 
     /// Builds a network from tensors in [`Architecture::tensor_specs`] order
@@ -353,7 +353,7 @@ impl Network {
                     .map_err(ModelError::libtorch("moving a checkpoint's tensors to the device"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { architecture, device, tensors, fused_kernels: true })
+        Ok(Self { architecture, device, tensors, fused_kernels: false })
     }
 
     /// A copy for inference and export: the same values, detached from
@@ -378,12 +378,14 @@ impl Network {
     }
 
     /// Chooses how training computes each convolution's batch norm, 2x2
-    /// pooling and leaky ReLU: `true` (the default) as one fused node with
-    /// hand-written passes over memory where the input allows it (CPU,
-    /// channels-last, fp32 or bf16), `false` as ATen's three calls, the
-    /// reference the fused node is tested against and the A/B benchmark's
-    /// other side. Evaluation is the same either way. The two differ only in
-    /// rounding (the batch statistics are summed in another order).
+    /// pooling and leaky ReLU: `true` as one fused node with hand-written
+    /// passes over memory where the input allows it (an AVX2 CPU,
+    /// channels-last, fp32), `false` (the default) as ATen's three calls.
+    /// The fused node measured 0.98-0.99x ATen's calls on a 2-core AMD EPYC
+    /// (`scripts/ab_bench.sh`, `docs/PERFORMANCE.md`), so it is opt-in, kept
+    /// for CPUs where memory-bound passes weigh more. Evaluation is the same
+    /// either way; training differs only in rounding (the batch statistics
+    /// are summed in another order).
     ///
     /// # Examples
     ///
@@ -395,10 +397,10 @@ impl Network {
     /// let images = Tensor::rand([4, 28, 28], (Kind::Float, Device::Cpu));
     /// // Training mode draws a dropout mask: the same seed gives both sides the same one.
     /// tch::manual_seed(0);
-    /// let fused = tch::no_grad(|| network.forward(&images, true))?;
-    /// network.set_fused_kernels(false);
-    /// tch::manual_seed(0);
     /// let reference = tch::no_grad(|| network.forward(&images, true))?;
+    /// network.set_fused_kernels(true);
+    /// tch::manual_seed(0);
+    /// let fused = tch::no_grad(|| network.forward(&images, true))?;
     /// assert!((fused - reference).abs().max().double_value(&[]) < 1e-4);
     /// # Ok::<(), model::ModelError>(())
     /// ```
@@ -652,7 +654,7 @@ impl ConvLayer<'_> {
     /// A 'SAME' convolution without bias (5x5 or 3x3, from the weight's
     /// shape), batch norm, 2x2 max pooling where the layer has it, and leaky
     /// ReLU; in training the last three in one fused node on the CPU
-    /// (`csrc/bn_pool_lrelu.cpp`) unless [`Network::set_fused_kernels`] turned it off. Pooling comes before the activation: leaky ReLU is increasing,
+    /// (`csrc/bn_pool_lrelu.cpp`) when [`Network::set_fused_kernels`] asked for it. Pooling comes before the activation: leaky ReLU is increasing,
     /// so it commutes with max, and the values (and gradients) are the seed's
     /// order's, on a quarter of the elements. In evaluation mode the batch
     /// norm is folded into the convolution (weights scaled by
