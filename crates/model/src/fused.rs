@@ -10,8 +10,9 @@
 //! as fast on fc4's shapes inside a step; and, opt-in, a convolution's batch
 //! norm, pooling and leaky ReLU as one node (`csrc/bn_pool_lrelu.cpp`).
 //! `csrc/aten_shim.cpp` wraps them so that no C++ exception crosses into
-//! Rust; `build.rs` compiles both files against the project's libtorch. Failures come back as tch's own error
-//! type, so callers treat them like any other libtorch error.
+//! Rust; `build.rs` compiles both files against the project's libtorch.
+//! Failures come back as tch's own error type, so callers treat them like
+//! any other libtorch error.
 
 use std::ffi::{CStr, c_char, c_int};
 
@@ -75,10 +76,10 @@ pub(crate) struct BatchNormArgs<'a> {
 
 /// Batch norm in training mode (a shift, no scale; the moving averages
 /// updated in place), then 2x2 max pooling if `pool`, then leaky ReLU with
-/// `slope`, recorded by autograd. With `fused` on a CPU, for a channels-last
-/// fp32 or bf16 input, one node with hand-written passes
-/// (`csrc/bn_pool_lrelu.cpp`); otherwise, or without `fused` (the tests'
-/// reference), ATen's three calls.
+/// `slope`, recorded by autograd. With `fused`, on an AVX2 CPU for a
+/// channels-last fp32 input, one node with hand-written passes
+/// (`csrc/bn_pool_lrelu.cpp`); otherwise, and without `fused` (the
+/// default), ATen's three calls.
 pub(crate) fn bn_pool_lrelu(
     x: &Tensor,
     batch_norm: &BatchNormArgs<'_>,

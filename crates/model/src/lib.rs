@@ -1,6 +1,7 @@
 //! The seed's convolutional network on libtorch (through `tch`): the network
-//! in its intended and its as-built form (and a network of 3x3 convolutions), Adam written over tensors,
-//! checkpoints in safetensors, evaluation in batches, and device selection.
+//! in its intended and its as-built form, and a network of 3x3
+//! convolutions; Adam written over tensors, checkpoints in safetensors,
+//! evaluation in batches, and device selection.
 #![warn(missing_docs)]
 
 pub mod adam;

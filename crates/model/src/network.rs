@@ -156,20 +156,14 @@ impl Architecture {
         }
     }
 
-    /// Input channels of conv2.
+    /// Input channels of the seed's conv2: the image's one as built, conv1's 32 as intended.
     fn conv2_in_channels(self) -> i64 {
-        match self {
-            Architecture::Seed => 1,
-            Architecture::Intended | Architecture::Vgg => 32,
-        }
+        if self == Architecture::Seed { 1 } else { 32 }
     }
 
-    /// Inputs of fc4: 7x7x64 after two poolings, or 14x14x64 after one.
+    /// Inputs of the seed's fc4: 14x14x64 after one pooling as built, 7x7x64 after two as intended.
     fn fc4_inputs(self) -> i64 {
-        match self {
-            Architecture::Seed => 14 * 14 * 64,
-            Architecture::Intended | Architecture::Vgg => 7 * 7 * 64,
-        }
+        if self == Architecture::Seed { 14 * 14 * 64 } else { 7 * 7 * 64 }
     }
 
     /// Every tensor of the network: name, PyTorch-layout shape, and role.
@@ -594,12 +588,12 @@ pub fn leaky_relu(x: &Tensor) -> Result<Tensor, ModelError> {
     lrelu(x).map_err(ModelError::libtorch("leaky ReLU"))
 }
 
-pub(crate) fn lrelu(x: &Tensor) -> Result<Tensor, TchError> {
+fn lrelu(x: &Tensor) -> Result<Tensor, TchError> {
     crate::fused::leaky_relu(x, LEAK)
 }
 
 /// Batch norm without a scale (gamma fixed at 1) and with a trainable shift.
-pub(crate) fn batch_norm(
+fn batch_norm(
     x: &Tensor,
     beta: &Tensor,
     running_mean: &Tensor,
@@ -639,29 +633,30 @@ fn channels_last(weight: &Tensor) -> Result<Tensor, TchError> {
 /// One convolution layer's tensors: its weight, batch norm's shift and
 /// moving averages, whether 2x2 max pooling follows, and whether training
 /// runs batch norm, pooling and leaky ReLU as one fused node.
-pub(crate) struct ConvLayer<'a> {
-    pub(crate) weight: &'a Tensor,
-    pub(crate) beta: &'a Tensor,
-    pub(crate) mean: &'a Tensor,
-    pub(crate) var: &'a Tensor,
-    pub(crate) pool: bool,
+struct ConvLayer<'a> {
+    weight: &'a Tensor,
+    beta: &'a Tensor,
+    mean: &'a Tensor,
+    var: &'a Tensor,
+    pool: bool,
     /// Batch norm, pooling and leaky ReLU as one fused node in training
     /// where the shim can take the input ([`Network::set_fused_kernels`]).
-    pub(crate) fused: bool,
+    fused: bool,
 }
 
 impl ConvLayer<'_> {
     /// A 'SAME' convolution without bias (5x5 or 3x3, from the weight's
     /// shape), batch norm, 2x2 max pooling where the layer has it, and leaky
     /// ReLU; in training the last three in one fused node on the CPU
-    /// (`csrc/bn_pool_lrelu.cpp`) when [`Network::set_fused_kernels`] asked for it. Pooling comes before the activation: leaky ReLU is increasing,
-    /// so it commutes with max, and the values (and gradients) are the seed's
-    /// order's, on a quarter of the elements. In evaluation mode the batch
+    /// (`csrc/bn_pool_lrelu.cpp`) when [`Network::set_fused_kernels`] asked
+    /// for it. Pooling comes before the activation: leaky ReLU is
+    /// increasing, so it commutes with max, and the values (and gradients)
+    /// are the seed's order's, on a quarter of the elements. In evaluation mode the batch
     /// norm is folded into the convolution (weights scaled by
     /// `1/sqrt(var + eps)` per output channel, bias `beta - mean/sqrt(var +
     /// eps)`), which spares a pass over the largest activations. The
     /// convolution computes in `kind`, the kind of `x`.
-    pub(crate) fn apply(&self, x: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
+    fn apply(&self, x: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
         let padding = self.weight.size()[2] / 2;
         if train {
             // The cast keeps the channels-last strides (libtorch preserves a dense layout).

@@ -78,7 +78,7 @@ pub fn measure(architecture: Architecture, device: Device, measurement: Measurem
     let images = Tensor::f_rand([eval_images, 28, 28], (Kind::Float, Device::Cpu))
         .map_err(ModelError::libtorch("drawing random images"))?;
     let labels = Tensor::f_zeros([eval_images], (Kind::Int64, Device::Cpu))
-        .map_err(ModelError::libtorch("drawing random labels"))?;
+        .map_err(ModelError::libtorch("allocating labels"))?;
     let batch = measurement.eval_batch_size as usize;
     let eval = timed(1, 1, || evaluate(&network, &images, &labels, batch).map(drop))?;
     let per_second = |images: f64, elapsed: Duration| images / elapsed.as_secs_f64().max(1e-9);
