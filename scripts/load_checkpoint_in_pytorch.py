@@ -90,9 +90,40 @@ class VggCNN(torch.nn.Module):
         return self.fco(net)
 
 
+class StridedCNN(torch.nn.Module):
+    """The `strided` network: six convolutions (strided 5x5 ones in place of pooling), a 128-wide dense layer."""
+
+    # Output channels, kernel, stride, 'SAME' padding, and whether dropout 0.4 follows.
+    LAYERS = [(32, 3, 1, False, False), (32, 3, 1, False, False), (32, 5, 2, True, True),
+              (64, 3, 1, False, False), (64, 3, 1, False, False), (64, 5, 2, True, True)]
+
+    def __init__(self):
+        super().__init__()
+        in_channels = 1
+        for index, (out_channels, kernel, stride, same, _) in enumerate(self.LAYERS, start=1):
+            padding = kernel // 2 if same else 0
+            conv = torch.nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False)
+            setattr(self, "conv%d" % index, conv)
+            setattr(self, "bn%d" % index, ShiftOnlyBatchNorm(out_channels))
+            in_channels = out_channels
+        self.fc7 = torch.nn.Linear(4 * 4 * in_channels, 128, bias=False)
+        self.bn7 = ShiftOnlyBatchNorm(128)
+        self.fco = torch.nn.Linear(128, 10)
+
+    def forward(self, images):
+        net = images.reshape(-1, 1, 28, 28)
+        for index, (_, _, _, _, dropout) in enumerate(self.LAYERS, start=1):
+            net = lrelu(getattr(self, "bn%d" % index)(getattr(self, "conv%d" % index)(net)))
+            if dropout:
+                net = F.dropout(net, 0.4, self.training)
+        net = F.dropout(lrelu(self.bn7(self.fc7(net.flatten(1)))), 0.4, self.training)
+        return self.fco(net)
+
+
 def build(architecture):
     """The module of a checkpoint's `architecture` metadata."""
-    return VggCNN() if architecture == "vgg" else SeedCNN(architecture)
+    modules = {"vgg": VggCNN, "strided": StridedCNN}
+    return modules[architecture]() if architecture in modules else SeedCNN(architecture)
 
 
 def load_model(checkpoint):

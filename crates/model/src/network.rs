@@ -8,7 +8,15 @@ use tch::{Device, Kind, TchError, Tensor};
 
 use crate::ModelError;
 
+mod strided;
 mod vgg;
+
+/// One convolution's shape in the `strided` network (or any 'SAME' one at stride 1).
+pub(crate) use strided::ConvShape as StridedConv;
+/// The `strided` network's convolutions ([`Architecture::Strided`]).
+pub(crate) const STRIDED_LAYERS: [strided::ConvShape; 6] = strided::LAYERS;
+/// The `strided` network's dense layer: its inputs, width and dropout.
+pub(crate) const STRIDED_DENSE: (i64, i64, f64) = (strided::FEATURES, strided::HIDDEN, strided::DROPOUT_PROBABILITY);
 
 /// The `vgg` network's convolutions: output channels and whether 2x2 max pooling follows.
 pub(crate) const VGG_LAYERS: [(i64, bool); 4] = vgg::LAYERS;
@@ -141,11 +149,19 @@ pub enum Architecture {
     /// dropout 0.3 and the 10-way dense layer on the 7x7x128 features. About
     /// the intended network's cost per image with 6% of its parameters.
     Vgg,
+    /// Not the seed's: Chris Deotte's Kaggle design. Six convolutions in two
+    /// blocks (3x3 'VALID', 3x3 'VALID', 5x5 'SAME' with stride 2 in place of
+    /// pooling; 32 then 64 channels), each with the seed's shift-only batch
+    /// norm and leaky ReLU, dropout 0.4 after each block, then a 128-wide
+    /// dense layer with batch norm, leaky ReLU and dropout 0.4, and the
+    /// 10-way output.
+    Strided,
 }
 
 impl Architecture {
     /// Every architecture, in the order `--network` lists them.
-    pub const ALL: [Architecture; 3] = [Architecture::Intended, Architecture::Seed, Architecture::Vgg];
+    pub const ALL: [Architecture; 4] =
+        [Architecture::Intended, Architecture::Seed, Architecture::Vgg, Architecture::Strided];
 
     /// The name used on the command line and in checkpoints.
     pub fn name(self) -> &'static str {
@@ -153,6 +169,7 @@ impl Architecture {
             Architecture::Intended => "intended",
             Architecture::Seed => "seed",
             Architecture::Vgg => "vgg",
+            Architecture::Strided => "strided",
         }
     }
 
@@ -171,6 +188,7 @@ impl Architecture {
         match self {
             Architecture::Intended | Architecture::Seed => self.seed_family_specs(),
             Architecture::Vgg => vgg::tensor_specs(),
+            Architecture::Strided => strided::tensor_specs(),
         }
     }
 
@@ -205,7 +223,8 @@ impl FromStr for Architecture {
             "intended" => Ok(Architecture::Intended),
             "seed" => Ok(Architecture::Seed),
             "vgg" => Ok(Architecture::Vgg),
-            other => Err(format!("unknown architecture {other:?}: expected intended, seed or vgg")),
+            "strided" => Ok(Architecture::Strided),
+            other => Err(format!("unknown architecture {other:?}: expected intended, seed, vgg or strided")),
         }
     }
 }
@@ -482,6 +501,7 @@ impl Network {
         match self.architecture {
             Architecture::Intended | Architecture::Seed => self.forward_seed_family(&x, train, kind),
             Architecture::Vgg => vgg::forward(&self.tensors, &x, train, kind, self.fused_kernels),
+            Architecture::Strided => strided::forward(&self.tensors, &x, train, kind, self.fused_kernels),
         }
     }
 
@@ -494,6 +514,8 @@ impl Network {
             mean: &t[mean],
             var: &t[var],
             pool: true,
+            stride: 1,
+            same: true,
             fused: self.fused_kernels,
         };
         use tensor_index::*;
@@ -539,9 +561,12 @@ impl Network {
 /// TensorFlow's name and shape of a trainable tensor.
 fn tensorflow_name_and_shape(architecture: Architecture, spec: &TensorSpec) -> (String, Vec<i64>) {
     let layer = spec.name.split('.').next().unwrap_or(spec.name);
-    // A batch norm belongs to the layer it follows: in the seed's network bn4 follows fc4.
+    // A batch norm belongs to the layer it follows: in the seed's network bn4
+    // follows fc4, in the `strided` network bn7 follows fc7.
     let scope = match (architecture, layer.strip_prefix("bn")) {
-        (Architecture::Intended | Architecture::Seed, Some("4")) => "fc4".to_owned(),
+        (Architecture::Intended | Architecture::Seed, Some("4")) | (Architecture::Strided, Some("7")) => {
+            format!("fc{}", &layer[2..])
+        }
         (_, Some(number)) => format!("conv{number}"),
         (_, None) => layer.to_owned(),
     };
@@ -639,14 +664,19 @@ struct ConvLayer<'a> {
     mean: &'a Tensor,
     var: &'a Tensor,
     pool: bool,
+    /// The convolution's stride (1 but for the `strided` network's
+    /// downsampling layers).
+    stride: i64,
+    /// 'SAME' padding (half the kernel on each side) or 'VALID' (none).
+    same: bool,
     /// Batch norm, pooling and leaky ReLU as one fused node in training
     /// where the shim can take the input ([`Network::set_fused_kernels`]).
     fused: bool,
 }
 
 impl ConvLayer<'_> {
-    /// A 'SAME' convolution without bias (5x5 or 3x3, from the weight's
-    /// shape), batch norm, 2x2 max pooling where the layer has it, and leaky
+    /// A convolution without bias (5x5 or 3x3, from the weight's shape;
+    /// 'SAME' or 'VALID', at the layer's stride), batch norm, 2x2 max pooling where the layer has it, and leaky
     /// ReLU; in training the last three in one fused node on the CPU
     /// (`csrc/bn_pool_lrelu.cpp`) when [`Network::set_fused_kernels`] asked
     /// for it. Pooling comes before the activation: leaky ReLU is
@@ -657,11 +687,12 @@ impl ConvLayer<'_> {
     /// eps)`), which spares a pass over the largest activations. The
     /// convolution computes in `kind`, the kind of `x`.
     fn apply(&self, x: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
-        let padding = self.weight.size()[2] / 2;
+        let padding = if self.same { self.weight.size()[2] / 2 } else { 0 };
+        let stride = [self.stride, self.stride];
         if train {
             // The cast keeps the channels-last strides (libtorch preserves a dense layout).
             let weight = channels_last(self.weight)?.f_to_kind(kind)?;
-            let conv = x.f_conv2d::<Tensor>(&weight, None, [1, 1], [padding, padding], [1, 1], 1)?;
+            let conv = x.f_conv2d::<Tensor>(&weight, None, stride, [padding, padding], [1, 1], 1)?;
             let batch_norm = crate::fused::BatchNormArgs {
                 beta: self.beta,
                 running_mean: self.mean,
@@ -675,7 +706,7 @@ impl ConvLayer<'_> {
         let folded_weight = self.weight.f_mul(&inverse_std.f_view([-1, 1, 1, 1])?)?;
         let folded_bias = self.beta.f_sub(&self.mean.f_mul(&inverse_std)?)?;
         let normalized =
-            x.f_conv2d(&channels_last(&folded_weight)?, Some(&folded_bias), [1, 1], [padding, padding], [1, 1], 1)?;
+            x.f_conv2d(&channels_last(&folded_weight)?, Some(&folded_bias), stride, [padding, padding], [1, 1], 1)?;
         if self.pool {
             lrelu(&normalized.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?)
         } else {

@@ -111,8 +111,17 @@ impl Builder {
     }
 
     /// A `kernel`x`kernel` 'SAME' convolution without bias; the input's gradient is skipped for the layer reading the image.
+    /// A 'SAME' convolution at stride 1.
     fn conv(&mut self, name: &'static str, kernel: i64, in_channels: i64, out_channels: i64) {
-        let (height, width) = (self.shape[1], self.shape[2]);
+        let shape = crate::network::StridedConv { out_channels, kernel, stride: 1, same: true, dropout: false };
+        self.strided_conv(name, in_channels, &shape);
+    }
+
+    fn strided_conv(&mut self, name: &'static str, in_channels: i64, shape: &crate::network::StridedConv) {
+        let (kernel, stride, out_channels) = (shape.kernel, shape.stride, shape.out_channels);
+        let padding = if shape.same { kernel / 2 } else { 0 };
+        let side = |input: i64| (input + 2 * padding - kernel) / stride + 1;
+        let (height, width) = (side(self.shape[1]), side(self.shape[2]));
         self.shape = vec![out_channels, height, width];
         let parameters = (kernel * kernel * in_channels * out_channels) as u64;
         let forward = 2 * parameters * (height * width) as u64;
@@ -120,7 +129,11 @@ impl Builder {
         self.reads_image = false;
         self.push(
             name,
-            format!("conv {kernel}x{kernel}, {in_channels}->{out_channels}, same"),
+            format!(
+                "conv {kernel}x{kernel}{}, {in_channels}->{out_channels}, {}",
+                if stride == 1 { String::new() } else { format!(" stride {stride}") },
+                if shape.same { "same" } else { "valid" }
+            ),
             parameters,
             0,
             forward,
@@ -178,6 +191,7 @@ impl Architecture {
         match self {
             Architecture::Intended | Architecture::Seed => self.seed_family_layers(&mut builder),
             Architecture::Vgg => vgg_layers(&mut builder),
+            Architecture::Strided => strided_layers(&mut builder),
         }
         ModelSummary { architecture: self, layers: builder.layers }
     }
@@ -225,6 +239,35 @@ fn vgg_layers(builder: &mut Builder) {
         in_channels = out_channels;
     }
     builder.push("dropout", "dropout 0.3 (training only)".into(), 0, 0, 0, 0);
+    builder.dense("fco", N_CLASSES, true);
+}
+
+/// The `strided` network's layers ([`Architecture::Strided`]).
+fn strided_layers(builder: &mut Builder) {
+    const NAMES: [[&str; 4]; 6] = [
+        ["conv1", "bn1", "lrelu1", "dropout1"],
+        ["conv2", "bn2", "lrelu2", "dropout2"],
+        ["conv3", "bn3", "lrelu3", "dropout3"],
+        ["conv4", "bn4", "lrelu4", "dropout4"],
+        ["conv5", "bn5", "lrelu5", "dropout5"],
+        ["conv6", "bn6", "lrelu6", "dropout6"],
+    ];
+    let (_, hidden, dropout) = crate::network::STRIDED_DENSE;
+    let dropout_line = || format!("dropout {dropout} (training only)");
+    let mut in_channels = 1;
+    for (shape, [conv, bn, lrelu, dropout_name]) in crate::network::STRIDED_LAYERS.iter().zip(NAMES) {
+        builder.strided_conv(conv, in_channels, shape);
+        builder.batch_norm(bn);
+        builder.lrelu(lrelu);
+        if shape.dropout {
+            builder.push(dropout_name, dropout_line(), 0, 0, 0, 0);
+        }
+        in_channels = shape.out_channels;
+    }
+    builder.dense("fc7", hidden, false);
+    builder.batch_norm("bn7");
+    builder.lrelu("lrelu7");
+    builder.push("dropout7", dropout_line(), 0, 0, 0, 0);
     builder.dense("fco", N_CLASSES, true);
 }
 

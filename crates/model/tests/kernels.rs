@@ -280,7 +280,7 @@ fn copy_values(from: &Network, to: &Network) {
 #[test]
 fn the_fused_convolution_tail_matches_atens_three_calls_in_values_gradients_and_statistics() {
     let _rng = lock_rng();
-    for architecture in [Architecture::Intended, Architecture::Vgg] {
+    for architecture in [Architecture::Intended, Architecture::Vgg, Architecture::Strided] {
         tch::manual_seed(40);
         let mut fused = Network::new(architecture, Device::Cpu).unwrap();
         let reference = Network::new(architecture, Device::Cpu).unwrap();

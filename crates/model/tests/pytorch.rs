@@ -32,6 +32,7 @@ fn pytorch_loads_the_checkpoint_and_computes_the_same_logits() {
         (Architecture::Intended, false),
         (Architecture::Seed, false),
         (Architecture::Vgg, false),
+        (Architecture::Strided, false),
         (Architecture::Intended, true),
     ] {
         tch::manual_seed(30);

@@ -124,6 +124,8 @@ pub enum NetworkChoice {
     Seed,
     /// Four 3x3 convolutions (32, 64, 64, 128 channels) in place of the 5x5 ones and the 1024-wide layer.
     Vgg,
+    /// Six convolutions (3x3, 3x3, strided 5x5; 32 then 64 channels), a 128-wide dense layer, dropout 0.4 (Deotte's Kaggle design).
+    Strided,
 }
 
 impl From<NetworkChoice> for model::Architecture {
@@ -131,6 +133,7 @@ impl From<NetworkChoice> for model::Architecture {
         match choice {
             NetworkChoice::Intended => model::Architecture::Intended,
             NetworkChoice::Vgg => model::Architecture::Vgg,
+            NetworkChoice::Strided => model::Architecture::Strided,
             NetworkChoice::Seed => model::Architecture::Seed,
         }
     }

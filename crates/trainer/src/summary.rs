@@ -48,15 +48,17 @@ pub fn totals_line(summary: &ModelSummary, batch_size: u64) -> String {
 }
 
 fn table(summary: &ModelSummary, batch_size: u64) -> String {
+    // The kind column is as wide as its longest entry (a strided convolution's is long).
+    let kind_width = summary.layers.iter().map(|layer| layer.kind.len()).max().unwrap_or(0).max(28);
     let mut lines = vec![format!(
-        "{:<8} {:<28} {:<14} {:>11} {:>16} {:>16}",
+        "{:<8} {:<kind_width$} {:<14} {:>11} {:>16} {:>16}",
         "layer", "kind", "output shape", "parameters", "forward FLOPs", "training FLOPs"
     )];
     lines.push("-".repeat(lines[0].len()));
     for layer in &summary.layers {
         let shape = format!("{:?}", layer.output_shape);
         lines.push(format!(
-            "{:<8} {:<28} {:<14} {:>11} {:>16} {:>16}",
+            "{:<8} {:<kind_width$} {:<14} {:>11} {:>16} {:>16}",
             layer.name,
             layer.kind,
             shape,
@@ -67,7 +69,7 @@ fn table(summary: &ModelSummary, batch_size: u64) -> String {
     }
     lines.push("-".repeat(lines[0].len()));
     lines.push(format!(
-        "{:<8} {:<28} {:<14} {:>11} {:>16} {:>16}",
+        "{:<8} {:<kind_width$} {:<14} {:>11} {:>16} {:>16}",
         "total",
         "",
         "",

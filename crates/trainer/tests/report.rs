@@ -164,3 +164,19 @@ fn summary_measures_the_vgg_networks_cost_per_image() {
         "{table}"
     );
 }
+
+#[test]
+fn summary_shows_the_strided_networks_strides_and_paddings_in_aligned_columns() {
+    let output = run(&["summary", "--network", "strided"]);
+    assert_success(&output);
+    let table = String::from_utf8_lossy(&output.stdout);
+    let line = |name: &str| table.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("{table}"));
+    assert!(line("conv3 ").contains("conv 5x5 stride 2, 32->32, same") && line("conv3 ").contains("[32, 12, 12]"));
+    assert!(line("conv5 ").contains("conv 3x3, 64->64, valid") && line("conv5 ").contains("[64, 8, 8]"));
+    assert!(line("fc7 ").contains("dense 1024->128"), "{table}");
+    // The output-shape column starts at the same place on every row, the longest kind included.
+    let column = |name: &str| line(name).find('[').unwrap();
+    assert_eq!(column("conv3 "), column("conv1 "), "{table}");
+    assert_eq!(column("conv3 "), line("layer").find("output shape").unwrap(), "{table}");
+    assert!(table.contains("325,578 trainable parameters"), "{table}");
+}

@@ -236,20 +236,22 @@ fn a_named_recipe_sets_its_flags_records_them_and_must_be_given_again_to_resume(
 }
 
 #[test]
-fn the_vgg_network_trains_records_itself_and_resumes_only_as_vgg() {
-    let dir = tempfile::tempdir().unwrap();
-    let small = ["--epochs", "1", "--train-images", "500", "--augment", "none"];
-    assert_success(&train(dir.path(), &[&["--network", "vgg"], &small[..]].concat()));
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
-    assert_eq!(
-        (&config["model"]["architecture"], &config["model"]["parameters"]),
-        (&serde_json::json!("vgg"), &serde_json::json!(192_330))
-    );
-    let other = train(dir.path(), &["--epochs", "2", "--train-images", "500", "--augment", "none", "--resume"]);
-    assert!(!other.status.success());
-    assert!(text(&other).contains("vgg"), "{}", text(&other));
-    let resumed = ["--network", "vgg", "--epochs", "2", "--train-images", "500", "--augment", "none", "--resume"];
-    assert_success(&train(dir.path(), &resumed));
-    assert_eq!(metrics(dir.path()).iter().filter(|record| record.get("epoch").is_some()).count(), 2);
+fn the_other_networks_train_record_themselves_and_resume_only_as_themselves() {
+    for (network, parameters) in [("vgg", 192_330), ("strided", 325_578)] {
+        let dir = tempfile::tempdir().unwrap();
+        let small = ["--epochs", "1", "--train-images", "500", "--augment", "none"];
+        assert_success(&train(dir.path(), &[&["--network", network], &small[..]].concat()));
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(
+            (&config["model"]["architecture"], &config["model"]["parameters"]),
+            (&serde_json::json!(network), &serde_json::json!(parameters))
+        );
+        let other = train(dir.path(), &["--epochs", "2", "--train-images", "500", "--augment", "none", "--resume"]);
+        assert!(!other.status.success());
+        assert!(text(&other).contains(network), "{}", text(&other));
+        let resumed = ["--network", network, "--epochs", "2", "--train-images", "500", "--augment", "none", "--resume"];
+        assert_success(&train(dir.path(), &resumed));
+        assert_eq!(metrics(dir.path()).iter().filter(|record| record.get("epoch").is_some()).count(), 2);
+    }
 }

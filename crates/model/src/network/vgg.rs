@@ -63,6 +63,8 @@ pub(super) fn forward(
             mean: &tensors[FIRST_STATISTIC + 2 * index],
             var: &tensors[FIRST_STATISTIC + 2 * index + 1],
             pool,
+            stride: 1,
+            same: true,
             fused,
         };
         net = layer.apply(&net, train, kind)?;
