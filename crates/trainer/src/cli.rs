@@ -199,6 +199,9 @@ pub struct TrainArgs {
     /// The learning-rate schedule over the run: `constant` (the seed's), `exponential:DECAY` (per epoch), `cosine:EPOCHS[,FLOOR]`, `step:EVERY,FACTOR`, `warmup:EPOCHS:SCHEDULE`; see docs/TRAINING.md.
     #[arg(long, default_value = "constant", value_name = "SPEC", value_parser = schedule_spec)]
     pub schedule: String,
+    /// Shorthand for `--schedule exponential:DECAY`: the learning rate times DECAY each epoch (for example 0.95).
+    #[arg(long, value_name = "DECAY", conflicts_with = "schedule", value_parser = lr_decay_spec)]
+    pub lr_decay: Option<String>,
     /// A named recipe that fills in the flags this command leaves out: `seed` (every default) or `strong` (see docs/TRAINING.md, Recipes).
     #[arg(long, value_name = "NAME", value_parser = recipe_name)]
     pub recipe: Option<String>,
@@ -287,6 +290,11 @@ fn ema_decay(text: &str) -> Result<f64, String> {
     if decay > 0.0 && decay < 1.0 { Ok(decay) } else { Err(format!("expected a number in (0, 1), found {decay}")) }
 }
 
+/// `--lr-decay`: a per-epoch decay, as the spec of its exponential schedule.
+fn lr_decay_spec(text: &str) -> Result<String, String> {
+    schedule_spec(&format!("exponential:{text}"))
+}
+
 /// `--schedule`: a schedule this build knows, as its recorded spec.
 fn schedule_spec(text: &str) -> Result<String, String> {
     model::schedule::parse(text).map(|schedule| schedule.spec()).map_err(|error| error.to_string())
@@ -311,6 +319,11 @@ impl TrainArgs {
     /// Whether this command continues a run (`--resume` or `--resume-from`).
     pub fn resuming(&self) -> bool {
         self.resume || self.resume_from.is_some()
+    }
+
+    /// The learning-rate schedule's spec: `--lr-decay`'s exponential one, or `--schedule`.
+    pub fn schedule_spec(&self) -> &str {
+        self.lr_decay.as_deref().unwrap_or(&self.schedule)
     }
 }
 

@@ -73,7 +73,9 @@ fn missing_flags(preset: &Preset, given: &ArgMatches) -> Vec<OsString> {
     let mut words = Vec::new();
     for (flag, value) in preset.flags {
         let id = flag.replace('-', "_");
-        if given.value_source(&id) != Some(ValueSource::CommandLine) {
+        // `--lr-decay` is a way of giving `--schedule`.
+        let given_as_decay = id == "schedule" && given.value_source("lr_decay") == Some(ValueSource::CommandLine);
+        if given.value_source(&id) != Some(ValueSource::CommandLine) && !given_as_decay {
             words.push(format!("--{flag}").into());
             words.push((*value).into());
         }
@@ -121,6 +123,18 @@ mod tests {
         let default = train_args(&["train"]);
         assert_eq!(serde_json::to_value(&seed).unwrap()["epochs"], serde_json::to_value(&default).unwrap()["epochs"]);
         assert_eq!((seed.schedule, seed.ema, seed.augment), (default.schedule, default.ema, default.augment));
+    }
+
+    #[test]
+    fn lr_decay_is_an_exponential_schedule_and_stands_in_for_a_presets_schedule() {
+        assert_eq!(train_args(&["train", "--lr-decay", "0.950"]).schedule_spec(), "exponential:0.95");
+        assert_eq!(train_args(&["train"]).schedule_spec(), "constant");
+        let strong = train_args(&["--recipe", "strong", "--lr-decay", "0.9"]);
+        assert_eq!((strong.schedule_spec(), strong.ema), ("exponential:0.9", Some(0.999)));
+        let both = parse_from(["trainer", "--lr-decay", "0.9", "--schedule", "cosine:3"]).unwrap_err().to_string();
+        assert!(both.contains("cannot be used with"), "{both}");
+        let growing = parse_from(["trainer", "--lr-decay", "1.5"]).unwrap_err().to_string();
+        assert!(growing.contains("--lr-decay") && growing.contains("at most 1"), "{growing}");
     }
 
     #[test]

@@ -199,6 +199,25 @@ fn a_schedule_sets_each_steps_rate_and_patience_stops_a_run_that_stopped_improvi
 }
 
 #[test]
+fn lr_decay_is_recorded_as_its_exponential_schedule_and_resumes_as_either_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_success(&train(dir.path(), &["--epochs", "2", "--lr-decay", "0.5"]));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["recipe"]["schedule"], "exponential:0.5");
+    assert_success(&train(dir.path(), &["--epochs", "3", "--schedule", "exponential:0.5", "--resume"]));
+    let rates: Vec<Option<f64>> = metrics(dir.path())
+        .iter()
+        .filter(|record| record.get("epoch").is_some())
+        .map(|record| record["learning_rate"].as_f64())
+        .collect();
+    assert_eq!(rates, [Some(0.001), Some(0.0005), Some(0.00025)]);
+    let other = train(dir.path(), &["--epochs", "4", "--lr-decay", "0.9", "--resume"]);
+    assert!(!other.status.success());
+    assert!(text(&other).contains("exponential:0.5") && text(&other).contains("exponential:0.9"), "{}", text(&other));
+}
+
+#[test]
 fn an_elastic_distortion_after_the_seeds_affine_trains_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let output = train(dir.path(), &["--epochs", "1", "--augment", "seed+elastic:34.0,4"]);

@@ -93,7 +93,7 @@ impl RunOptions {
     /// Checks `args` and reads them into options; an impossible setting is an error naming its flag.
     pub fn from_args(args: &TrainArgs) -> Result<Self> {
         validate(args)?;
-        let schedule = model::schedule::parse(&args.schedule).context("--schedule")?;
+        let schedule = model::schedule::parse(args.schedule_spec()).context("--schedule")?;
         let augment = augment::Pipeline::parse(&args.augment).context("--augment")?;
         let start = if args.resuming() {
             Start::Resume {
