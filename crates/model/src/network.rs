@@ -15,8 +15,8 @@ mod vgg;
 pub(crate) use strided::ConvShape as StridedConv;
 /// The `strided` network's convolutions ([`Architecture::Strided`]).
 pub(crate) const STRIDED_LAYERS: [strided::ConvShape; 6] = strided::LAYERS;
-/// The `strided` network's dense layer: its inputs, width and dropout.
-pub(crate) const STRIDED_DENSE: (i64, i64, f64) = (strided::FEATURES, strided::HIDDEN, strided::DROPOUT_PROBABILITY);
+/// The `strided` network's hidden dense layer: its width and the dropout after it and each block.
+pub(crate) const STRIDED_DENSE: (i64, f64) = (strided::HIDDEN, strided::DROPOUT_PROBABILITY);
 
 /// The `vgg` network's convolutions: output channels and whether 2x2 max pooling follows.
 pub(crate) const VGG_LAYERS: [(i64, bool); 4] = vgg::LAYERS;

@@ -252,7 +252,7 @@ fn strided_layers(builder: &mut Builder) {
         ["conv5", "bn5", "lrelu5", "dropout5"],
         ["conv6", "bn6", "lrelu6", "dropout6"],
     ];
-    let (_, hidden, dropout) = crate::network::STRIDED_DENSE;
+    let (hidden, dropout) = crate::network::STRIDED_DENSE;
     let dropout_line = || format!("dropout {dropout} (training only)");
     let mut in_channels = 1;
     for (shape, [conv, bn, lrelu, dropout_name]) in crate::network::STRIDED_LAYERS.iter().zip(NAMES) {
