@@ -114,3 +114,56 @@ fn a_local_sweep_runs_every_task_and_the_view_shows_the_runs_own_numbers() {
     assert_success(&common::run(&["runs", &sweep.display().to_string(), "--curves", &curves.display().to_string()]));
     assert!(std::fs::read(&curves).unwrap().starts_with(b"\x89PNG"));
 }
+
+#[test]
+fn sigterm_to_a_local_sweep_stops_its_runs_saved_starts_no_other_and_a_rerun_finishes_them() {
+    let work = tempfile::tempdir().unwrap();
+    let grid = work.path().join("grid.json");
+    let flags = r#"["--epochs", "6", "--train-images", "1000", "--validation-size", "500",
+        "--train-accuracy-images", "100", "--augment", "none", "--device", "cpu"]"#;
+    std::fs::write(&grid, format!(r#"{{"seeds": [1, 2, 3], "flags": {flags}, "recipes": [{{"name": "r"}}]}}"#))
+        .unwrap();
+    let sweep = work.path().join("sweep");
+    let script = || {
+        let mut command = std::process::Command::new(repository().join("scripts/sweep_local.sh"));
+        command.arg(&grid).arg(&sweep).arg("1").env("TRAINER", env!("CARGO_BIN_EXE_trainer"));
+        command.env_remove("LD_LIBRARY_PATH").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        command
+    };
+    let mut child = script().spawn().unwrap();
+    // Signal once the first run has recorded an epoch: it is training, with its handlers in place.
+    let first = sweep.join("r/seed-1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(first.join("metrics.jsonl")).is_ok_and(|text| text.lines().count() >= 1) {
+        assert!(std::time::Instant::now() < deadline, "the first run recorded no epoch in 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the sweep did not stop within 120 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(143), "{}", text(&output));
+    assert!(text(&output).contains("stopped by a signal"), "{}", text(&output));
+    assert!(!sweep.join("logs/task-1.log").exists(), "a task started after the signal");
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(first.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["state"], "stopped", "{status}");
+    let epochs_before = metrics(&first).iter().filter(|record| record.get("epoch").is_some()).count();
+    assert!(epochs_before < 6, "the run stopped before its end");
+
+    let rerun = script().output().unwrap();
+    assert_success(&rerun);
+    for seed in [1, 2, 3] {
+        let epochs: Vec<u64> = metrics(&sweep.join(format!("r/seed-{seed}")))
+            .iter()
+            .filter_map(|record| record.get("epoch").and_then(serde_json::Value::as_u64))
+            .collect();
+        assert_eq!(epochs, (0..6).collect::<Vec<u64>>(), "seed {seed}: every epoch once");
+    }
+}
