@@ -202,7 +202,7 @@ pub struct TrainArgs {
     /// Shorthand for `--schedule exponential:DECAY`: the learning rate times DECAY each epoch (for example 0.95).
     #[arg(long, value_name = "DECAY", conflicts_with = "schedule", value_parser = lr_decay_spec)]
     pub lr_decay: Option<String>,
-    /// A named recipe that fills in the flags this command leaves out: `seed` (every default) or `strong` (see docs/TRAINING.md, Recipes).
+    /// A named recipe that fills in the flags this command leaves out: `seed` (every default), `strong` or `strided` (see docs/TRAINING.md, Recipes).
     #[arg(long, value_name = "NAME", value_parser = recipe_name)]
     pub recipe: Option<String>,
     /// Keep a moving average of the weights with this decay (for example 0.999) and validate, keep and test it instead of the last weights (off unless given).

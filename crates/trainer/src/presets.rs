@@ -33,6 +33,11 @@ pub const PRESETS: &[Preset] = &[
         summary: "the seed's affine and Simard's elastic distortions, a cosine learning rate to 0 over 40 epochs, and a moving average of the weights (docs/results/strong/)",
         flags: &[("epochs", "40"), ("augment", "seed+elastic:34,4"), ("schedule", "cosine:40"), ("ema", "0.999")],
     },
+    Preset {
+        name: "strided",
+        summary: "the strided network (Deotte's design) with the seed's affine and the learning rate times 0.9 each epoch for 30 epochs (docs/results/strided/)",
+        flags: &[("network", "strided"), ("epochs", "30"), ("schedule", "exponential:0.9")],
+    },
 ];
 
 /// The preset called `name`.
@@ -86,7 +91,7 @@ fn missing_flags(preset: &Preset, given: &ArgMatches) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Command, TrainArgs};
+    use crate::cli::{Command, NetworkChoice, TrainArgs};
 
     fn train_args(words: &[&str]) -> TrainArgs {
         let cli = parse_from(std::iter::once("trainer").chain(words.iter().copied())).unwrap();
@@ -138,8 +143,19 @@ mod tests {
     }
 
     #[test]
+    fn the_strided_preset_picks_its_network_and_a_given_network_wins() {
+        let strided = train_args(&["--recipe", "strided"]);
+        assert_eq!(
+            (strided.network, strided.epochs, strided.schedule_spec()),
+            (NetworkChoice::Strided, 30, "exponential:0.9")
+        );
+        let mine = train_args(&["--recipe", "strided", "--network", "vgg", "--lr-decay", "0.95"]);
+        assert_eq!((mine.network, mine.schedule_spec()), (NetworkChoice::Vgg, "exponential:0.95"));
+    }
+
+    #[test]
     fn an_unknown_preset_is_an_error_listing_the_known_ones() {
         let error = parse_from(["trainer", "train", "--recipe", "stronger"]).unwrap_err().to_string();
-        assert!(error.contains("unknown recipe \"stronger\": expected one of seed, strong"), "{error}");
+        assert!(error.contains("unknown recipe \"stronger\": expected one of seed, strong, strided"), "{error}");
     }
 }
