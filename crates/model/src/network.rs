@@ -11,8 +11,8 @@ use crate::ModelError;
 mod strided;
 mod vgg;
 
-/// One convolution's shape in the `strided` network (or any 'SAME' one at stride 1).
-pub(crate) use strided::ConvShape as StridedConv;
+/// One convolution's shape: channels, kernel, stride, padding (and, in the `strided` network, a dropout after it).
+pub(crate) use strided::ConvShape;
 /// The `strided` network's convolutions ([`Architecture::Strided`]).
 pub(crate) const STRIDED_LAYERS: [strided::ConvShape; 6] = strided::LAYERS;
 /// The `strided` network's hidden dense layer: its width and the dropout after it and each block.
@@ -676,8 +676,8 @@ struct ConvLayer<'a> {
 
 impl ConvLayer<'_> {
     /// A convolution without bias (5x5 or 3x3, from the weight's shape;
-    /// 'SAME' or 'VALID', at the layer's stride), batch norm, 2x2 max pooling where the layer has it, and leaky
-    /// ReLU; in training the last three in one fused node on the CPU
+    /// 'SAME' or 'VALID', at the layer's stride), batch norm, 2x2 max
+    /// pooling where the layer has it, and leaky ReLU; in training the last three in one fused node on the CPU
     /// (`csrc/bn_pool_lrelu.cpp`) when [`Network::set_fused_kernels`] asked
     /// for it. Pooling comes before the activation: leaky ReLU is
     /// increasing, so it commutes with max, and the values (and gradients)

@@ -113,11 +113,11 @@ impl Builder {
     /// A `kernel`x`kernel` 'SAME' convolution without bias; the input's gradient is skipped for the layer reading the image.
     /// A 'SAME' convolution at stride 1.
     fn conv(&mut self, name: &'static str, kernel: i64, in_channels: i64, out_channels: i64) {
-        let shape = crate::network::StridedConv { out_channels, kernel, stride: 1, same: true, dropout: false };
+        let shape = crate::network::ConvShape { out_channels, kernel, stride: 1, same: true, dropout: false };
         self.strided_conv(name, in_channels, &shape);
     }
 
-    fn strided_conv(&mut self, name: &'static str, in_channels: i64, shape: &crate::network::StridedConv) {
+    fn strided_conv(&mut self, name: &'static str, in_channels: i64, shape: &crate::network::ConvShape) {
         let (kernel, stride, out_channels) = (shape.kernel, shape.stride, shape.out_channels);
         let padding = if shape.same { kernel / 2 } else { 0 };
         let side = |input: i64| (input + 2 * padding - kernel) / stride + 1;
