@@ -4,7 +4,8 @@
 # 80 steps each, then the medians and their ratio. The settings the example
 # reads: BENCH_TAIL=fused (batch norm, pooling and leaky ReLU as one fused
 # node instead of ATen's three calls), BENCH_ADAM=composite (Adam as tensor
-# operations instead of ATen's fused kernel).
+# operations instead of ATen's fused kernel), BENCH_HEAP=default (glibc's
+# malloc thresholds left at their defaults instead of pinned).
 #
 #   cargo build --release -p model --example bench
 #   scripts/ab_bench.sh A_SETTING B_SETTING [ROUNDS] [-- BENCH_FLAGS...]

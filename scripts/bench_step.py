@@ -31,6 +31,7 @@ It prints a table and one JSON line with every figure; `docs/PERFORMANCE.md`
 records the results.
 """
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -182,6 +183,21 @@ def matmul_gflops(device, n=2048, repeats=10, dtype=torch.float32):
     return 2 * n ** 3 / best / 1e9
 
 
+def pin_malloc_thresholds():
+    """Pins glibc malloc's thresholds in this process as the trainer pins its own.
+
+    With glibc's dynamic thresholds a step's blocks may be handed back to the
+    system and faulted in again, zeroed, every step, by the luck of the heap's
+    layout (`model::allocator`): measured on an Intel Xeon, 25-45% of a
+    step's speed, on either side. Pinned on both sides, the comparison is of
+    the steps, not of the layouts.
+    """
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if libc.mallopt(m_mmap_threshold, 32 << 20) != 1 or libc.mallopt(m_trim_threshold, 1 << 30) != 1:
+        sys.exit("glibc refused mallopt: run with --default-heap")
+
+
 def trainer(mode, threads, **flags):
     """One JSON result of the Rust bench example."""
     command = [BENCH, mode, "--threads", str(threads)]
@@ -203,9 +219,15 @@ def main():
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
     parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
                         help="also time both sides in bf16 (auto: on CUDA, and on CPUs with AVX512-BF16)")
+    parser.add_argument("--default-heap", action="store_true",
+                        help="leave glibc's malloc thresholds at their defaults on both sides (BENCH_HEAP=default)")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile contestant")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.default_heap:
+        os.environ["BENCH_HEAP"] = "default"
+    else:
+        pin_malloc_thresholds()
     if not os.path.exists(BENCH):
         sys.exit(f"{BENCH} is missing: run `cargo build --release -p model --example bench` first")
     torch.set_num_threads(args.threads)
@@ -263,7 +285,8 @@ def main():
             "step_bf16_fraction_of_matmul_bf16": round(step_gflops_bf16 / peak_bf16, 3),
         }
 
-    print(f"\n{cpu_name()}; kind: {cpu_kind()}; torch {torch.__version__}")
+    heap = "glibc's defaults" if args.default_heap else "malloc thresholds pinned on both sides"
+    print(f"\n{cpu_name()}; kind: {cpu_kind()}; torch {torch.__version__}; {heap}")
     print(f"training step on {args.device}, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds:")
     for name, value in median.items():
         print(f"  {name:50s} {value:7.0f} images/s   trainer / this = {median['trainer'] / value:.2f}x")
@@ -281,7 +304,7 @@ def main():
     print(f"  pytorch / trainer = {eval_median['pytorch no_grad'] / eval_median['trainer']:.2f}x")
     print(json.dumps({
         "cpu": cpu_name(), "cpu_kind": cpu_kind(), "device": args.device, "threads": args.threads, "batch": args.batch,
-        "torch": torch.__version__, "rounds": args.rounds,
+        "torch": torch.__version__, "rounds": args.rounds, "heap": "default" if args.default_heap else "pinned",
         "train_images_per_second": {name: round(value, 1) for name, value in median.items()},
         "best_pytorch_form": best_name,
         "trainer_over_idiomatic": round(median["trainer"] / median["pytorch idiomatic"], 3),

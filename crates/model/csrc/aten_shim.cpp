@@ -12,8 +12,12 @@
 
 #include <ATen/ATen.h>
 
+#include <climits>
 #include <cstdio>
 #include <exception>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <vector>
 
 namespace {
@@ -44,6 +48,24 @@ extern "C" int model_fused_adam(at::Tensor *const *params, at::Tensor *const *gr
         std::snprintf(error, error_len, "%s", e.what());
         return 1;
     }
+}
+
+// Pins glibc malloc's two thresholds (`allocator.rs` says why): blocks up to
+// `mmap_threshold` bytes come from the heap instead of mappings of their own,
+// and the heap returns free memory at its top to the system only beyond
+// `trim_threshold` bytes. Returns 0 when both were set, 1 when glibc refused
+// one, 2 where the C library is not glibc (nothing to pin).
+extern "C" int model_pin_malloc_thresholds(size_t mmap_threshold, size_t trim_threshold) {
+#if defined(__GLIBC__)
+    if (mmap_threshold > INT_MAX || trim_threshold > INT_MAX) {
+        return 1;
+    }
+    const bool mmap_set = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold)) == 1;
+    const bool trim_set = mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold)) == 1;
+    return mmap_set && trim_set ? 0 : 1;
+#else
+    return 2;
+#endif
 }
 
 // Leaves every parameter without a gradient, so that the next backward pass

@@ -87,8 +87,17 @@ fn network_to_time(options: &Options, device: Device) -> Result<Network, model::
     Ok(network)
 }
 
+/// Pins glibc's malloc thresholds as the trainer does, unless BENCH_HEAP=default
+/// asks for glibc's own (an A/B of `model::allocator::keep_freed_memory`).
+fn choose_heap() {
+    if std::env::var("BENCH_HEAP").as_deref() != Ok("default") {
+        model::allocator::keep_freed_memory();
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_options()?;
+    choose_heap();
     tch::set_num_threads(options.threads);
     tch::manual_seed(0);
     let device = options.device.resolve()?;

@@ -41,6 +41,7 @@ unsafe extern "C" {
         error: *mut c_char,
         error_len: usize,
     ) -> c_int;
+    fn model_pin_malloc_thresholds(mmap_threshold: usize, trim_threshold: usize) -> c_int;
     fn model_clear_grads(params: *const *const C_tensor, count: usize, error: *mut c_char, error_len: usize) -> c_int;
     fn model_dense_layer(
         x: *const C_tensor,
@@ -113,6 +114,29 @@ pub(crate) fn bn_pool_lrelu(
     // SAFETY: on success `result` is a tensor the C++ side allocated with
     // `new`, handed over as tch's own results are: the `Tensor` owns it.
     Ok(unsafe { Tensor::from_ptr(result) })
+}
+
+/// What pinning glibc malloc's thresholds did ([`pin_malloc_thresholds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PinOutcome {
+    /// Both thresholds are set.
+    Pinned,
+    /// glibc refused a value.
+    Refused,
+    /// The C library is not glibc.
+    NotGlibc,
+}
+
+/// Sets glibc malloc's mmap threshold and trim threshold (`mallopt`), which
+/// also turns off its dynamic adjustment of the first.
+pub(crate) fn pin_malloc_thresholds(mmap_threshold: usize, trim_threshold: usize) -> PinOutcome {
+    // SAFETY: plain integers in, an integer out; `mallopt` is safe to call
+    // at any time, from any thread.
+    match unsafe { model_pin_malloc_thresholds(mmap_threshold, trim_threshold) } {
+        0 => PinOutcome::Pinned,
+        2 => PinOutcome::NotGlibc,
+        _ => PinOutcome::Refused,
+    }
 }
 
 /// Leaves every tensor of `params` without a gradient (undefined, as

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod adam;
+pub mod allocator;
 pub mod checkpoint;
 pub mod classifier;
 pub mod device;

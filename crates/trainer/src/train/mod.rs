@@ -48,6 +48,9 @@ use crate::streams::{self, Purpose};
 /// Trains as `args` say; `stop` is raised by a signal (`crate::signals`).
 /// Once the run is open, how the attempt ends is recorded in `status.json`.
 pub fn run(args: &TrainArgs, stop: &AtomicBool) -> Result<()> {
+    // Before the first tensor: a step's speed must not depend on the heap's layout (`model::allocator`).
+    let heap = model::allocator::keep_freed_memory();
+    tracing::debug!("{heap}");
     let mut run = Run::open(RunOptions::from_args(args)?)?;
     run.record_status(State::Running, None);
     let ending = run.train_until_done(stop);
