@@ -8,8 +8,9 @@
 //! of our choosing (tch's is fixed at 0.01); and a dense layer whose fp32
 //! matrix products run on oneDNN instead of MKL, whose sgemm is about half
 //! as fast on fc4's shapes inside a step; and, opt-in, a convolution's batch
-//! norm, pooling and leaky ReLU as one node (`csrc/bn_pool_lrelu.cpp`).
-//! `csrc/aten_shim.cpp` wraps them so that no C++ exception crosses into
+//! norm, pooling and leaky ReLU as one node (`csrc/bn_pool_lrelu.cpp`);
+//! besides them one C library call, glibc's `mallopt`, for
+//! `crate::allocator`. `csrc/aten_shim.cpp` wraps them so that no C++ exception crosses into
 //! Rust; `build.rs` compiles both files against the project's libtorch.
 //! Failures come back as tch's own error type, so callers treat them like
 //! any other libtorch error.
