@@ -9,12 +9,21 @@ fn tensor<'a>(network: &'a Network, name: &str) -> &'a Tensor {
     network.named_tensors().into_iter().find(|(spec, _)| spec.name == name).map(|(_, t)| t).unwrap()
 }
 
+/// Tests here seed libtorch's one global generator and some depend on its
+/// draws (dropout masks, initial weights): one at a time, or another test's
+/// `manual_seed` between two of this test's draws would replay the same mask.
+fn lock_rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn random_images(n: i64) -> Tensor {
     Tensor::rand([n, 28, 28], (Kind::Float, Device::Cpu))
 }
 
 #[test]
 fn every_network_maps_images_to_ten_logits() {
+    let _rng = lock_rng();
     tch::manual_seed(0);
     for architecture in Architecture::ALL {
         let network = Network::new(architecture, Device::Cpu).unwrap();
@@ -100,6 +109,7 @@ fn the_seed_network_lists_exactly_the_seeds_variables() {
 
 #[test]
 fn initialisation_follows_the_seed() {
+    let _rng = lock_rng();
     tch::manual_seed(1);
     let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     for name in ["conv1.weight", "conv2.weight", "fc4.weight"] {
@@ -121,6 +131,7 @@ fn initialisation_follows_the_seed() {
 
 #[test]
 fn batch_norm_uses_batch_statistics_in_training_and_moving_averages_in_evaluation() {
+    let _rng = lock_rng();
     tch::manual_seed(2);
     let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     let images = random_images(8);
@@ -154,6 +165,7 @@ fn batch_norm_uses_batch_statistics_in_training_and_moving_averages_in_evaluatio
 
 #[test]
 fn dropout_is_active_only_in_training() {
+    let _rng = lock_rng();
     tch::manual_seed(4);
     let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
     let images = random_images(4);
@@ -166,6 +178,7 @@ fn dropout_is_active_only_in_training() {
 
 #[test]
 fn overfits_fifty_real_digits_to_full_training_accuracy() {
+    let _rng = lock_rng();
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
     let mnist = idx::mnist::Mnist::load(&dir, 5_000).unwrap();
     let pixels: Vec<f32> = mnist.train.images.iter().take(50 * 784).copied().collect();
