@@ -5,7 +5,9 @@
 # reads: BENCH_TAIL=fused (batch norm, pooling and leaky ReLU as one fused
 # node instead of ATen's three calls), BENCH_ADAM=composite (Adam as tensor
 # operations instead of ATen's fused kernel), BENCH_HEAP=default (glibc's
-# malloc thresholds left at their defaults instead of pinned).
+# malloc thresholds left at their defaults instead of pinned), BENCH_SHADOW=off
+# (the bf16 step casts the dense weights every step instead of computing
+# with the optimizer's bf16 shadows of them; pass `-- --precision bf16`).
 #
 #   cargo build --release -p model --example bench
 #   scripts/ab_bench.sh A_SETTING B_SETTING [ROUNDS] [-- BENCH_FLAGS...]

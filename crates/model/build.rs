@@ -14,6 +14,7 @@ fn main() {
 fn compile_aten_shim() {
     println!("cargo:rerun-if-changed=csrc/aten_shim.cpp");
     println!("cargo:rerun-if-changed=csrc/bn_pool_lrelu.cpp");
+    println!("cargo:rerun-if-changed=csrc/adam_bf16_shadow.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     // torch-sys (links = "tch") tells its dependents where libtorch's libraries are.
     let lib_dir = PathBuf::from(
@@ -35,9 +36,18 @@ fn compile_aten_shim() {
         .warnings(false);
     // The shim first: the linker reads archives in order, and it calls into the next one.
     build.clone().file("csrc/aten_shim.cpp").compile("model_aten_shim");
-    // The fused convolution tail is compiled for AVX2 and FMA, so that its
-    // loops over channels vectorise; the shim calls it only on CPUs that have them.
-    build.file("csrc/bn_pool_lrelu.cpp").flag("-mavx2").flag("-mfma").compile("model_bn_pool_lrelu");
+    // The fused convolution tail and Adam with a bf16 shadow are compiled for
+    // AVX2 and FMA, so that their loops vectorise; the shim calls them only
+    // on CPUs that have them. Without -fno-math-errno a loop that takes a
+    // square root stays scalar (each sqrtf may have to set errno); the
+    // kernels never read errno, so the flag changes no result.
+    build
+        .file("csrc/bn_pool_lrelu.cpp")
+        .file("csrc/adam_bf16_shadow.cpp")
+        .flag("-mavx2")
+        .flag("-mfma")
+        .flag("-fno-math-errno")
+        .compile("model_avx2_kernels");
     // The OpenMP runtime libtorch itself uses (its lib/ holds libgomp.so.1 and is on the search path).
     println!("cargo:rustc-link-lib=dylib=gomp");
 }

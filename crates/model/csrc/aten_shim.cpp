@@ -232,3 +232,42 @@ extern "C" int model_bn_pool_lrelu(const at::Tensor *x, const at::Tensor *beta,
         return 1;
     }
 }
+
+// Adam over fp32 weights from bf16 gradients, writing each weight's bf16
+// shadow in the same pass (`adam_bf16_shadow.cpp`).
+void model_adam_bf16_shadow_update(const at::Tensor &param, const at::Tensor &grad, const at::Tensor &exp_avg,
+                                   const at::Tensor &exp_avg_sq, const at::Tensor &shadow, double step,
+                                   double lr, double beta1, double beta2, double eps);
+
+// Whether this CPU runs `adam_bf16_shadow.cpp` (compiled for AVX2 and FMA).
+extern "C" int model_bf16_shadow_supported() {
+    static const bool cpu_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return cpu_ok ? 1 : 0;
+}
+
+// One Adam update of `count` weights with bf16 shadows; refuses a CPU the
+// kernel was not compiled for, so that it never runs an illegal instruction.
+extern "C" int model_adam_bf16_shadow(at::Tensor *const *params, at::Tensor *const *grads,
+                                      at::Tensor *const *exp_avgs, at::Tensor *const *exp_avg_sqs,
+                                      at::Tensor *const *shadows, size_t count, double step, double lr,
+                                      double beta1, double beta2, double eps, char *error, size_t error_len) {
+    try {
+        TORCH_CHECK(model_bf16_shadow_supported() == 1,
+                    "Adam with a bf16 shadow needs a CPU with AVX2 and FMA; this one lacks them");
+        at::NoGradGuard no_grad;
+        for (size_t i = 0; i < count; ++i) {
+            model_adam_bf16_shadow_update(*params[i], *grads[i], *exp_avgs[i], *exp_avg_sqs[i], *shadows[i], step,
+                                          lr, beta1, beta2, eps);
+        }
+        return 0;
+    } catch (const std::exception &e) {
+        std::snprintf(error, error_len, "%s", e.what());
+        return 1;
+    }
+}
+
+// The tensor's version counter, which every in-place write through ATen
+// advances (writes through raw pointers, like the shadow kernel's, do not).
+extern "C" int64_t model_tensor_version(const at::Tensor *t) {
+    return static_cast<int64_t>(t->_version());
+}

@@ -104,54 +104,64 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     options.precision.check_native(device)?;
     let network = network_to_time(&options, device)?;
     match options.mode.as_str() {
-        "train" => {
-            let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
-            if std::env::var("BENCH_ADAM").as_deref() == Ok("composite") {
-                optimizer.kernel = model::AdamKernel::Composite;
-            }
-            // The batch starts on the host, as the trainer's batches do.
-            let images = Tensor::rand([options.batch, 28, 28], (Kind::Float, Device::Cpu));
-            let labels = Tensor::randint(10, [options.batch], (Kind::Int64, Device::Cpu));
-            let mut pending = Vec::new();
-            let mut step = |optimizer: &mut Adam| -> Result<(), model::ModelError> {
-                pending.push(train_step_on_device(&network, optimizer, &images, &labels, options.precision)?);
-                if pending.len() >= options.read_every {
-                    StepOnDevice::read_all(&pending)?;
-                    pending.clear();
-                }
-                Ok(())
-            };
-            for _ in 0..options.warmup {
-                step(&mut optimizer)?;
-            }
-            let start = Instant::now();
-            for _ in 0..options.steps {
-                step(&mut optimizer)?;
-            }
-            StepOnDevice::read_all(&pending)?;
-            let seconds = start.elapsed().as_secs_f64();
-            let images_per_second = (options.batch as usize * options.steps) as f64 / seconds;
-            println!(
-                "{{\"mode\":\"train\",\"device\":\"{}\",\"precision\":\"{}\",\"batch\":{},\"images_per_second\":{images_per_second:.1}}}",
-                options.device,
-                options.precision.name(),
-                options.batch
-            );
-        }
-        "eval" => {
-            let images = Tensor::rand([options.images, 28, 28], (Kind::Float, Device::Cpu));
-            let labels = Tensor::randint(10, [options.images], (Kind::Int64, Device::Cpu));
-            let warmup = images.narrow(0, 0, options.batch.min(options.images));
-            evaluate(&network, &warmup, &labels.narrow(0, 0, warmup.size()[0]), options.batch as usize)?;
-            let start = Instant::now();
-            evaluate(&network, &images, &labels, options.batch as usize)?;
-            let seconds = start.elapsed().as_secs_f64();
-            println!(
-                "{{\"mode\":\"eval\",\"batch\":{},\"images\":{},\"seconds\":{seconds:.4}}}",
-                options.batch, options.images
-            );
-        }
+        "train" => time_training(&options, &network)?,
+        "eval" => time_evaluation(&options, &network)?,
         other => return Err(format!("unknown mode {other}: expected train or eval").into()),
     }
+    Ok(())
+}
+
+/// Times `options.steps` training steps after a warm-up and prints the rate as JSON.
+fn time_training(options: &Options, network: &Network) -> Result<(), Box<dyn std::error::Error>> {
+    let mut optimizer = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
+    if std::env::var("BENCH_ADAM").as_deref() == Ok("composite") {
+        optimizer.kernel = model::AdamKernel::Composite;
+    }
+    // BENCH_SHADOW=off: the bf16 step casts the dense weights every step instead.
+    optimizer.bf16_shadows = std::env::var("BENCH_SHADOW").as_deref() != Ok("off");
+    // The batch starts on the host, as the trainer's batches do.
+    let images = Tensor::rand([options.batch, 28, 28], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(10, [options.batch], (Kind::Int64, Device::Cpu));
+    let mut pending = Vec::new();
+    let mut step = |optimizer: &mut Adam| -> Result<(), model::ModelError> {
+        pending.push(train_step_on_device(network, optimizer, &images, &labels, options.precision)?);
+        if pending.len() >= options.read_every {
+            StepOnDevice::read_all(&pending)?;
+            pending.clear();
+        }
+        Ok(())
+    };
+    for _ in 0..options.warmup {
+        step(&mut optimizer)?;
+    }
+    let start = Instant::now();
+    for _ in 0..options.steps {
+        step(&mut optimizer)?;
+    }
+    StepOnDevice::read_all(&pending)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let images_per_second = (options.batch as usize * options.steps) as f64 / seconds;
+    println!(
+        "{{\"mode\":\"train\",\"device\":\"{}\",\"precision\":\"{}\",\"batch\":{},\"images_per_second\":{images_per_second:.1}}}",
+        options.device,
+        options.precision.name(),
+        options.batch
+    );
+    Ok(())
+}
+
+/// Times one evaluation of `options.images` random images and prints the seconds as JSON.
+fn time_evaluation(options: &Options, network: &Network) -> Result<(), Box<dyn std::error::Error>> {
+    let images = Tensor::rand([options.images, 28, 28], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(10, [options.images], (Kind::Int64, Device::Cpu));
+    let warmup = images.narrow(0, 0, options.batch.min(options.images));
+    evaluate(network, &warmup, &labels.narrow(0, 0, warmup.size()[0]), options.batch as usize)?;
+    let start = Instant::now();
+    evaluate(network, &images, &labels, options.batch as usize)?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"mode\":\"eval\",\"batch\":{},\"images\":{},\"seconds\":{seconds:.4}}}",
+        options.batch, options.images
+    );
     Ok(())
 }

@@ -347,8 +347,13 @@ pub fn train_step_on_device(
         .and_then(|images| Ok((images, labels.f_to_device(device)?.f_to_kind(Kind::Int64)?)));
     let (images, labels) = moved.map_err(ModelError::libtorch("moving a training batch to the network's device"))?;
     let parameters = network.trainable();
+    // bf16 on the CPU computes with the optimizer's bf16 copies of the dense weights (`crate::shadow`).
+    let shadows = match precision {
+        Precision::BFloat16 => optimizer.bf16_shadow_copies(&parameters)?,
+        Precision::Float32 => Vec::new(),
+    };
     Adam::zero_grad(&parameters)?;
-    let logits = network.forward_in(&images, true, precision)?;
+    let logits = network.forward_train_with_shadows(&images, precision, &shadows)?;
     // log_softmax then nll_loss, as tch's `cross_entropy_for_logits` (the results the tests pin).
     let loss = logits
         .f_log_softmax(-1, Kind::Float)

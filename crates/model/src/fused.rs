@@ -1,19 +1,27 @@
-//! The crate's only foreign calls, five libtorch functions tch does not
-//! bind: ATen's fused Adam update (`at::_fused_adam_`, what
-//! `torch.optim.Adam(fused=True)` runs), which updates every parameter and
-//! both moments in one pass over memory where the same update written as
-//! tensor operations takes nine; clearing gradients to none
-//! (`zero_grad(set_to_none=True)`), which spares a pass that writes zeros
-//! and one that adds the next gradients to them; leaky ReLU with a slope
-//! of our choosing (tch's is fixed at 0.01); and a dense layer whose fp32
-//! matrix products run on oneDNN instead of MKL, whose sgemm is about half
-//! as fast on fc4's shapes inside a step; and, opt-in, a convolution's batch
-//! norm, pooling and leaky ReLU as one node (`csrc/bn_pool_lrelu.cpp`);
-//! besides them one C library call, glibc's `mallopt`, for
-//! `crate::allocator`. `csrc/aten_shim.cpp` wraps them so that no C++ exception crosses into
-//! Rust; `build.rs` compiles both files against the project's libtorch.
-//! Failures come back as tch's own error type, so callers treat them like
-//! any other libtorch error.
+//! The crate's only foreign calls: libtorch functions tch does not bind,
+//! and code of our own written against ATen.
+//!
+//! - ATen's fused Adam update (`at::_fused_adam_`, what
+//!   `torch.optim.Adam(fused=True)` runs), which updates every parameter and
+//!   both moments in one pass over memory where the same update written as
+//!   tensor operations takes nine.
+//! - Clearing gradients to none (`zero_grad(set_to_none=True)`), which
+//!   spares a pass that writes zeros and one that adds the next gradients
+//!   to them.
+//! - Leaky ReLU with a slope of our choosing (tch's is fixed at 0.01).
+//! - A dense layer whose fp32 matrix products run on oneDNN instead of MKL,
+//!   whose sgemm is about half as fast on fc4's shapes inside a step.
+//! - Opt-in, a convolution's batch norm, pooling and leaky ReLU as one node
+//!   (`csrc/bn_pool_lrelu.cpp`).
+//! - Adam over fp32 weights from bf16 gradients that writes the weights'
+//!   bf16 copies in the same pass (`csrc/adam_bf16_shadow.cpp`), with a
+//!   tensor's version counter to tell when such a copy is stale.
+//! - One C library call, glibc's `mallopt`, for `crate::allocator`.
+//!
+//! `csrc/aten_shim.cpp` wraps them so that no C++ exception crosses into
+//! Rust; `build.rs` compiles the shim and the two kernel files against the
+//! project's libtorch. Failures come back as tch's own error type, so
+//! callers treat them like any other libtorch error.
 
 use std::ffi::{CStr, c_char, c_int};
 
@@ -51,6 +59,23 @@ unsafe extern "C" {
         error: *mut c_char,
         error_len: usize,
     ) -> c_int;
+    fn model_adam_bf16_shadow(
+        params: *const *const C_tensor,
+        grads: *const *const C_tensor,
+        exp_avgs: *const *const C_tensor,
+        exp_avg_sqs: *const *const C_tensor,
+        shadows: *const *const C_tensor,
+        count: usize,
+        step: f64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+    fn model_bf16_shadow_supported() -> c_int;
+    fn model_tensor_version(t: *const C_tensor) -> i64;
     fn model_bn_pool_lrelu(
         x: *const C_tensor,
         beta: *const C_tensor,
@@ -253,6 +278,78 @@ pub(crate) fn adam(
         )
     };
     status_to_result(status, &error)
+}
+
+/// The five operand lists of [`adam_with_bf16_shadow`], one entry per weight each.
+pub(crate) struct ShadowedAdamOperands<'a> {
+    pub(crate) params: &'a [Tensor],
+    pub(crate) grads: &'a [Tensor],
+    pub(crate) exp_avgs: &'a [Tensor],
+    pub(crate) exp_avg_sqs: &'a [Tensor],
+    pub(crate) shadows: &'a [Tensor],
+}
+
+/// One Adam update of fp32 weights from bf16 gradients that also writes each
+/// weight's bf16 shadow, rounded as a cast would (`csrc/adam_bf16_shadow.cpp`);
+/// `step` is the step number, already counted. Every operand must be a
+/// contiguous CPU tensor of its weight's shape (checked by the C++ side),
+/// and the CPU must have AVX2 and FMA ([`bf16_shadow_supported`]).
+pub(crate) fn adam_with_bf16_shadow(
+    operands: &ShadowedAdamOperands<'_>,
+    step: f64,
+    (lr, beta1, beta2, eps): (f64, f64, f64, f64),
+) -> Result<(), TchError> {
+    let ShadowedAdamOperands { params, grads, exp_avgs, exp_avg_sqs, shadows } = operands;
+    let count = params.len();
+    // The C++ side reads `count` handles from each list: unequal lengths must never reach it.
+    if [grads.len(), exp_avgs.len(), exp_avg_sqs.len(), shadows.len()] != [count; 4] {
+        return Err(TchError::Torch(format!(
+            "Adam with a bf16 shadow needs a gradient, two moments and a shadow per weight: {count} weights, \
+             {} gradients, {} and {} moments, {} shadows",
+            grads.len(),
+            exp_avgs.len(),
+            exp_avg_sqs.len(),
+            shadows.len()
+        )));
+    }
+    let handles = |tensors: &[Tensor]| tensors.iter().map(Tensor::as_ptr).collect::<Vec<_>>();
+    let lists = [handles(params), handles(grads), handles(exp_avgs), handles(exp_avg_sqs), handles(shadows)];
+    let mut error = [0u8; 512];
+    // SAFETY: each pointer array holds `count` handles of live `Tensor`s
+    // borrowed for the whole call; `error` is writable for the length
+    // passed; the C++ side checks kinds, shapes, layout and the CPU, and
+    // catches every exception.
+    let status = unsafe {
+        model_adam_bf16_shadow(
+            lists[0].as_ptr(),
+            lists[1].as_ptr(),
+            lists[2].as_ptr(),
+            lists[3].as_ptr(),
+            lists[4].as_ptr(),
+            count,
+            step,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            error.as_mut_ptr().cast::<c_char>(),
+            error.len(),
+        )
+    };
+    status_to_result(status, &error)
+}
+
+/// Whether this CPU can run [`adam_with_bf16_shadow`] (AVX2 and FMA).
+pub(crate) fn bf16_shadow_supported() -> bool {
+    // SAFETY: no arguments; the C++ side only reads the CPU's features.
+    unsafe { model_bf16_shadow_supported() == 1 }
+}
+
+/// The tensor's version counter: every in-place write through libtorch
+/// advances it, so a changed version means the tensor was written.
+pub(crate) fn tensor_version(tensor: &Tensor) -> i64 {
+    // SAFETY: `tensor` is a live tensor for the whole call; the C++ side only reads its counter.
+    unsafe { model_tensor_version(tensor.as_ptr()) }
 }
 
 #[cfg(test)]

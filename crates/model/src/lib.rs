@@ -16,6 +16,7 @@ pub mod eval;
 mod fused;
 pub mod network;
 pub mod schedule;
+mod shadow;
 pub mod summary;
 pub mod throughput;
 

@@ -489,25 +489,66 @@ impl Network {
     pub fn forward_in(&self, images: &Tensor, train: bool, precision: Precision) -> Result<Tensor, ModelError> {
         check_image_shape(images)?;
         let kind = if train { precision.kind() } else { Kind::Float };
-        self.forward_unchecked(images, train, kind).map_err(ModelError::libtorch("forward pass"))
+        self.forward_unchecked(images, train, kind, &self.weights(&[])).map_err(ModelError::libtorch("forward pass"))
+    }
+
+    /// The training forward pass in `precision`, computing with `shadows`
+    /// (bf16 copies of trainable tensors, by position in
+    /// [`Network::trainable`], kept by the optimizer: `crate::shadow`) in
+    /// place of casting those tensors; their gradients land on the copies.
+    pub(crate) fn forward_train_with_shadows(
+        &self,
+        images: &Tensor,
+        precision: Precision,
+        shadows: &[Option<Tensor>],
+    ) -> Result<Tensor, ModelError> {
+        check_image_shape(images)?;
+        self.forward_unchecked(images, true, precision.kind(), &self.weights(shadows))
+            .map_err(ModelError::libtorch("forward pass"))
+    }
+
+    /// The tensors as a forward pass reads them, with `shadows` (by
+    /// trainable position) placed at their tensors' indices.
+    fn weights<'a>(&'a self, shadows: &'a [Option<Tensor>]) -> Weights<'a> {
+        let mut by_index = vec![None; self.tensors.len()];
+        if !shadows.is_empty() {
+            let specs = self.architecture.tensor_specs();
+            let trainable = specs.iter().enumerate().filter(|(_, spec)| spec.role.is_trainable());
+            for ((index, _), shadow) in trainable.zip(shadows) {
+                by_index[index] = shadow.as_ref();
+            }
+        }
+        Weights { tensors: &self.tensors, shadows: by_index }
     }
 
     /// The forward pass computing in `kind`: the input and every weight are
     /// cast to it (a no-op for fp32), batch norm's shift and moving averages
     /// stay fp32 (libtorch's batch norm takes mixed kinds), the logits come
     /// back as fp32.
-    fn forward_unchecked(&self, images: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
+    fn forward_unchecked(
+        &self,
+        images: &Tensor,
+        train: bool,
+        kind: Kind,
+        weights: &Weights<'_>,
+    ) -> Result<Tensor, TchError> {
         let x = images.f_view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])?.f_to_kind(kind)?;
         match self.architecture {
-            Architecture::Intended | Architecture::Seed => self.forward_seed_family(&x, train, kind),
-            Architecture::Vgg => vgg::forward(&self.tensors, &x, train, kind, self.fused_kernels),
-            Architecture::Strided => strided::forward(&self.tensors, &x, train, kind, self.fused_kernels),
+            Architecture::Intended | Architecture::Seed => self.forward_seed_family(&x, train, kind, weights),
+            Architecture::Vgg => vgg::forward(weights, &x, train, kind, self.fused_kernels),
+            Architecture::Strided => strided::forward(weights, &x, train, kind, self.fused_kernels),
         }
     }
 
     /// The seed's network, intended or as built, on images already cast to `kind`.
-    fn forward_seed_family(&self, x: &Tensor, train: bool, kind: Kind) -> Result<Tensor, TchError> {
-        let t = &self.tensors;
+    fn forward_seed_family(
+        &self,
+        x: &Tensor,
+        train: bool,
+        kind: Kind,
+        weights: &Weights<'_>,
+    ) -> Result<Tensor, TchError> {
+        let t = weights.tensors;
         let layer = |weight, beta, mean, var| ConvLayer {
             weight: &t[weight],
             beta: &t[beta],
@@ -527,7 +568,7 @@ impl Network {
             _ => conv2.apply(&conv1.apply(x, train, kind)?, train, kind)?,
         };
         let net = pooled.f_flatten(1, -1)?;
-        let net = crate::fused::dense_layer(&net, &t[tensor_index::FC4_W].f_to_kind(kind)?)?;
+        let net = crate::fused::dense_layer(&net, &weights.dense_in(tensor_index::FC4_W, kind)?)?;
         let net = lrelu(&batch_norm(
             &net,
             &t[tensor_index::BN4_BETA],
@@ -536,7 +577,7 @@ impl Network {
             train,
         )?)?;
         let net = net.f_dropout(DROPOUT_PROBABILITY, train)?;
-        net.f_linear(&t[tensor_index::FCO_W].f_to_kind(kind)?, Some(&t[tensor_index::FCO_B].f_to_kind(kind)?))?
+        net.f_linear(&weights.dense_in(tensor_index::FCO_W, kind)?, Some(&t[tensor_index::FCO_B].f_to_kind(kind)?))?
             .f_to_kind(Kind::Float)
     }
 
@@ -653,6 +694,26 @@ fn channels_last(weight: &Tensor) -> Result<Tensor, TchError> {
         [height * width * in_channels, 1, width * in_channels, in_channels],
         0,
     )
+}
+
+/// The network's tensors as one forward pass reads them: a dense layer's
+/// weight in the compute kind is its bf16 shadow where the optimizer keeps
+/// one (`crate::shadow`), a cast of the fp32 weight otherwise.
+pub(crate) struct Weights<'a> {
+    /// Every tensor, in [`Architecture::tensor_specs`] order.
+    pub(crate) tensors: &'a [Tensor],
+    /// The shadows, by tensor index.
+    shadows: Vec<Option<&'a Tensor>>,
+}
+
+impl Weights<'_> {
+    /// The dense weight at `index` in `kind`: its shadow when it has one of that kind.
+    pub(crate) fn dense_in(&self, index: usize, kind: Kind) -> Result<Tensor, TchError> {
+        match self.shadows.get(index).and_then(|shadow| *shadow) {
+            Some(shadow) if shadow.kind() == kind => Ok(shadow.shallow_clone()),
+            _ => self.tensors[index].f_to_kind(kind),
+        }
+    }
 }
 
 /// One convolution layer's tensors: its weight, batch norm's shift and

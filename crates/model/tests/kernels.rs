@@ -3,11 +3,12 @@
 //! activation, batch norm folded into the convolutions for evaluation)
 //! against a reference written the seed's way, values and gradients; fused
 //! Adam against the composite formula; gradients cleared to none; the bf16
-//! training step against the fp32 one; the fused convolution tail (batch
+//! training step against the fp32 one, and with the optimizer's bf16
+//! shadows of the dense weights against casting them; the fused convolution tail (batch
 //! norm, pooling, leaky ReLU in one node) against ATen's three calls.
 
 use model::network::{BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, DROPOUT_PROBABILITY, LEAK};
-use model::{Adam, AdamConfig, AdamKernel, Architecture, Network, Precision, train_step};
+use model::{Adam, AdamConfig, AdamKernel, Architecture, Network, Precision, train_step, train_step_in};
 use tch::{Device, Kind, Tensor};
 
 fn tensor<'a>(network: &'a Network, name: &str) -> &'a Tensor {
@@ -174,6 +175,52 @@ fn a_bf16_step_computes_the_fp32_step_to_bf16_rounding_and_keeps_fp32_state() {
     let evaluation = tch::no_grad(|| network.forward_in(&images, false, Precision::BFloat16).unwrap());
     let fp32_evaluation = tch::no_grad(|| network.forward(&images, false).unwrap());
     assert_eq!(max_difference(&evaluation, &fp32_evaluation), 0.0);
+}
+
+/// The loss `train_step_in` computes, from a plain training forward pass.
+fn training_loss(network: &Network, images: &Tensor, labels: &Tensor) -> f64 {
+    let logits = network.forward_in(images, true, Precision::BFloat16).unwrap();
+    logits.log_softmax(-1, Kind::Float).nll_loss(labels).double_value(&[])
+}
+
+#[test]
+fn bf16_steps_with_shadow_weights_are_the_cast_steps_but_for_adams_rounding() {
+    let _rng = lock_rng();
+    let images = Tensor::rand([32, 28, 28], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(10, [32], (Kind::Int64, Device::Cpu));
+    let fresh = || {
+        tch::manual_seed(40);
+        let network = Network::new(Architecture::Intended, Device::Cpu).unwrap();
+        let adam = Adam::new(&network.trainable(), AdamConfig::default()).unwrap();
+        (network, adam)
+    };
+    let ((shadowed, mut with_shadows), (cast, mut without)) = (fresh(), fresh());
+    without.bf16_shadows = false;
+    for step in 0..4 {
+        tch::manual_seed(41 + step);
+        let ours = train_step_in(&shadowed, &mut with_shadows, &images, &labels, Precision::BFloat16).unwrap();
+        tch::manual_seed(41 + step);
+        let theirs = train_step_in(&cast, &mut without, &images, &labels, Precision::BFloat16).unwrap();
+        if step == 0 {
+            // Equal weights: the shadow is the cast, bit for bit, so the first losses are equal.
+            assert_eq!(ours.loss.to_bits(), theirs.loss.to_bits());
+        }
+        assert!((ours.loss - theirs.loss).abs() <= 1e-4 * theirs.loss, "step {step}: {ours:?} vs {theirs:?}");
+    }
+    assert!(with_shadows.has_bf16_shadows(), "the bf16 step on this CPU (AVX2 and FMA) took the shadow path");
+    assert!(!without.has_bf16_shadows());
+    for ((spec, ours), (_, theirs)) in shadowed.named_tensors().into_iter().zip(cast.named_tensors()) {
+        let gap = max_difference(ours, theirs) / theirs.abs().max().double_value(&[]).max(1e-3);
+        assert!(gap < 1e-3, "{}: the two paths drifted apart by {gap}", spec.name);
+    }
+    // A weight written outside the optimizer: the next step computes with the new values.
+    let _ = tch::no_grad(|| tensor(&shadowed, "fc4.weight").shallow_clone().f_mul_scalar_(0.5).unwrap());
+    let plain = shadowed.detached_copy().unwrap();
+    tch::manual_seed(50);
+    let expected = training_loss(&plain, &images, &labels);
+    tch::manual_seed(50);
+    let step = train_step_in(&shadowed, &mut with_shadows, &images, &labels, Precision::BFloat16).unwrap();
+    assert_eq!(step.loss.to_bits(), expected.to_bits(), "{} vs {expected}: a stale shadow", step.loss);
 }
 
 #[test]

@@ -124,6 +124,28 @@ fn a_run_under_a_schedule_and_a_weights_average_resumed_mid_epoch_equals_the_uni
 }
 
 #[test]
+fn a_bf16_run_resumed_mid_epoch_equals_the_uninterrupted_one() {
+    // The bf16 step computes with the optimizer's bf16 shadows of the dense
+    // weights, which checkpoints do not hold: the resumed run rounds them
+    // afresh from the restored fp32 weights and must land on the same bits.
+    let recipe = ["--precision", "bf16"];
+    if !model::network::cpu_has_native_bf16() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = train(dir.path(), &["--epochs", "1", recipe[0], recipe[1]]);
+        assert!(!output.status.success(), "bf16 trained on a CPU without native bf16");
+        assert!(text(&output).contains("this CPU has no native bf16"), "{}", text(&output));
+        return;
+    }
+    let uninterrupted = tempfile::tempdir().unwrap();
+    assert_success(&train(uninterrupted.path(), &["--epochs", "2", recipe[0], recipe[1]]));
+    let dir = tempfile::tempdir().unwrap();
+    interrupt_in_the_second_epoch_then_resume(dir.path(), &recipe, "-TERM");
+    assert_same_run(uninterrupted.path(), dir.path());
+    // The precision made a difference: the fp32 run is another run.
+    assert_ne!(metrics_without_timings(reference()), metrics_without_timings(dir.path()));
+}
+
+#[test]
 fn kill_9_at_any_moment_leaves_every_checkpoint_loadable_and_the_run_resumable() {
     let dir = tempfile::tempdir().unwrap();
     let args = train_args(dir.path(), &["--epochs", "3", "--save-step", "1"]);

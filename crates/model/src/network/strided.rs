@@ -96,14 +96,15 @@ pub(super) fn tensor_specs() -> Vec<TensorSpec> {
 }
 
 /// Logits (fp32) of images `[N, 1, 28, 28]` already cast to `kind`, from
-/// tensors in [`tensor_specs`] order; `fused` as [`ConvLayer::fused`].
+/// tensors in [`tensor_specs`] order (dense weights through [`super::Weights::dense_in`]); `fused` as [`ConvLayer::fused`].
 pub(super) fn forward(
-    tensors: &[Tensor],
+    weights: &super::Weights<'_>,
     x: &Tensor,
     train: bool,
     kind: Kind,
     fused: bool,
 ) -> Result<Tensor, TchError> {
+    let tensors = weights.tensors;
     let mut net = x.shallow_clone();
     for (index, shape) in LAYERS.iter().enumerate() {
         let layer = ConvLayer {
@@ -121,10 +122,10 @@ pub(super) fn forward(
             net = net.f_dropout(DROPOUT_PROBABILITY, train)?;
         }
     }
-    let net = crate::fused::dense_layer(&net.f_flatten(1, -1)?, &tensors[FC7_W].f_to_kind(kind)?)?;
+    let net = crate::fused::dense_layer(&net.f_flatten(1, -1)?, &weights.dense_in(FC7_W, kind)?)?;
     let net = super::batch_norm(&net, &tensors[BN7_BETA], &tensors[BN7_MEAN], &tensors[BN7_VAR], train)?;
     let net = super::lrelu(&net)?.f_dropout(DROPOUT_PROBABILITY, train)?;
-    net.f_linear(&tensors[FCO_W].f_to_kind(kind)?, Some(&tensors[FCO_B].f_to_kind(kind)?))?.f_to_kind(Kind::Float)
+    net.f_linear(&weights.dense_in(FCO_W, kind)?, Some(&tensors[FCO_B].f_to_kind(kind)?))?.f_to_kind(Kind::Float)
 }
 
 #[cfg(test)]

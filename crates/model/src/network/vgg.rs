@@ -47,14 +47,15 @@ pub(super) fn tensor_specs() -> Vec<TensorSpec> {
 }
 
 /// Logits (fp32) of images `[N, 1, 28, 28]` already cast to `kind`, from
-/// tensors in [`tensor_specs`] order; `fused` as [`ConvLayer::fused`].
+/// tensors in [`tensor_specs`] order (dense weights through [`super::Weights::dense_in`]); `fused` as [`ConvLayer::fused`].
 pub(super) fn forward(
-    tensors: &[Tensor],
+    weights: &super::Weights<'_>,
     x: &Tensor,
     train: bool,
     kind: Kind,
     fused: bool,
 ) -> Result<Tensor, TchError> {
+    let tensors = weights.tensors;
     let mut net = x.shallow_clone();
     for (index, &(_, pool)) in LAYERS.iter().enumerate() {
         let layer = ConvLayer {
@@ -70,7 +71,7 @@ pub(super) fn forward(
         net = layer.apply(&net, train, kind)?;
     }
     let net = net.f_flatten(1, -1)?.f_dropout(DROPOUT_PROBABILITY, train)?;
-    net.f_linear(&tensors[FCO_W].f_to_kind(kind)?, Some(&tensors[FCO_B].f_to_kind(kind)?))?.f_to_kind(Kind::Float)
+    net.f_linear(&weights.dense_in(FCO_W, kind)?, Some(&tensors[FCO_B].f_to_kind(kind)?))?.f_to_kind(Kind::Float)
 }
 
 #[cfg(test)]
