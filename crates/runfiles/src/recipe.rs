@@ -19,6 +19,9 @@ pub struct Recipe {
     pub dataset: String,
     /// The decay of the weights' moving average, which is validated and tested (`None`: no average).
     pub ema: Option<f64>,
+    /// Whether training runs each convolution's batch norm, pooling and
+    /// leaky ReLU as one fused pass (another float rounding than ATen's calls).
+    pub fused_tail: bool,
     /// Adam's learning rate the run started with.
     pub learning_rate: f64,
     /// The network (`intended`, `seed`).
@@ -78,7 +81,8 @@ impl Recipe {
     /// ```
     /// # use runfiles::Recipe;
     /// let recorded = Recipe {
-    ///     augment: "seed".into(), batch_size: 50, dataset: "mnist".into(), ema: None, learning_rate: 0.001,
+    ///     augment: "seed".into(), batch_size: 50, dataset: "mnist".into(), ema: None, fused_tail: false,
+    ///     learning_rate: 0.001,
     ///     network: "intended".into(), patience: None, precision: "fp32".into(), schedule: "constant".into(), seed: 0,
     ///     train_accuracy_images: 500,
     ///     train_images: None, validation_size: 5000,
@@ -115,6 +119,7 @@ pub(crate) mod tests {
             batch_size: 50,
             dataset: "mnist".into(),
             ema: None,
+            fused_tail: false,
             learning_rate: 0.001,
             network: "intended".into(),
             patience: None,
@@ -134,6 +139,7 @@ pub(crate) mod tests {
             Value::Number(number) if number.is_u64() => (number.as_u64().unwrap() + 1).into(),
             Value::Number(number) => (number.as_f64().unwrap() * 2.0).into(),
             Value::Null => 7.into(),
+            Value::Bool(flag) => (!flag).into(),
             other => panic!("a recipe value of a new kind: {other}"),
         }
     }
@@ -142,7 +148,7 @@ pub(crate) mod tests {
     fn a_change_of_any_field_is_a_difference_naming_it() {
         let base = recipe();
         let Value::Object(fields) = serde_json::to_value(&base).unwrap() else { unreachable!() };
-        assert_eq!(fields.len(), 13, "a new field: this test covers it by itself");
+        assert_eq!(fields.len(), 14, "a new field: this test covers it by itself");
         for (key, value) in &fields {
             let mut changed = fields.clone();
             changed.insert(key.clone(), other(value));
@@ -165,6 +171,7 @@ pub(crate) mod tests {
         assert_eq!((read.augment.as_str(), read.batch_size, read.train_images), ("none", 100, Some(1000)));
         assert_eq!(read.schedule, "constant", "runs from before schedules were recorded had none");
         assert_eq!((read.patience, read.ema), (None, None), "runs from before these ran every epoch, unaveraged");
+        assert!(!read.fused_tail, "runs from before the flag trained with ATen's calls");
         let unknown = serde_json::json!({"warmup": 5});
         let message = Recipe::from_recorded(&unknown, &defaults).unwrap_err().to_string();
         assert!(message.contains("unknown field `warmup`"), "{message}");

@@ -146,6 +146,27 @@ fn a_bf16_run_resumed_mid_epoch_equals_the_uninterrupted_one() {
 }
 
 #[test]
+fn the_fused_tail_is_part_of_the_recipe_and_resumes_bit_for_bit() {
+    let uninterrupted = tempfile::tempdir().unwrap();
+    assert_success(&train(uninterrupted.path(), &["--epochs", "2", "--fused-tail"]));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(uninterrupted.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["recipe"]["fused_tail"], true, "{config}");
+    // The fused pass rounds otherwise: the weights are not the default run's.
+    let fused = model::checkpoint::load(&uninterrupted.path().join("last.safetensors"), tch::Device::Cpu).unwrap();
+    let plain = model::checkpoint::load(&reference().join("last.safetensors"), tch::Device::Cpu).unwrap();
+    let differing = fused.network.named_tensors().into_iter().zip(plain.network.named_tensors());
+    assert!(differing.filter(|((_, a), (_, b))| !a.equal(b)).count() > 0, "--fused-tail changed no weight");
+    let dir = tempfile::tempdir().unwrap();
+    assert_success(&train(dir.path(), &["--epochs", "1", "--fused-tail"]));
+    let without = train(dir.path(), &["--epochs", "2", "--resume"]);
+    assert!(!without.status.success(), "resumed without --fused-tail");
+    assert!(text(&without).contains("was started with fused_tail = true"), "{}", text(&without));
+    assert_success(&train(dir.path(), &["--epochs", "2", "--fused-tail", "--resume"]));
+    assert_same_run(uninterrupted.path(), dir.path());
+}
+
+#[test]
 fn kill_9_at_any_moment_leaves_every_checkpoint_loadable_and_the_run_resumable() {
     let dir = tempfile::tempdir().unwrap();
     let args = train_args(dir.path(), &["--epochs", "3", "--save-step", "1"]);

@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub augment: augment::Pipeline,
     /// The training step's arithmetic.
     pub precision: PrecisionChoice,
+    /// Whether training runs each convolution's tail as one fused pass.
+    pub fused_tail: bool,
     /// The seed of every random choice.
     pub seed: u64,
     /// Images per step.
@@ -111,6 +113,7 @@ impl RunOptions {
             network: args.network,
             augment,
             precision: args.precision,
+            fused_tail: args.fused_tail,
             seed: args.seed,
             batch_size: args.batch_size,
             learning_rate: args.learning_rate,
@@ -146,6 +149,7 @@ impl RunOptions {
             batch_size: self.batch_size as u64,
             dataset: self.data.dataset.name.to_owned(),
             ema: self.ema,
+            fused_tail: self.fused_tail,
             learning_rate: self.learning_rate,
             network: name_of(self.network),
             patience: self.patience,

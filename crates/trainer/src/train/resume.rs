@@ -18,7 +18,16 @@ use crate::run_dir::{self, CheckpointFile, RunDir};
 /// The state a run starts from, and what its `config.json` recorded: fresh,
 /// or resumed (from the beginning, and said so, when the run has no
 /// checkpoint yet, so a scheduler's job script can always pass `--resume`).
+/// The network computes as the recipe says (`--fused-tail`), which a
+/// checkpoint does not record.
 pub fn open_state(options: &RunOptions, opening: &Opening<'_>, dir: &RunDir) -> Result<(RunState, Recorded)> {
+    let (mut state, recorded) = open_recorded_state(options, opening, dir)?;
+    state.network.set_fused_kernels(options.fused_tail);
+    Ok((state, recorded))
+}
+
+/// [`open_state`]'s state as it was saved.
+fn open_recorded_state(options: &RunOptions, opening: &Opening<'_>, dir: &RunDir) -> Result<(RunState, Recorded)> {
     let Start::Resume { from, .. } = &options.start else {
         return Ok((RunState::fresh(options, opening.device)?, Recorded::default()));
     };
