@@ -20,7 +20,10 @@ pub struct Recipe {
     /// The decay of the weights' moving average, which is validated and tested (`None`: no average).
     pub ema: Option<f64>,
     /// Whether training runs each convolution's batch norm, pooling and
-    /// leaky ReLU as one fused pass (another float rounding than ATen's calls).
+    /// leaky ReLU as one fused pass (another float rounding than ATen's
+    /// calls); `false` where a recipe leaves it out, as every run from
+    /// before the flag did.
+    #[serde(default)]
     pub fused_tail: bool,
     /// Adam's learning rate the run started with.
     pub learning_rate: f64,
