@@ -487,9 +487,8 @@ impl Network {
     /// # Ok::<(), model::ModelError>(())
     /// ```
     pub fn forward_in(&self, images: &Tensor, train: bool, precision: Precision) -> Result<Tensor, ModelError> {
-        check_image_shape(images)?;
         let kind = if train { precision.kind() } else { Kind::Float };
-        self.forward_unchecked(images, train, kind, &self.weights(&[])).map_err(ModelError::libtorch("forward pass"))
+        self.forward_checked(images, train, kind, &[])
     }
 
     /// The training forward pass in `precision`, computing with `shadows`
@@ -502,8 +501,19 @@ impl Network {
         precision: Precision,
         shadows: &[Option<Tensor>],
     ) -> Result<Tensor, ModelError> {
+        self.forward_checked(images, true, precision.kind(), shadows)
+    }
+
+    /// The forward pass in `kind` with `shadows`, after checking the images' shape.
+    fn forward_checked(
+        &self,
+        images: &Tensor,
+        train: bool,
+        kind: Kind,
+        shadows: &[Option<Tensor>],
+    ) -> Result<Tensor, ModelError> {
         check_image_shape(images)?;
-        self.forward_unchecked(images, true, precision.kind(), &self.weights(shadows))
+        self.forward_unchecked(images, train, kind, &self.weights(shadows))
             .map_err(ModelError::libtorch("forward pass"))
     }
 
