@@ -2,8 +2,9 @@
 # An A/B of the model crate's training step: the bench example with one
 # environment setting against another, alternating ROUNDS times (default 5),
 # 80 steps each, then the medians and their ratio. The settings the example
-# reads: BENCH_TAIL=fused (batch norm, pooling and leaky ReLU as one fused
-# node instead of ATen's three calls), BENCH_ADAM=composite (Adam as tensor
+# reads: BENCH_TAIL=fused or BENCH_TAIL=composite (batch norm, pooling and
+# leaky ReLU as one fused node or as ATen's three calls; unset, as the
+# trainer's default: fused in bf16 only), BENCH_ADAM=composite (Adam as tensor
 # operations instead of ATen's fused kernel), BENCH_HEAP=default (glibc's
 # malloc thresholds left at their defaults instead of pinned), BENCH_SHADOW=off
 # (the bf16 step casts the dense weights every step instead of computing

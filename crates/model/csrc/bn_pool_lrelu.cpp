@@ -11,8 +11,9 @@
 // of the four won); the backward pass reads the pooled gradient once for the
 // per-channel sums and writes the input's gradient in one pass.
 //
-// The kernel takes fp32 and bf16; the shim (`aten_shim.cpp`) sends it fp32
-// only, and only when asked. For the CPU, channels-last 4-d inputs with even sides
+// The kernel takes fp32 and bf16 (computing in fp32 and rounding each output
+// once); the shim (`aten_shim.cpp`) sends it work only when asked. For the
+// CPU, channels-last 4-d inputs with even sides
 // when pooling, on a CPU with AVX2 and FMA (this file is compiled for them, so
 // that the loops over channels vectorise; `aten_shim.cpp` checks the CPU
 // before calling in); anything else takes the same three ATen calls the model

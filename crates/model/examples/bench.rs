@@ -79,11 +79,19 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// The network `options` name, on `device`; BENCH_TAIL=fused computes batch
-/// norm, pooling and leaky ReLU as one fused node (`Network::set_fused_kernels`).
-fn network_to_time(options: &Options, device: Device) -> Result<Network, model::ModelError> {
+/// The network `options` name, on `device`, computing batch norm, pooling
+/// and leaky ReLU as the trainer does by default (`--fused-tail auto`: one
+/// fused node in bf16, ATen's calls in fp32); BENCH_TAIL=fused or
+/// BENCH_TAIL=composite chooses for an A/B (`Network::set_fused_kernels`).
+fn network_to_time(options: &Options, device: Device) -> Result<Network, Box<dyn std::error::Error>> {
     let mut network = Network::new(options.architecture, device)?;
-    network.set_fused_kernels(std::env::var("BENCH_TAIL").as_deref() == Ok("fused"));
+    let fused = match std::env::var("BENCH_TAIL").as_deref() {
+        Ok("fused") => true,
+        Ok("composite") => false,
+        Ok(other) => return Err(format!("BENCH_TAIL: expected fused or composite, found {other:?}").into()),
+        Err(_) => options.precision == model::Precision::BFloat16,
+    };
+    network.set_fused_kernels(fused);
     Ok(network)
 }
 

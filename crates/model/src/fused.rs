@@ -104,7 +104,7 @@ pub(crate) struct BatchNormArgs<'a> {
 /// Batch norm in training mode (a shift, no scale; the moving averages
 /// updated in place), then 2x2 max pooling if `pool`, then leaky ReLU with
 /// `slope`, recorded by autograd. With `fused`, on an AVX2 CPU for a
-/// channels-last fp32 input, one node with hand-written passes
+/// channels-last fp32 or bf16 input, one node with hand-written passes
 /// (`csrc/bn_pool_lrelu.cpp`); otherwise, and without `fused` (the
 /// default), ATen's three calls.
 pub(crate) fn bn_pool_lrelu(

@@ -393,10 +393,11 @@ impl Network {
     /// Chooses how training computes each convolution's batch norm, 2x2
     /// pooling and leaky ReLU: `true` as one fused node with hand-written
     /// passes over memory where the input allows it (an AVX2 CPU,
-    /// channels-last, fp32), `false` (the default) as ATen's three calls.
-    /// The fused node measured 0.98-0.99x ATen's calls on a 2-core AMD EPYC
-    /// (`scripts/ab_bench.sh`, `docs/PERFORMANCE.md`), so it is opt-in, kept
-    /// for CPUs where memory-bound passes weigh more. Evaluation is the same
+    /// channels-last, fp32 or bf16), `false` (the default) as ATen's three
+    /// calls. The fused node measured 0.98-0.99x ATen's calls in fp32 on a
+    /// 2-core AMD EPYC and 1.06x on an Intel Xeon with AMX, in fp32 and in
+    /// bf16 (`scripts/ab_bench.sh`, `docs/PERFORMANCE.md`); the trainer
+    /// fuses in bf16 by default and in fp32 when asked. Evaluation is the same
     /// either way; training differs only in rounding (the batch statistics
     /// are summed in another order).
     ///

@@ -368,3 +368,38 @@ fn the_fused_convolution_tail_matches_atens_three_calls_in_values_gradients_and_
         }
     }
 }
+
+#[test]
+fn the_fused_convolution_tail_in_bf16_matches_atens_three_calls_to_bf16_rounding() {
+    let _rng = lock_rng();
+    for architecture in [Architecture::Intended, Architecture::Strided] {
+        tch::manual_seed(42);
+        let mut fused = Network::new(architecture, Device::Cpu).unwrap();
+        let reference = Network::new(architecture, Device::Cpu).unwrap();
+        copy_values(&fused, &reference);
+        fused.set_fused_kernels(true);
+        let images = Tensor::rand([16, 28, 28], (Kind::Float, Device::Cpu)) * 3.0 + 0.5;
+        let labels = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
+        let run = |network: &Network| {
+            logits_and_gradients(network, &labels, &|| network.forward_in(&images, true, Precision::BFloat16).unwrap())
+        };
+        let (fused_logits, fused_grads) = run(&fused);
+        let (reference_logits, reference_grads) = run(&reference);
+        // Both sides compute in bf16; the fused node rounds once where ATen rounds after each of its three calls.
+        let scale = reference_logits.abs().max().double_value(&[]);
+        let difference = max_difference(&fused_logits, &reference_logits);
+        assert!(difference <= 0.03 * scale, "{architecture:?}: logits differ by {difference} (largest {scale})");
+        assert!(difference > 0.0, "{architecture:?}: bit for bit the same: the fused node did not run");
+        for (index, (fused, reference)) in fused_grads.iter().zip(&reference_grads).enumerate() {
+            let similarity = cosine(fused, reference);
+            assert!(similarity > 0.99, "{architecture:?}: trainable tensor {index}'s gradient: cosine {similarity}");
+        }
+        for ((spec, fused), (_, reference)) in fused.named_tensors().into_iter().zip(reference.named_tensors()) {
+            if !spec.role.is_trainable() {
+                assert_eq!(fused.kind(), Kind::Float, "{architecture:?} {}: moving averages stay fp32", spec.name);
+                let gap = max_difference(fused, reference) / reference.abs().max().double_value(&[]).max(1e-3);
+                assert!(gap < 1e-2, "{architecture:?} {}: moving averages differ by {gap} (relative)", spec.name);
+            }
+        }
+    }
+}

@@ -139,6 +139,21 @@ impl From<NetworkChoice> for model::Architecture {
     }
 }
 
+/// Whether the training step fuses each convolution's batch norm, pooling
+/// and leaky ReLU into one pass (`--fused-tail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FusedTailChoice {
+    /// Fused in bf16, where it pays on every CPU that runs bf16, and not in
+    /// fp32, where it would change the seed's recipe; a resumed run does as
+    /// its `config.json` records.
+    Auto,
+    /// Fused in either precision.
+    On,
+    /// ATen's three calls in either precision.
+    Off,
+}
+
 /// The number format of the training step's arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -242,9 +257,9 @@ pub struct TrainArgs {
     /// The training step's arithmetic: fp32, or bf16 (1.3-2x faster where the CPU computes it natively, about 2x with AMX; evaluation stays fp32).
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Fp32)]
     pub precision: PrecisionChoice,
-    /// Train with each convolution's batch norm, max pooling and leaky ReLU as one fused pass (fp32 on a CPU with AVX2 and FMA; 1.06x on Intel AMX, 0.98x on AMD; another float rounding, so part of the recipe).
-    #[arg(long)]
-    pub fused_tail: bool,
+    /// Each convolution's batch norm, max pooling and leaky ReLU as one fused pass on a CPU with AVX2 and FMA: `auto` fuses in bf16 (1.06x on Intel AMX) and not in fp32, and a resumed run does as it did; `on` (the bare flag) or `off` (fp32 on: 1.06x on Intel AMX, 0.98x on AMD). Another float rounding, so part of the recipe.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = FusedTailChoice::Auto, num_args = 0..=1, default_missing_value = "on")]
+    pub fused_tail: FusedTailChoice,
     /// libtorch's CPU threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::policy::CheckpointPolicy;
 use crate::cli::{
-    DataArgs, MAX_BATCH, MAX_EPOCHS, MAX_QUEUE, MAX_THREADS, NetworkChoice, PrecisionChoice, TrainArgs, check_range,
+    DataArgs, FusedTailChoice, MAX_BATCH, MAX_EPOCHS, MAX_QUEUE, MAX_THREADS, NetworkChoice, PrecisionChoice,
+    TrainArgs, check_range,
 };
 
 /// How the run starts.
@@ -57,8 +58,9 @@ pub struct RunOptions {
     pub augment: augment::Pipeline,
     /// The training step's arithmetic.
     pub precision: PrecisionChoice,
-    /// Whether training runs each convolution's tail as one fused pass.
-    pub fused_tail: bool,
+    /// Whether training runs each convolution's tail as one fused pass
+    /// (`auto`: as a resumed run recorded, else in bf16 only).
+    pub fused_tail: FusedTailChoice,
     /// The seed of every random choice.
     pub seed: u64,
     /// Images per step.
@@ -149,7 +151,7 @@ impl RunOptions {
             batch_size: self.batch_size as u64,
             dataset: self.data.dataset.name.to_owned(),
             ema: self.ema,
-            fused_tail: self.fused_tail,
+            fused_tail: self.fused_tail_of_a_new_run(),
             learning_rate: self.learning_rate,
             network: name_of(self.network),
             patience: self.patience,
@@ -160,6 +162,28 @@ impl RunOptions {
             train_images: self.train_images.map(|images| images as u64),
             validation_size: self.data.validation_size as u64,
         }
+    }
+
+    /// Whether a run started by these options fuses the convolution tails:
+    /// as asked, or with `auto` in bf16 only (every CPU that runs bf16 has
+    /// the fused pass's AVX2 and FMA, so the choice does not depend on the
+    /// machine; the fp32 default stays the seed's graph).
+    pub fn fused_tail_of_a_new_run(&self) -> bool {
+        match self.fused_tail {
+            FusedTailChoice::On => true,
+            FusedTailChoice::Off => false,
+            FusedTailChoice::Auto => self.precision == PrecisionChoice::Bf16,
+        }
+    }
+
+    /// The recipe a resumed run is compared with: with `--fused-tail auto`
+    /// it takes the fused tail as `recorded` says, any other difference stays.
+    pub fn recipe_to_resume(&self, recorded: &Recipe) -> Recipe {
+        let mut recipe = self.recipe();
+        if self.fused_tail == FusedTailChoice::Auto {
+            recipe.fused_tail = recorded.fused_tail;
+        }
+        recipe
     }
 
     /// The learning rate from the run's first step, as the recipe says.
@@ -290,5 +314,25 @@ mod tests {
             ("fashion-mnist", "none", "constant")
         );
         assert_eq!((recipe.batch_size, recipe.seed, recipe.train_images), (64, 9, Some(1000)));
+    }
+
+    #[test]
+    fn the_fused_tail_is_on_in_bf16_off_in_fp32_unless_asked_and_a_resumed_run_keeps_its_own() {
+        let fused = |extra: &[&str]| RunOptions::from_args(&parse(extra)).unwrap().recipe().fused_tail;
+        assert!(!fused(&[]), "the seed's fp32 recipe stays ATen's calls");
+        assert!(fused(&["--precision", "bf16"]));
+        assert!(fused(&["--fused-tail"]), "the bare flag means on");
+        assert!(fused(&["--fused-tail", "on"]));
+        assert!(!fused(&["--precision", "bf16", "--fused-tail", "off"]));
+        let mut recorded = RunOptions::from_args(&parse(&["--precision", "bf16"])).unwrap().recipe();
+        recorded.fused_tail = false;
+        // `auto` takes the run's own choice (a bf16 run from before the default changed) ...
+        let auto = RunOptions::from_args(&parse(&["--precision", "bf16", "--resume"])).unwrap();
+        assert!(auto.recipe_to_resume(&recorded).differences(&recorded).is_empty());
+        // ... but a choice given explicitly is compared.
+        let on = RunOptions::from_args(&parse(&["--precision", "bf16", "--resume", "--fused-tail"])).unwrap();
+        let differences = on.recipe_to_resume(&recorded).differences(&recorded);
+        assert_eq!(differences.len(), 1, "{differences:?}");
+        assert_eq!(differences[0].key, "fused_tail");
     }
 }

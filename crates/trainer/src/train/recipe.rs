@@ -53,7 +53,9 @@ pub fn check_resumed_recipe(options: &RunOptions, run: &RunDir) -> Result<Record
     let recorded_recipe = config.get("recipe").cloned().unwrap_or_else(|| json!({}));
     let started_with = Recipe::from_recorded(&recorded_recipe, &default_recipe())
         .map_err(|error| anyhow::anyhow!("{}: its `recipe` cannot be read ({error})", path.display()))?;
-    if let Some(Difference { key, recorded, given }) = started_with.differences(&options.recipe()).into_iter().next() {
+    if let Some(Difference { key, recorded, given }) =
+        started_with.differences(&options.recipe_to_resume(&started_with)).into_iter().next()
+    {
         let hint = if key == "learning_rate" || key == "schedule" {
             "pass the run's value; to train on with another, add --override-learning-rate"
         } else {

@@ -18,11 +18,13 @@ use crate::run_dir::{self, CheckpointFile, RunDir};
 /// The state a run starts from, and what its `config.json` recorded: fresh,
 /// or resumed (from the beginning, and said so, when the run has no
 /// checkpoint yet, so a scheduler's job script can always pass `--resume`).
-/// The network computes as the recipe says (`--fused-tail`), which a
-/// checkpoint does not record.
+/// The network computes as the recipe says (`--fused-tail`, which a
+/// checkpoint does not record): a resumed run as its `config.json` records
+/// (checked against the flag when one was given), a new one as asked.
 pub fn open_state(options: &RunOptions, opening: &Opening<'_>, dir: &RunDir) -> Result<(RunState, Recorded)> {
     let (mut state, recorded) = open_recorded_state(options, opening, dir)?;
-    state.network.set_fused_kernels(options.fused_tail);
+    let fused = recorded.recipe.as_ref().map_or_else(|| options.fused_tail_of_a_new_run(), |recipe| recipe.fused_tail);
+    state.network.set_fused_kernels(fused);
     Ok((state, recorded))
 }
 
