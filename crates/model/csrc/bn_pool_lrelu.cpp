@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -73,6 +74,36 @@ inline int64_t input_position(const Shape &s, int64_t out_position, int cell) {
     return (n * s.h + 2 * row + cell / 2) * s.w + 2 * col + cell % 2;
 }
 
+// Element loads and stores as plain bit operations, so that the loops over
+// bf16 vectorise as those over fp32 do (through c10::BFloat16's conversions
+// GCC left the backward pass's loops scalar). The rounding is the one of
+// c10::BFloat16's constructor, bit for bit: to nearest even, NaN to 0x7FC0.
+template <typename scalar_t>
+inline float load(scalar_t value) {
+    return static_cast<float>(value);
+}
+
+inline float load(c10::BFloat16 value) {
+    const uint32_t bits = static_cast<uint32_t>(value.x) << 16;
+    float result;
+    std::memcpy(&result, &bits, sizeof result);
+    return result;
+}
+
+template <typename scalar_t>
+inline scalar_t store(float value) {
+    return static_cast<scalar_t>(value);
+}
+
+template <>
+inline c10::BFloat16 store<c10::BFloat16>(float value) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, sizeof bits);
+    const bool nan = (bits & UINT32_C(0x7FFFFFFF)) > UINT32_C(0x7F800000);
+    const uint32_t rounded = (bits + UINT32_C(0x7FFF) + ((bits >> 16) & 1)) >> 16;
+    return c10::BFloat16(static_cast<uint16_t>(nan ? UINT32_C(0x7FC0) : rounded), c10::BFloat16::from_bits());
+}
+
 // Leaky ReLU without a branch: `y` for y > 0, `slope * y` otherwise (exactly:
 // one of the two terms is zero).
 inline float leaky(float y, float slope) {
@@ -90,8 +121,8 @@ void forward_kernel(const Shape &s, const scalar_t *__restrict x, const float *_
             if (!s.pool) {
                 const scalar_t *__restrict r = x + p * channels;
                 for (int64_t c = 0; c < channels; ++c) {
-                    const float y = (static_cast<float>(r[c]) - mean[c]) * invstd[c] + beta[c];
-                    o[c] = static_cast<scalar_t>(leaky(y, slope));
+                    const float y = (load(r[c]) - mean[c]) * invstd[c] + beta[c];
+                    o[c] = store<scalar_t>(leaky(y, slope));
                 }
                 continue;
             }
@@ -101,8 +132,8 @@ void forward_kernel(const Shape &s, const scalar_t *__restrict x, const float *_
             const scalar_t *__restrict r3 = x + input_position(s, p, 3) * channels;
             int32_t *__restrict won = winner + p * channels;
             for (int64_t c = 0; c < channels; ++c) {
-                const float v0 = static_cast<float>(r0[c]), v1 = static_cast<float>(r1[c]);
-                const float v2 = static_cast<float>(r2[c]), v3 = static_cast<float>(r3[c]);
+                const float v0 = load(r0[c]), v1 = load(r1[c]);
+                const float v2 = load(r2[c]), v3 = load(r3[c]);
                 const float best = std::max(std::max(v0, v1), std::max(v2, v3));
                 // The first cell holding the maximum, as ATen's max pooling keeps the first
                 // of equal values; selects rather than branches, so that the loop vectorises.
@@ -113,7 +144,7 @@ void forward_kernel(const Shape &s, const scalar_t *__restrict x, const float *_
                 won[c] = cell;
                 // Normalising is increasing (invstd > 0), so the maximum's normal form is the normal forms' maximum.
                 const float y = (best - mean[c]) * invstd[c] + beta[c];
-                o[c] = static_cast<scalar_t>(leaky(y, slope));
+                o[c] = store<scalar_t>(leaky(y, slope));
             }
         }
     });
@@ -125,37 +156,38 @@ void backward_kernel(const Shape &s, const scalar_t *__restrict x, const scalar_
                      const float *__restrict mean, const float *__restrict invstd, float slope,
                      scalar_t *__restrict grad_x, float *__restrict grad_beta) {
     const int64_t channels = s.c;
-    const int cells = s.pool ? 4 : 1;
-    // The gradient reaching batch norm's output at a pooled position: leaky ReLU's
-    // derivative read from the output's sign (it has the input's).
-    // (Captured by value: read through the closure, they would be reloaded on
-    // every iteration, as stores to `g` might change them, and the loop would
-    // not vectorise.)
-    auto activated = [=](int64_t p, float *__restrict g) {
-        const scalar_t *__restrict go = grad_out + p * channels;
-        const scalar_t *__restrict o = out + p * channels;
-        for (int64_t c = 0; c < channels; ++c) {
-            g[c] = static_cast<float>(go[c]) * (static_cast<float>(o[c]) > 0.0f ? 1.0f : slope);
-        }
+    // The rows of pooled position `p`'s window (all four the same row without pooling).
+    auto window = [&s, x, channels](int64_t p, int cell) {
+        return x + input_position(s, p, s.pool ? cell : 0) * channels;
     };
-    // Per channel: the sum of those gradients, and of each times the normal
-    // form of the input that won its window.
+    // Per channel: the sum of the gradients reaching batch norm's output (leaky
+    // ReLU's derivative read from the output's sign, which is the input's), and
+    // of each times the normal form of the input that won its window. The winner
+    // holds the window's maximum, so the maximum is recomputed rather than the
+    // four cells masked (the same sums, bit for bit: the masked cells added
+    // zeros). Everything a loop reads is a local copy, so that stores to the sums
+    // cannot alias it and the loops vectorise.
     const int64_t n_threads = at::get_num_threads();
     std::vector<float> partial(static_cast<size_t>(n_threads * 2 * channels), 0.0f);
     at::parallel_for(0, s.out_positions(), 1, [&](int64_t begin, int64_t end) {
         float *__restrict sum_dy = partial.data() + at::get_thread_num() * 2 * channels;
         float *__restrict sum_dy_xhat = sum_dy + channels;
-        std::vector<float> g(static_cast<size_t>(channels));
+        const float leak = slope;
         for (int64_t p = begin; p < end; ++p) {
-            activated(p, g.data());
-            for (int cell = 0; cell < cells; ++cell) {
-                const scalar_t *__restrict r = x + input_position(s, p, cell) * channels;
-                const int32_t *__restrict won = winner + p * channels;
-                for (int64_t c = 0; c < channels; ++c) {
-                    const float dy = (!s.pool || won[c] == cell) ? g[c] : 0.0f;
-                    sum_dy[c] += dy;
-                    sum_dy_xhat[c] += dy * ((static_cast<float>(r[c]) - mean[c]) * invstd[c]);
-                }
+            const scalar_t *__restrict go = grad_out + p * channels;
+            const scalar_t *__restrict o = out + p * channels;
+            const scalar_t *__restrict r0 = window(p, 0);
+            const scalar_t *__restrict r1 = window(p, 1);
+            const scalar_t *__restrict r2 = window(p, 2);
+            const scalar_t *__restrict r3 = window(p, 3);
+            for (int64_t c = 0; c < channels; ++c) {
+                // (The derivative in a variable of its own: written inside the product, GCC
+                // 12 leaves the loop scalar, "control flow in loop".)
+                const float derivative = load(o[c]) > 0.0f ? 1.0f : leak;
+                const float dy = load(go[c]) * derivative;
+                const float best = std::max(std::max(load(r0[c]), load(r1[c])), std::max(load(r2[c]), load(r3[c])));
+                sum_dy[c] += dy;
+                sum_dy_xhat[c] += dy * ((best - mean[c]) * invstd[c]);
             }
         }
     });
@@ -174,19 +206,24 @@ void backward_kernel(const Shape &s, const scalar_t *__restrict x, const scalar_
     }
     const float *__restrict a = mean_dy.data();
     const float *__restrict b = mean_dy_xhat.data();
+    const int cells = s.pool ? 4 : 1;
     at::parallel_for(0, s.out_positions(), 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> g(static_cast<size_t>(channels));
+        const float leak = slope;
+        const bool pooled = s.pool;
         for (int64_t p = begin; p < end; ++p) {
-            activated(p, g.data());
+            const scalar_t *__restrict go = grad_out + p * channels;
+            const scalar_t *__restrict o = out + p * channels;
             const int32_t *__restrict won = winner + p * channels;
             for (int cell = 0; cell < cells; ++cell) {
                 const int64_t position = input_position(s, p, cell);
                 const scalar_t *__restrict r = x + position * channels;
                 scalar_t *__restrict gx = grad_x + position * channels;
                 for (int64_t c = 0; c < channels; ++c) {
-                    const float dy = (!s.pool || won[c] == cell) ? g[c] : 0.0f;
-                    const float xhat = (static_cast<float>(r[c]) - mean[c]) * invstd[c];
-                    gx[c] = static_cast<scalar_t>((dy - a[c] - xhat * b[c]) * invstd[c]);
+                    const float derivative = load(o[c]) > 0.0f ? 1.0f : leak;
+                    const float g = load(go[c]) * derivative;
+                    const float dy = (!pooled || won[c] == cell) ? g : 0.0f;
+                    const float xhat = (load(r[c]) - mean[c]) * invstd[c];
+                    gx[c] = store<scalar_t>((dy - a[c] - xhat * b[c]) * invstd[c]);
                 }
             }
         }
@@ -213,13 +250,13 @@ struct BnPoolLrelu : public torch::autograd::Function<BnPoolLrelu> {
             const float count = static_cast<float>(s.positions());
             std::vector<float> mean = channel_sums(s.positions(), channels, [&](int64_t p, float *sums) {
                 const scalar_t *row = data + p * channels;
-                for (int64_t c = 0; c < channels; ++c) sums[c] += static_cast<float>(row[c]);
+                for (int64_t c = 0; c < channels; ++c) sums[c] += load(row[c]);
             });
             for (auto &value : mean) value /= count;
             std::vector<float> var = channel_sums(s.positions(), channels, [&](int64_t p, float *sums) {
                 const scalar_t *row = data + p * channels;
                 for (int64_t c = 0; c < channels; ++c) {
-                    const float centred = static_cast<float>(row[c]) - mean[c];
+                    const float centred = load(row[c]) - mean[c];
                     sums[c] += centred * centred;
                 }
             });
