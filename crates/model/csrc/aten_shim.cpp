@@ -190,7 +190,7 @@ namespace {
 // file is compiled for them), a CPU tensor, channels-last, fp32 or bf16, even
 // sides to pool, more than one value per channel. (A first bf16 build
 // measured 0.93x ATen's calls; with the kernels' loops vectorised for every
-// element type, a bf16 step measures 1.06x on Intel AMX, docs/PERFORMANCE.md.)
+// element type, a bf16 step measures 1.16x on Intel AMX, docs/PERFORMANCE.md.)
 bool fusable(const at::Tensor &x, const at::Tensor &beta, bool pool) {
     static const bool cpu_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     const bool kind = x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16;

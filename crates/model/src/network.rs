@@ -395,8 +395,8 @@ impl Network {
     /// passes over memory where the input allows it (an AVX2 CPU,
     /// channels-last, fp32 or bf16), `false` (the default) as ATen's three
     /// calls. The fused node measured 0.98-0.99x ATen's calls in fp32 on a
-    /// 2-core AMD EPYC and 1.06x on an Intel Xeon with AMX, in fp32 and in
-    /// bf16 (`scripts/ab_bench.sh`, `docs/PERFORMANCE.md`); the trainer
+    /// 2-core AMD EPYC; on an Intel Xeon with AMX 1.11x in fp32 and 1.16x
+    /// in bf16 (`scripts/ab_bench.sh`, `docs/PERFORMANCE.md`); the trainer
     /// fuses in bf16 by default and in fp32 when asked. Evaluation is the same
     /// either way; training differs only in rounding (the batch statistics
     /// are summed in another order).
