@@ -5,9 +5,9 @@
 # their ratio. Environment settings (BENCH_TAIL=..., see scripts/ab_bench.sh)
 # apply to both sides.
 #
-#   cp target/release/examples/bench /tmp/bench-before
+#   cp target/release/examples/bench target/bench-before
 #   (change the code) cargo build --release -p model --example bench
-#   scripts/ab_binaries.sh /tmp/bench-before target/release/examples/bench [ROUNDS] [-- BENCH_FLAGS...]
+#   scripts/ab_binaries.sh target/bench-before target/release/examples/bench [ROUNDS] [-- BENCH_FLAGS...]
 set -euo pipefail
 [[ $# -ge 2 ]] || { echo "usage: $0 BEFORE AFTER [ROUNDS] [-- BENCH_FLAGS...]" >&2; exit 2; }
 before=$1
