@@ -254,7 +254,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "auto")]
     #[serde(serialize_with = "serialize_display")]
     pub device: model::DeviceRequest,
-    /// The training step's arithmetic: fp32, or bf16 (1.3-2x faster where the CPU computes it natively, about 2.4x with AMX; over five 50-epoch seeds 0.1 point lower test accuracy than fp32; evaluation stays fp32).
+    /// The training step's arithmetic: fp32, or bf16 (1.3-2x faster where the CPU computes it natively, about 2.4x with AMX; test accuracy as fp32's within the seeds' spread, docs/results/README.md; evaluation stays fp32).
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Fp32)]
     pub precision: PrecisionChoice,
     /// Each convolution's batch norm, max pooling and leaky ReLU as one fused pass on a CPU with AVX2 and FMA: `auto` fuses in bf16 (1.16x on Intel AMX) and not in fp32, and a resumed run does as it did; `on` (the bare flag) or `off` (fp32 on: 1.11x on Intel AMX, 0.98x on AMD). Another float rounding, so part of the recipe.
