@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,6 @@ const GRID: &str = r#"{"seeds": [0, 1, 2],
               "--train-accuracy-images", "100", "--device", "cpu"],
     "recipes": [{"name": "tiny"}]}"#;
 const STEPS_PER_EPOCH: u64 = 60;
-
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
@@ -53,7 +49,7 @@ struct Cluster {
 impl Cluster {
     fn start() -> Cluster {
         let dir = tempfile::Builder::new().prefix("slurm-").tempdir().unwrap();
-        let output = Command::new(repository().join("scripts/slurm/one-node-cluster.sh"))
+        let output = Command::new(common::repository().join("scripts/slurm/one-node-cluster.sh"))
             .arg("start")
             .arg(dir.path())
             .output()
@@ -89,7 +85,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new(repository().join("scripts/slurm/one-node-cluster.sh"))
+        let _ = Command::new(common::repository().join("scripts/slurm/one-node-cluster.sh"))
             .arg("stop")
             .arg(self.dir.path())
             .status();
@@ -147,7 +143,7 @@ fn a_sweep_runs_as_a_job_array_survives_requeue_and_cancel_and_is_summarised() {
     std::fs::write(&grid, GRID).unwrap();
     let sweep = work.path().join("sweep");
     let submitted = cluster
-        .command(repository().join("scripts/slurm/submit.sh"))
+        .command(common::repository().join("scripts/slurm/submit.sh"))
         .arg(&grid)
         .arg(&sweep)
         .arg("--cpus-per-task=1")

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{assert_success, metrics, text};
 
 const GRID: &str = r#"{"seeds": [3, 4],
@@ -14,17 +12,13 @@ const GRID: &str = r#"{"seeds": [3, 4],
               "--train-accuracy-images", "100", "--device", "cpu"],
     "recipes": [{"name": "augmented"}, {"name": "plain", "flags": ["--augment", "none"]}]}"#;
 
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 #[test]
 fn a_local_sweep_runs_every_task_and_the_view_shows_the_runs_own_numbers() {
     let work = tempfile::tempdir().unwrap();
     let grid = work.path().join("grid.json");
     std::fs::write(&grid, GRID).unwrap();
     let sweep = work.path().join("sweep");
-    let output = std::process::Command::new(repository().join("scripts/sweep_local.sh"))
+    let output = std::process::Command::new(common::repository().join("scripts/sweep_local.sh"))
         .arg(&grid)
         .arg(&sweep)
         .arg("2")
@@ -125,7 +119,7 @@ fn sigterm_to_a_local_sweep_stops_its_runs_saved_starts_no_other_and_a_rerun_fin
         .unwrap();
     let sweep = work.path().join("sweep");
     let script = || {
-        let mut command = std::process::Command::new(repository().join("scripts/sweep_local.sh"));
+        let mut command = std::process::Command::new(common::repository().join("scripts/sweep_local.sh"));
         command.arg(&grid).arg(&sweep).arg("1").env("TRAINER", env!("CARGO_BIN_EXE_trainer"));
         command.env_remove("LD_LIBRARY_PATH").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         command

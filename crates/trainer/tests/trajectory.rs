@@ -4,19 +4,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use common::{assert_success, text};
 
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The script on `runs` (each `GROUP=DIR` or `DIR`) from epoch `from`.
 fn trajectory(from: u32, runs: &[String]) -> Output {
     std::process::Command::new("python3")
-        .arg(repository().join("scripts/checkpoint_trajectory.py"))
+        .arg(common::repository().join("scripts/checkpoint_trajectory.py"))
         .args(["--trainer", env!("CARGO_BIN_EXE_trainer"), "--from-epoch", &from.to_string()])
         .args(runs)
         .env_remove("LD_LIBRARY_PATH")

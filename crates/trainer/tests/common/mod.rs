@@ -125,9 +125,14 @@ pub fn temporary_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The repository's root folder (for its `scripts/`).
+pub fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// The repository's `data/` folder.
 pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
+    repository().join("data")
 }
 
 /// A checkpoint of a network trained for the tests that need one that
