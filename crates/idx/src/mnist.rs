@@ -4,11 +4,13 @@
 //! (`images.astype(float32) * (1.0 / 255.0)`), so in `[0, 1]`. Labels are class
 //! indices `0..=9`. The first `validation_size` training images (5,000 by
 //! default) form the validation split, the rest the training split; the
-//! `t10k` files are the test split.
+//! `t10k` files are the test split. A [`Holdout`] with another fold holds out
+//! the `fold`-th block of `validation_size` images instead (cross-validation
+//! folds, so the members of an ensemble can learn from different images).
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, Array3, Axis, s};
+use ndarray::{Array1, Array3, Axis};
 
 use crate::{IdxArray, IdxError, ReadOptions, read_header, read_idx, read_idx_with};
 
@@ -133,6 +135,42 @@ pub enum MnistError {
         /// Images in the training file.
         n_train_file: usize,
     },
+    /// The validation fold starts beyond the training file's images.
+    #[error(
+        "validation fold {fold} of {validation_size} images would start at image {start}, but the training file holds {n_train_file} images: folds 0 to {last_fold} exist"
+    )]
+    FoldBeyondFile {
+        /// Requested fold.
+        fold: usize,
+        /// Requested validation size.
+        validation_size: usize,
+        /// The first image the fold would hold out.
+        start: usize,
+        /// Images in the training file.
+        n_train_file: usize,
+        /// The last fold that fits.
+        last_fold: usize,
+    },
+}
+
+/// Which training images form the validation split: the `fold`-th block of
+/// `size` images of the training file (fold 0, the first `size` images, is
+/// the seed's split). The last fold may be shorter than `size` when `size`
+/// does not divide the file; the training split is every other image, in the
+/// file's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdout {
+    /// Images held out for validation.
+    pub size: usize,
+    /// Which block of `size` images is held out.
+    pub fold: usize,
+}
+
+impl Holdout {
+    /// The seed's split: the first `size` images.
+    pub fn first(size: usize) -> Self {
+        Self { size, fold: 0 }
+    }
 }
 
 /// Images and labels of one split.
@@ -230,6 +268,30 @@ impl Mnist {
 
     /// [`Mnist::load`] within `options`' bounds.
     pub fn load_with(dir: impl AsRef<Path>, validation_size: usize, options: LoadOptions) -> Result<Self, MnistError> {
+        Self::load_holdout(dir, Holdout::first(validation_size), options)
+    }
+
+    /// [`Mnist::load_with`] holding out `holdout`'s fold of the training file.
+    ///
+    /// ```
+    /// use idx::mnist::{FILE_NAMES, Holdout, LoadOptions, Mnist};
+    /// use idx::{Compression, IdxArray, write_idx};
+    /// use ndarray::{Array1, Array3};
+    ///
+    /// // Six training images labelled 0..6, and two test images.
+    /// let dir = tempfile::tempdir()?;
+    /// let labels = Array1::from_shape_fn(6, |i| i as u8);
+    /// write_idx(dir.path().join(FILE_NAMES[0]), &IdxArray::from_array(Array3::<u8>::zeros((6, 28, 28))), Compression::Gzip)?;
+    /// write_idx(dir.path().join(FILE_NAMES[1]), &IdxArray::from_array(labels), Compression::Gzip)?;
+    /// write_idx(dir.path().join(FILE_NAMES[2]), &IdxArray::from_array(Array3::<u8>::zeros((2, 28, 28))), Compression::Gzip)?;
+    /// write_idx(dir.path().join(FILE_NAMES[3]), &IdxArray::from_array(Array1::<u8>::zeros(2)), Compression::Gzip)?;
+    ///
+    /// let mnist = Mnist::load_holdout(dir.path(), Holdout { size: 2, fold: 1 }, LoadOptions::default())?;
+    /// assert_eq!(mnist.validation.labels.to_vec(), vec![2, 3]);
+    /// assert_eq!(mnist.train.labels.to_vec(), vec![0, 1, 4, 5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load_holdout(dir: impl AsRef<Path>, holdout: Holdout, options: LoadOptions) -> Result<Self, MnistError> {
         let dir = dir.as_ref();
         let [train_images, train_labels, test_images, test_labels] = FILE_NAMES.map(|name| locate(dir, name));
         let train_file = load_split_with(&train_images, &train_labels, options)?;
@@ -239,7 +301,7 @@ impl Mnist {
         if (train_rows, train_cols) != (test_rows, test_cols) {
             return Err(MnistError::SizeMismatch { train_rows, train_cols, test_rows, test_cols });
         }
-        let (validation, train) = split_off(train_file, validation_size)?;
+        let (validation, train) = split_off(train_file, holdout)?;
         Ok(Self { train, validation, test })
     }
 }
@@ -253,17 +315,26 @@ fn locate(dir: &Path, name: &str) -> PathBuf {
     }
 }
 
-/// Splits off the first `validation_size` images as validation; the rest is training.
-fn split_off(split: Split, validation_size: usize) -> Result<(Split, Split), MnistError> {
+/// Splits off `holdout`'s block as validation; the rest, in order, is training.
+fn split_off(split: Split, holdout: Holdout) -> Result<(Split, Split), MnistError> {
     let n_train_file = split.len();
+    let Holdout { size: validation_size, fold } = holdout;
     if validation_size >= n_train_file {
         return Err(MnistError::ValidationTooLarge { validation_size, n_train_file });
     }
-    let take = |range: std::ops::Range<usize>| Split {
-        images: split.images.slice(s![range.clone(), .., ..]).to_owned(),
-        labels: split.labels.slice(s![range]).to_owned(),
+    let start = fold.saturating_mul(validation_size);
+    if start >= n_train_file {
+        let last_fold = (n_train_file - 1) / validation_size;
+        return Err(MnistError::FoldBeyondFile { fold, validation_size, start, n_train_file, last_fold });
+    }
+    let end = (start + validation_size).min(n_train_file);
+    let held_out: Vec<usize> = (start..end).collect();
+    let kept: Vec<usize> = (0..start).chain(end..n_train_file).collect();
+    let take = |indices: &[usize]| Split {
+        images: split.images.select(Axis(0), indices),
+        labels: split.labels.select(Axis(0), indices),
     };
-    Ok((take(0..validation_size), take(validation_size..n_train_file)))
+    Ok((take(&held_out), take(&kept)))
 }
 
 /// Loads and checks one image file and its label file, with the default bounds.

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use idx::mnist::{DEFAULT_VALIDATION_SIZE, FILE_NAMES, Mnist, MnistError};
+use idx::mnist::{DEFAULT_VALIDATION_SIZE, FILE_NAMES, Holdout, LoadOptions, Mnist, MnistError};
 use idx::{Compression, IdxArray, IdxData, read_idx, write_idx};
 
 fn embedded_mnist() -> PathBuf {
@@ -93,6 +93,41 @@ fn a_validation_split_that_takes_every_image_is_rejected() {
     write_small(dir.path(), 12, 12, None);
     let error = Mnist::load(dir.path(), 12).unwrap_err();
     assert!(matches!(error, MnistError::ValidationTooLarge { validation_size: 12, n_train_file: 12 }), "{error:?}");
+}
+
+#[test]
+fn a_fold_holds_out_its_block_and_trains_on_every_other_image_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // Labels 0..9 then 0..1: image i is labelled i % 10, and its first pixel is 16 i (mod 256).
+    write_small(dir.path(), 12, 12, None);
+    let fold = |fold| Mnist::load_holdout(dir.path(), Holdout { size: 5, fold }, LoadOptions::default());
+    let first_pixels = |split: &idx::mnist::Split| {
+        split.images.outer_iter().map(|image| (image[[0, 0]] * 255.0).round() as usize / 16).collect::<Vec<_>>()
+    };
+    let zero = fold(0).unwrap();
+    assert_eq!(zero, Mnist::load(dir.path(), 5).unwrap(), "fold 0 is the seed's split");
+    let one = fold(1).unwrap();
+    assert_eq!(first_pixels(&one.validation), vec![5, 6, 7, 8, 9]);
+    assert_eq!(first_pixels(&one.train), vec![0, 1, 2, 3, 4, 10, 11]);
+    assert_eq!(one.train.labels.to_vec(), vec![0, 1, 2, 3, 4, 0, 1], "labels follow their images");
+    // The last fold is what is left: 2 images.
+    let two = fold(2).unwrap();
+    assert_eq!((first_pixels(&two.validation), two.train.len()), (vec![10, 11], 10));
+    assert_eq!(one.test, zero.test, "the test split does not depend on the fold");
+}
+
+#[test]
+fn a_fold_beyond_the_file_is_refused_naming_the_folds_that_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    write_small(dir.path(), 12, 12, None);
+    let error = Mnist::load_holdout(dir.path(), Holdout { size: 5, fold: 3 }, LoadOptions::default()).unwrap_err();
+    assert!(matches!(error, MnistError::FoldBeyondFile { fold: 3, start: 15, last_fold: 2, .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "validation fold 3 of 5 images would start at image 15, but the training file holds 12 images: folds 0 to 2 exist"
+    );
+    let huge = Mnist::load_holdout(dir.path(), Holdout { size: 5, fold: usize::MAX }, LoadOptions::default());
+    assert!(matches!(huge, Err(MnistError::FoldBeyondFile { .. })), "no overflow: {huge:?}");
 }
 
 #[test]

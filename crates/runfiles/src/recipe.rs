@@ -41,6 +41,10 @@ pub struct Recipe {
     pub train_accuracy_images: u64,
     /// Training images used (all when `None`).
     pub train_images: Option<u64>,
+    /// Which block of `validation_size` training images is held out (0: the
+    /// first, the seed's split; every run before the setting held out fold 0).
+    #[serde(default)]
+    pub validation_fold: u64,
     /// Training images held out for validation.
     pub validation_size: u64,
 }
@@ -88,7 +92,7 @@ impl Recipe {
     ///     learning_rate: 0.001,
     ///     network: "intended".into(), patience: None, precision: "fp32".into(), schedule: "constant".into(), seed: 0,
     ///     train_accuracy_images: 500,
-    ///     train_images: None, validation_size: 5000,
+    ///     train_images: None, validation_fold: 0, validation_size: 5000,
     /// };
     /// let given = Recipe { batch_size: 100, ..recorded.clone() };
     /// let differences = recorded.differences(&given);
@@ -131,6 +135,7 @@ pub(crate) mod tests {
             seed: 0,
             train_accuracy_images: 500,
             train_images: None,
+            validation_fold: 0,
             validation_size: 5000,
         }
     }
@@ -151,7 +156,7 @@ pub(crate) mod tests {
     fn a_change_of_any_field_is_a_difference_naming_it() {
         let base = recipe();
         let Value::Object(fields) = serde_json::to_value(&base).unwrap() else { unreachable!() };
-        assert_eq!(fields.len(), 14, "a new field: this test covers it by itself");
+        assert_eq!(fields.len(), 15, "a new field: this test covers it by itself");
         for (key, value) in &fields {
             let mut changed = fields.clone();
             changed.insert(key.clone(), other(value));
@@ -175,6 +180,7 @@ pub(crate) mod tests {
         assert_eq!(read.schedule, "constant", "runs from before schedules were recorded had none");
         assert_eq!((read.patience, read.ema), (None, None), "runs from before these ran every epoch, unaveraged");
         assert!(!read.fused_tail, "runs from before the flag trained with ATen's calls");
+        assert_eq!(read.validation_fold, 0, "runs from before folds held out the first images");
         let unknown = serde_json::json!({"warmup": 5});
         let message = Recipe::from_recorded(&unknown, &defaults).unwrap_err().to_string();
         assert!(message.contains("unknown field `warmup`"), "{message}");

@@ -184,9 +184,12 @@ pub struct DataArgs {
     #[arg(long, default_value = "mnist", value_parser = dataset_named)]
     #[serde(serialize_with = "serialize_dataset")]
     pub dataset: &'static datasets::Dataset,
-    /// How many of the first training images form the validation split.
+    /// How many training images form the validation split (the first ones, or --validation-fold's block).
     #[arg(long, default_value_t = idx::mnist::DEFAULT_VALIDATION_SIZE)]
     pub validation_size: usize,
+    /// Which block of --validation-size training images is held out: 0 (the first, the seed's split) to 11 for MNIST's 5,000.
+    #[arg(long, default_value_t = 0)]
+    pub validation_fold: usize,
     /// The most pixels one image file may hold (each becomes a 4-byte float); refused from its header.
     #[arg(long, default_value_t = idx::mnist::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,
@@ -196,6 +199,11 @@ impl DataArgs {
     /// The bounds of loading this data.
     pub fn load_options(&self) -> idx::mnist::LoadOptions {
         idx::mnist::LoadOptions { max_pixels: self.max_pixels }
+    }
+
+    /// Which training images are held out for validation.
+    pub fn holdout(&self) -> idx::mnist::Holdout {
+        idx::mnist::Holdout { size: self.validation_size, fold: self.validation_fold }
     }
 }
 

@@ -12,10 +12,10 @@ use crate::cli::DataArgs;
 
 /// Loads the data set. A missing or corrupt file points at `cargo xtask
 /// fetch-data`, which fetches and verifies it; other errors (a validation
-/// split larger than the data) speak for themselves.
+/// split larger than the data, a fold beyond it) speak for themselves.
 pub fn load(data: &DataArgs) -> Result<Mnist> {
     let dir = data.data_dir.join(data.dataset.name);
-    Mnist::load_with(&dir, data.validation_size, data.load_options()).map_err(|error| {
+    Mnist::load_holdout(&dir, data.holdout(), data.load_options()).map_err(|error| {
         let name = data.dataset.name;
         match error {
             MnistError::Idx(_) => anyhow::Error::new(error).context(format!(

@@ -28,6 +28,36 @@ fn load_images(args: &EvaluateArgs) -> Result<(String, Split)> {
     })
 }
 
+/// Refuses to measure a checkpoint on validation images it trained on: when
+/// its run's `config.json` (beside it) held out another fold or size than
+/// `--split validation` would load now. A checkpoint without a readable
+/// `config.json` has no record to compare with and is measured as asked.
+fn check_validation_holdout(args: &EvaluateArgs, paths: &[std::path::PathBuf]) -> Result<()> {
+    if args.split != SplitChoice::Validation || args.images.is_some() {
+        return Ok(());
+    }
+    let given = (args.data.validation_fold as u64, args.data.validation_size as u64);
+    for path in paths {
+        let Some(config_path) = path.parent().map(|dir| dir.join(crate::run_dir::CONFIG_FILE)) else { continue };
+        let Ok(text) = std::fs::read(&config_path) else { continue };
+        let Ok(config) = serde_json::from_slice::<serde_json::Value>(&text) else { continue };
+        let recipe = &config["recipe"];
+        let held_out = (recipe["validation_fold"].as_u64().unwrap_or(0), recipe["validation_size"].as_u64());
+        if let (fold, Some(size)) = held_out
+            && (fold, size) != given
+        {
+            anyhow::bail!(
+                "{}: its run held out validation fold {fold} of {size} images ({}), but --split validation now loads fold {} of {}: the checkpoint trained on some of those images; pass --validation-fold {fold} --validation-size {size}",
+                path.display(),
+                config_path.display(),
+                given.0,
+                given.1
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Each member's accuracy, when there are several (an ensemble).
 fn member_scores(models: &Models, images: &tch::Tensor, labels: &[u8], batch_size: usize) -> Result<Vec<Scores>> {
     if models.members.len() < 2 {
@@ -52,6 +82,7 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     crate::cli::check_range("--batch-size", args.batch_size, 1, crate::cli::MAX_BATCH)?;
     let device = args.device.resolve()?;
     let paths = checkpoint_paths(&args.checkpoint, || RunDir::new(&args.save_dir).best_checkpoint())?;
+    check_validation_holdout(args, &paths)?;
     let (source, split) = load_images(args)?;
     crate::data::check_image_size(&source, &split)?;
     let models = load_ensemble(&paths, device, args.allow_nonfinite)?;

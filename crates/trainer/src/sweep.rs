@@ -6,7 +6,9 @@
 //! A grid is JSON: the seeds, flags common to every run, and named recipes
 //! (their own flags). Task `i` is recipe `i / n_seeds` with seed
 //! `seeds[i % n_seeds]`, trained with `--resume` in `SWEEP/RECIPE/seed-S`,
-//! so a requeued or repeated task continues its run.
+//! so a requeued or repeated task continues its run. `{seed}` in a flag
+//! stands for the task's seed (`["--validation-fold", "{seed}"]` gives each
+//! seed its own validation images).
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +23,7 @@ use crate::cli::{SweepPlanArgs, SweepTaskArgs};
 pub struct Grid {
     /// The seeds every recipe is trained with.
     pub seeds: Vec<u64>,
-    /// `trainer train` flags common to every run.
+    /// `trainer train` flags common to every run (`{seed}` becomes the task's seed).
     #[serde(default)]
     pub flags: Vec<String>,
     /// The recipes, in task order.
@@ -34,13 +36,16 @@ pub struct Grid {
 pub struct GridRecipe {
     /// Its name: the folder of its runs (letters, digits, `.`, `_`, `-`).
     pub name: String,
-    /// Its own `trainer train` flags, after the common ones.
+    /// Its own `trainer train` flags, after the common ones (`{seed}` as in the common ones).
     #[serde(default)]
     pub flags: Vec<String>,
 }
 
 /// Flags the grid may not set: the sweep sets them for each task.
 const SET_BY_THE_SWEEP: [&str; 4] = ["--seed", "--save-dir", "--resume", "--resume-from"];
+
+/// What a grid's flag writes for the task's seed.
+const SEED_PLACEHOLDER: &str = "{seed}";
 
 /// One task of a grid: a recipe and a seed.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,10 +130,11 @@ impl Grid {
             ensure!(!SET_BY_THE_SWEEP.contains(&name), "{name} is set by the sweep for each task; remove it");
         }
         let run_dir = sweep_dir.join(Task { recipe, seed }.run_dir());
+        let with_seed = |flag: &String| flag.replace(SEED_PLACEHOLDER, &seed.to_string());
         let words = ["trainer".to_owned(), "train".to_owned()]
             .into_iter()
-            .chain(self.flags.iter().cloned())
-            .chain(recipe.flags.iter().cloned())
+            .chain(self.flags.iter().map(with_seed))
+            .chain(recipe.flags.iter().map(with_seed))
             .chain(["--seed".to_owned(), seed.to_string(), "--save-dir".to_owned(), run_dir.display().to_string()])
             .chain(["--resume".to_owned()])
             .chain(extra.iter().cloned());
@@ -217,6 +223,21 @@ mod tests {
         assert!(args.resume);
         let message = grid.task(6).unwrap_err().to_string();
         assert_eq!(message, "task index 6 is beyond the grid's 6 tasks (2 recipes x 3 seeds: indices 0 to 5)");
+    }
+
+    #[test]
+    fn seed_in_a_flag_becomes_each_tasks_seed() {
+        let grid = grid(
+            r#"{"seeds": [3, 4], "flags": ["--validation-fold", "{seed}"],
+                "recipes": [{"name": "folds", "flags": ["--save-step={seed}00"]}]}"#,
+        )
+        .unwrap();
+        for index in 0..2 {
+            let task = grid.task(index).unwrap();
+            let args = grid.train_args(task.recipe, task.seed, Path::new("sweep"), &[]).unwrap();
+            assert_eq!((args.seed, args.data.validation_fold), (task.seed, task.seed as usize));
+            assert_eq!(args.save_step, task.seed * 100);
+        }
     }
 
     #[test]

@@ -218,6 +218,40 @@ fn lr_decay_is_recorded_as_its_exponential_schedule_and_resumes_as_either_flag()
 }
 
 #[test]
+fn a_validation_fold_holds_out_other_images_is_recorded_and_must_match_on_resume() {
+    let first = tempfile::tempdir().unwrap();
+    assert_success(&train(first.path(), &["--epochs", "1"]));
+    let fold = tempfile::tempdir().unwrap();
+    assert_success(&train(fold.path(), &["--epochs", "1", "--validation-fold", "3"]));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fold.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["recipe"]["validation_fold"], 3, "{config}");
+    let (fold_metrics, first_metrics) = (metrics(fold.path()), metrics(first.path()));
+    assert_ne!(fold_metrics[0]["validation_loss"], first_metrics[0]["validation_loss"], "other validation images");
+    assert_ne!(fold_metrics[0]["loss"], first_metrics[0]["loss"], "other training images");
+    let without = train(fold.path(), &["--epochs", "2", "--resume"]);
+    assert!(!without.status.success());
+    assert!(text(&without).contains("validation_fold"), "{}", text(&without));
+    // Evaluating on another fold's validation images would measure images the run trained on.
+    let save_dir = fold.path().display().to_string();
+    let evaluate =
+        ["evaluate", "--save-dir", &save_dir, "--split", "validation", "--validation-size", "1000", "--json"];
+    let refused = common::run(&evaluate);
+    assert!(!refused.status.success());
+    let expected = "held out validation fold 3 of 1000 images";
+    assert!(text(&refused).contains(expected) && text(&refused).contains("--validation-fold 3"), "{}", text(&refused));
+    let measured = common::run(&[&evaluate[..], &["--validation-fold", "3"]].concat());
+    assert_success(&measured);
+    let report: serde_json::Value = serde_json::from_slice(&measured.stdout).unwrap();
+    let recorded = fold_metrics[0]["validation_accuracy"].as_f64().unwrap();
+    assert!((report["accuracy"].as_f64().unwrap() - recorded).abs() < 1e-9, "{report} against {recorded}");
+    // 60,000 training images in blocks of 1,000: folds 0 to 59.
+    let beyond = train(tempfile::tempdir().unwrap().path(), &["--validation-fold", "60"]);
+    assert!(!beyond.status.success());
+    assert!(text(&beyond).contains("folds 0 to 59 exist"), "{}", text(&beyond));
+}
+
+#[test]
 fn an_elastic_distortion_after_the_seeds_affine_trains_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let output = train(dir.path(), &["--epochs", "1", "--augment", "seed+elastic:34.0,4"]);

@@ -160,6 +160,7 @@ impl RunOptions {
             seed: self.seed,
             train_accuracy_images: self.train_accuracy_images as u64,
             train_images: self.train_images.map(|images| images as u64),
+            validation_fold: self.data.validation_fold as u64,
             validation_size: self.data.validation_size as u64,
         }
     }
