@@ -18,7 +18,14 @@ reported as a fraction of it (about 82 MFLOP per image: 27.8 forward, 54.3
 backward).
 
     cargo build --release -p model --example bench
-    .libtorch/venv/bin/python scripts/bench_step.py [--rounds 5] [--threads 2] [--device cuda] [--bf16 auto|yes|no]
+    .libtorch/venv/bin/python scripts/bench_step.py [--rounds 5] [--threads 2] [--device cuda] [--bf16 auto|yes|no] [--isa avx2]
+
+`--isa avx2` caps both sides at AVX2 (ATen's kernels, oneDNN's and MKL's,
+through their environment variables, the script restarting itself so that
+they are read before the first operation): on an AVX-512 machine it stands
+in for the AMD AVX2 kind, which has the same two FMA pipes but no wider
+vectors. It is an emulation: the machine's caches, clock and memory stay
+what they are.
 
 Where the CPU computes bf16 natively (AVX512-BF16), or on CUDA, it also
 times the trainer's `--precision bf16` step against PyTorch's best eager
@@ -38,6 +45,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -104,6 +112,34 @@ def cpu_kind():
     if "amx_bf16" in flags:
         return f"{maker} AMX"
     return f"{maker} {'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'}"
+
+
+# The variables each library reads to cap its kernels' vector instructions.
+ISA_CAPS = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
+
+
+def cap_isa(isa):
+    """Restarts this script with `isa`'s caps in the environment unless they
+    are there already: ATen, oneDNN and MKL read them once, at their first
+    operation, which importing torch may already have run."""
+    caps = ISA_CAPS[isa]
+    if all(os.environ.get(name) == value for name, value in caps.items()):
+        return
+    # TorchInductor's cache does not tell kernels compiled under ATen's full
+    # capability from capped ones: reusing them crashed a capped run in
+    # aten.convolution. A fresh cache for every capped run.
+    cache = tempfile.mkdtemp(prefix=f"inductor-{isa}-")
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **caps, "TORCHINDUCTOR_CACHE_DIR": cache})
+
+
+def isa_note(isa):
+    """How the kind line says the vector instructions were capped ("" when they were not)."""
+    if isa is None:
+        return ""
+    caps = ", ".join(f"{name}={value}" for name, value in ISA_CAPS[isa].items())
+    return f", capped to {isa.upper()} ({caps}; ATen reports {torch.backends.cpu.get_cpu_capability()})"
 
 
 def synchronize(device):
@@ -222,7 +258,11 @@ def main():
     parser.add_argument("--default-heap", action="store_true",
                         help="leave glibc's malloc thresholds at their defaults on both sides (BENCH_HEAP=default)")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile contestant")
+    parser.add_argument("--isa", choices=sorted(ISA_CAPS),
+                        help="cap both sides' vector instructions (an AVX-512 machine standing in for the AVX2 kind)")
     args = parser.parse_args()
+    if args.isa is not None:
+        cap_isa(args.isa)
     device = torch.device(args.device)
     if args.default_heap:
         os.environ["BENCH_HEAP"] = "default"
@@ -231,7 +271,9 @@ def main():
     if not os.path.exists(BENCH):
         sys.exit(f"{BENCH} is missing: run `cargo build --release -p model --example bench` first")
     torch.set_num_threads(args.threads)
-    with_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and (device.type == "cuda" or "BF16" in cpu_name()))
+    # Capped at AVX2 the CPU has no bf16 instructions left to time.
+    native_bf16 = "BF16" in cpu_name() and args.isa is None
+    with_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and (device.type == "cuda" or native_bf16))
 
     train_forms = {
         "pytorch idiomatic": dict(channels_last=False, fused=False),
@@ -286,7 +328,7 @@ def main():
         }
 
     heap = "glibc's defaults" if args.default_heap else "malloc thresholds pinned on both sides"
-    print(f"\n{cpu_name()}; kind: {cpu_kind()}; torch {torch.__version__}; {heap}")
+    print(f"\n{cpu_name()}; kind: {cpu_kind()}{isa_note(args.isa)}; torch {torch.__version__}; {heap}")
     print(f"training step on {args.device}, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds:")
     for name, value in median.items():
         print(f"  {name:50s} {value:7.0f} images/s   trainer / this = {median['trainer'] / value:.2f}x")
@@ -303,7 +345,7 @@ def main():
         print(f"  {name:50s} {value:7.3f} s")
     print(f"  pytorch / trainer = {eval_median['pytorch no_grad'] / eval_median['trainer']:.2f}x")
     print(json.dumps({
-        "cpu": cpu_name(), "cpu_kind": cpu_kind(), "device": args.device, "threads": args.threads, "batch": args.batch,
+        "cpu": cpu_name(), "cpu_kind": cpu_kind(), "isa_cap": args.isa, "device": args.device, "threads": args.threads, "batch": args.batch,
         "torch": torch.__version__, "rounds": args.rounds, "heap": "default" if args.default_heap else "pinned",
         "train_images_per_second": {name: round(value, 1) for name, value in median.items()},
         "best_pytorch_form": best_name,

@@ -123,9 +123,33 @@ namespace {
 // measured no faster on oneDNN, and its peak memory over 60,000 images grew
 // by 135 MB in one setting (the `eval_memory` test run by cargo on a fresh
 // clone), against 13 MB with `at::mm`.
+bool onednn_takes_fp32();
+
 bool use_onednn(const at::Tensor &x, const at::Tensor &weight) {
     return x.is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
-           at::hasMKLDNN() && at::GradMode::is_enabled() && !at::tracer::impl::is_dispatch_enabled();
+           at::hasMKLDNN() && at::GradMode::is_enabled() && !at::tracer::impl::is_dispatch_enabled() &&
+           onednn_takes_fp32();
+}
+
+// Whether oneDNN's matmul accepts fp32 products on this CPU. PyTorch 2.11's
+// `mkldnn_matmul` refuses fp32 unless oneDNN could run bf16 there too
+// (AVX-512 BW, VL and DQ, or AVX-NE-CONVERT), so on the AVX2-only AMD EPYC
+// kind, or under ONEDNN_MAX_CPU_ISA=AVX2, it throws. The condition lives in
+// a header the wheel does not ship, so the function itself is asked, once,
+// with a 1x1 product; where it refuses, the layer takes `at::mm` (MKL), as
+// before oneDNN was used for it.
+bool onednn_takes_fp32() {
+    static const bool takes = [] {
+        auto one = at::ones({1, 1});
+        auto result = at::empty({1, 1});
+        try {
+            at::native::mkldnn_matmul(one, one, result, /*beta=*/0.0f, /*alpha=*/1.0f);
+            return true;
+        } catch (const c10::Error &) {
+            return false;
+        }
+    }();
+    return takes;
 }
 
 at::Tensor matrix_product(const at::Tensor &a, const at::Tensor &b) {

@@ -10,7 +10,8 @@
 //!   to them.
 //! - Leaky ReLU with a slope of our choosing (tch's is fixed at 0.01).
 //! - A dense layer whose fp32 matrix products run on oneDNN instead of MKL,
-//!   whose sgemm is about half as fast on fc4's shapes inside a step.
+//!   whose sgemm is about half as fast on fc4's shapes inside a step (where
+//!   oneDNN takes fp32 products: not on CPUs with AVX2 but no AVX-512).
 //! - Opt-in, a convolution's batch norm, pooling and leaky ReLU as one node
 //!   (`csrc/bn_pool_lrelu.cpp`).
 //! - Adam over fp32 weights from bf16 gradients that writes the weights'
@@ -185,7 +186,8 @@ pub(crate) fn clear_grads(params: &[&Tensor]) -> Result<(), TchError> {
 /// `x [N, in] @ weight [out, in]^T` (a dense layer without bias), recorded
 /// by autograd; for fp32 on the CPU with gradients enabled (training) its
 /// three matrix products run on oneDNN instead of MKL (`csrc/aten_shim.cpp`
-/// says why), otherwise (evaluation, tracing, bf16, CUDA) on `at::mm`.
+/// says why), otherwise (evaluation, tracing, bf16, CUDA, and CPUs where
+/// PyTorch's oneDNN matmul refuses fp32: AVX2 without AVX-512) on `at::mm`.
 pub(crate) fn dense_layer(x: &Tensor, weight: &Tensor) -> Result<Tensor, TchError> {
     let mut result: *mut C_tensor = std::ptr::null_mut();
     let mut error = [0u8; 512];

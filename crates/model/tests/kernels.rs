@@ -5,7 +5,8 @@
 //! Adam against the composite formula; gradients cleared to none; the bf16
 //! training step against the fp32 one, and with the optimizer's bf16
 //! shadows of the dense weights against casting them; the fused convolution tail (batch
-//! norm, pooling, leaky ReLU in one node) against ATen's three calls.
+//! norm, pooling, leaky ReLU in one node) against ATen's three calls; and the
+//! fp32 tests again on a CPU capped at AVX2 (the AMD EPYC kind without AVX-512).
 
 use model::network::{BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, DROPOUT_PROBABILITY, LEAK};
 use model::{Adam, AdamConfig, AdamKernel, Architecture, Network, Precision, train_step, train_step_in};
@@ -453,4 +454,39 @@ fn the_fused_tails_bf16_gradients_are_no_further_from_fp32_than_atens_bf16_calls
     }
     let (ours, theirs): (f64, f64) = (fused.iter().sum(), composite.iter().sum());
     assert!(ours <= 1.05 * theirs, "over all tensors: fused {ours} against ATen's {theirs}");
+}
+
+/// ATen's, oneDNN's and MKL's kernels capped at AVX2 through the variables
+/// each library reads at its first operation: what the AMD EPYC kind without
+/// AVX-512 runs, emulated on any x86-64 CPU.
+#[cfg(target_arch = "x86_64")]
+const AVX2_CAPS: [(&str, &str); 3] =
+    [("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("MKL_ENABLE_INSTRUCTIONS", "AVX2")];
+
+/// The fp32 kernels on a CPU without AVX-512. This test binary runs the
+/// tests named here again in a child process capped at AVX2 (this process
+/// has long passed its libraries' first operation). PyTorch 2.11's oneDNN
+/// matmul refuses fp32 products there, which once failed every fp32 training
+/// step on that kind; the dense layer now falls back to `at::mm`. oneDNN's
+/// own report of its instruction set shows that the cap took.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_fp32_kernels_match_the_seeds_graph_on_a_cpu_capped_at_avx2() {
+    const TESTS: [&str; 3] = [
+        "training_forward_and_gradients_match_the_seeds_graph",
+        "evaluation_with_folded_batch_norm_matches_the_seeds_graph",
+        "the_fused_convolution_tail_matches_atens_three_calls_in_values_gradients_and_statistics",
+    ];
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(TESTS)
+        .args(["--exact", "--test-threads", "1"])
+        .envs(AVX2_CAPS)
+        .env("ONEDNN_VERBOSE", "1")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "capped at AVX2, the kernels failed:\n{text}");
+    assert!(text.contains(&format!("{} passed", TESTS.len())), "the child ran all {} tests:\n{text}", TESTS.len());
+    let isa = text.lines().find(|line| line.contains("info,cpu,isa:")).unwrap_or("no oneDNN isa line");
+    assert!(isa.contains("AVX2") && !isa.contains("512"), "oneDNN ran capped at AVX2: {isa}");
 }
