@@ -150,13 +150,17 @@ pub struct Group {
     pub best_validation_accuracy: Option<Spread>,
 }
 
-/// A run's recipe without its seed, and its length: what makes runs repeats of each other.
+/// A run's recipe without its seed and its validation fold, and its length:
+/// what makes runs repeats of each other. A fold is a draw of the data as a
+/// seed is one of the weights: runs of one recipe on several folds are
+/// repeats, and their spread is the recipe's.
 fn group_key(run: &RunSummary) -> BTreeMap<String, Value> {
     let mut key = match serde_json::to_value(&run.recipe) {
         Ok(Value::Object(map)) => map.into_iter().collect::<BTreeMap<_, _>>(),
         _ => BTreeMap::new(),
     };
     key.remove("seed");
+    key.remove("validation_fold");
     key.insert("epochs".to_owned(), run.epochs_total.map_or(Value::Null, Value::from));
     key
 }
@@ -241,6 +245,24 @@ mod tests {
         let longer = RunSummary { epochs_total: Some(60), ..runs[0].clone() };
         let by_length = group_by_recipe(&[runs[0].clone(), longer]);
         assert_eq!(by_length[1].label, BTreeMap::from([("epochs".to_owned(), Value::from(60))]));
+    }
+
+    #[test]
+    fn runs_on_other_validation_folds_are_repeats_of_one_recipe() {
+        let on_fold = |name: &str, seed: u64, fold: u64, test: f64| {
+            let summary = run(name, seed, "seed", Some(test));
+            RunSummary { recipe: Recipe { validation_fold: fold, ..summary.recipe.clone() }, ..summary }
+        };
+        let runs = [
+            on_fold("folds/seed-0", 0, 0, 0.9963),
+            on_fold("folds/seed-1", 1, 1, 0.9971),
+            run("none/seed-0", 0, "none", Some(0.9930)),
+        ];
+        let groups = group_by_recipe(&runs);
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        assert_eq!(groups[0].runs, ["folds/seed-0", "folds/seed-1"]);
+        assert_eq!(groups[0].label, BTreeMap::from([("augment".to_owned(), Value::from("seed"))]));
+        assert_eq!(groups[0].test_accuracy.unwrap().n, 2);
     }
 
     #[test]
