@@ -116,21 +116,6 @@ void mkldnn_matmul(const at::Tensor &mat1, const at::Tensor &mat2, const at::Ten
 
 namespace {
 
-// Whether `x @ weight^T` goes through oneDNN: fp32 on the CPU while training
-// (gradients enabled). Not while libtorch traces (for `trainer export`): the
-// tracer records dispatched ATen calls, and oneDNN's matmul is called
-// directly, so a trace would miss it. Not without gradients: evaluation
-// measured no faster on oneDNN, and its peak memory over 60,000 images grew
-// by 135 MB in one setting (the `eval_memory` test run by cargo on a fresh
-// clone), against 13 MB with `at::mm`.
-bool onednn_takes_fp32();
-
-bool use_onednn(const at::Tensor &x, const at::Tensor &weight) {
-    return x.is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
-           at::hasMKLDNN() && at::GradMode::is_enabled() && !at::tracer::impl::is_dispatch_enabled() &&
-           onednn_takes_fp32();
-}
-
 // Whether oneDNN's matmul accepts fp32 products on this CPU. PyTorch 2.11's
 // `mkldnn_matmul` refuses fp32 unless oneDNN could run bf16 there too
 // (AVX-512 BW, VL and DQ, or AVX-NE-CONVERT), so on the AVX2-only AMD EPYC
@@ -150,6 +135,19 @@ bool onednn_takes_fp32() {
         }
     }();
     return takes;
+}
+
+// Whether `x @ weight^T` goes through oneDNN: fp32 on the CPU while training
+// (gradients enabled). Not while libtorch traces (for `trainer export`): the
+// tracer records dispatched ATen calls, and oneDNN's matmul is called
+// directly, so a trace would miss it. Not without gradients: evaluation
+// measured no faster on oneDNN, and its peak memory over 60,000 images grew
+// by 135 MB in one setting (the `eval_memory` test run by cargo on a fresh
+// clone), against 13 MB with `at::mm`.
+bool use_onednn(const at::Tensor &x, const at::Tensor &weight) {
+    return x.is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+           at::hasMKLDNN() && at::GradMode::is_enabled() && !at::tracer::impl::is_dispatch_enabled() &&
+           onednn_takes_fp32();
 }
 
 at::Tensor matrix_product(const at::Tensor &a, const at::Tensor &b) {
