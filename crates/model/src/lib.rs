@@ -19,6 +19,7 @@ pub mod schedule;
 mod shadow;
 pub mod summary;
 pub mod throughput;
+pub mod tta;
 
 pub use adam::{Adam, AdamConfig, AdamKernel};
 pub use checkpoint::{Checkpoint, CheckpointMeta, DatasetMeta};
@@ -32,6 +33,7 @@ pub use eval::{
 };
 pub use network::{Architecture, Network, Precision, Role, TensorSpec};
 pub use summary::{LayerSummary, ModelSummary};
+pub use tta::{TestTimeAugmented, Views};
 
 /// What went wrong in this crate.
 #[derive(Debug, thiserror::Error)]

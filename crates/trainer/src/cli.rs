@@ -380,6 +380,9 @@ pub struct EvaluateArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
+    /// Test-time augmentation: also classify shifted or rotated copies of each image and average the probabilities (`none`, or a comma list of `shift:P`, `diagonal:P`, `rotate:DEGREES`; docs/TRAINING.md).
+    #[arg(long, default_value = "none")]
+    pub tta: model::Views,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -412,6 +415,9 @@ pub struct PredictArgs {
     /// Use a checkpoint whose weights hold NaN or infinity (with a warning) instead of refusing it.
     #[arg(long)]
     pub allow_nonfinite: bool,
+    /// Test-time augmentation: also classify shifted or rotated copies of each image and average the probabilities (`none`, or a comma list of `shift:P`, `diagonal:P`, `rotate:DEGREES`; docs/TRAINING.md).
+    #[arg(long, default_value = "none")]
+    pub tta: model::Views,
     /// Print one JSON object per input instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -447,6 +453,9 @@ pub struct ReportArgs {
     /// At most this many misclassified test images are drawn, worst first.
     #[arg(long, default_value_t = 200)]
     pub max_mistakes: usize,
+    /// Test-time augmentation: also classify shifted or rotated copies of each image and average the probabilities (`none`, or a comma list of `shift:P`, `diagonal:P`, `rotate:DEGREES`; docs/TRAINING.md).
+    #[arg(long, default_value = "none")]
+    pub tta: model::Views,
 }
 
 /// Arguments of `summary`.
@@ -484,6 +493,9 @@ pub struct ExportArgs {
     /// Device the TorchScript module is traced on: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: model::DeviceRequest,
+    /// Test-time augmentation: also classify shifted or rotated copies of each image and average the probabilities (`none`, or a comma list of `shift:P`, `diagonal:P`, `rotate:DEGREES`; docs/TRAINING.md).
+    #[arg(long, default_value = "none")]
+    pub tta: model::Views,
 }
 
 /// Arguments of `serve`.
@@ -504,6 +516,9 @@ pub struct ServeArgs {
     /// Most images in one forward pass; concurrent requests share it (1: no batching).
     #[arg(long, default_value_t = 256)]
     pub max_batch: usize,
+    /// Test-time augmentation: also classify shifted or rotated copies of each image and average the probabilities (`none`, or a comma list of `shift:P`, `diagonal:P`, `rotate:DEGREES`; docs/TRAINING.md).
+    #[arg(long, default_value = "none")]
+    pub tta: model::Views,
     /// Requests waiting for the network at most; more get 503 busy.
     #[arg(long, default_value_t = 1024)]
     pub queue: usize,

@@ -64,12 +64,11 @@ fn member_scores(models: &Models, images: &tch::Tensor, labels: &[u8], batch_siz
         return Ok(Vec::new());
     }
     models
-        .ensemble
-        .members()
+        .member_classifiers()?
         .iter()
         .zip(&models.members)
-        .map(|(network, member)| {
-            let rows = probabilities(network, images, batch_size)?;
+        .map(|(classifier, member)| {
+            let rows = probabilities(classifier, images, batch_size)?;
             Scores::from_probabilities(&rows, labels, N_CLASSES)
                 .with_context(|| format!("scoring {}", member.path.display()))
         })
@@ -85,10 +84,10 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     check_validation_holdout(args, &paths)?;
     let (source, split) = load_images(args)?;
     crate::data::check_image_size(&source, &split)?;
-    let models = load_ensemble(&paths, device, args.allow_nonfinite)?;
+    let models = load_ensemble(&paths, device, args.allow_nonfinite, &args.tta)?;
     // `probabilities` moves one batch at a time to the network's device.
     let (images, _) = split_tensors(&split, None, Device::Cpu)?;
-    let rows = probabilities(&models.ensemble, &images, args.batch_size)?;
+    let rows = probabilities(&models.classifier, &images, args.batch_size)?;
     let labels = split.labels.as_slice().context("label array is not contiguous")?;
     let scores = Scores::from_probabilities(&rows, labels, N_CLASSES).with_context(|| format!("scoring {source}"))?;
     let members = member_scores(&models, &images, labels, args.batch_size)?;
@@ -130,6 +129,8 @@ fn print_json(models: &Models, source: &str, split: &Split, scores: &Scores, mem
         "architecture": first.architecture.name(),
         "epoch": first.epoch,
         "members": member_reports,
+        "test_time_views": models.classifier.views().to_string(),
+        "n_views": models.classifier.views().len(),
         "images": source,
         "n_images": split.len(),
         "n_correct": scores.n_correct(),

@@ -24,10 +24,11 @@ fn repository() -> PathBuf {
 fn export_torchscript(args: &ExportArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let paths = crate::inference::checkpoint_paths(&args.checkpoint, || unreachable!("--checkpoint is required"))?;
-    let models = crate::inference::load_ensemble(&paths, device, false)?;
+    let models = crate::inference::load_ensemble(&paths, device, false, &args.tta)?;
     // Traced on a detached copy: the module holds plain constants, no autograd state.
-    // An ensemble is traced whole: one graph running every member and averaging.
-    let classifier = model::Classifier::detached(&models.ensemble)?;
+    // An ensemble is traced whole: one graph running every member and
+    // averaging; test-time views likewise become part of the graph.
+    let classifier = model::Classifier::detached(&models.classifier)?;
     let side = model::network::IMAGE_SIDE;
     let example = Tensor::rand([2, 1, side, side], (Kind::Float, device));
     // The tracer wants tensors back; a failed forward pass is kept here and reported instead.
@@ -71,6 +72,12 @@ fn export_onnx(args: &ExportArgs) -> Result<()> {
             paths.len()
         );
     };
+    if !args.tta.is_identity() {
+        bail!(
+            "--format onnx exports the network alone, but --tta {} asks for test-time views: export them with --format torchscript",
+            args.tta
+        );
+    }
     // Reading the checkpoint here first gives this program's own error for a bad file.
     checkpoint::read_meta(checkpoint)?;
     let python = export_python();

@@ -1,12 +1,13 @@
 //! Loading checkpoints to run them: the command line's rule for one whose
 //! numbers are not all finite (refused unless `--allow-nonfinite`; the
 //! loading and the check are `model::load_for_inference`'s), and several
-//! checkpoints, or folders of runs, loaded as one ensemble.
+//! checkpoints, or folders of runs, loaded as one ensemble, seen through
+//! the test-time views `--tta` names.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use model::{Checkpoint, DatasetMeta, Ensemble};
+use model::{Checkpoint, DatasetMeta, Ensemble, Network, TestTimeAugmented, Views};
 use tch::Device;
 
 use crate::run_dir::{self, RunDir};
@@ -39,11 +40,13 @@ pub struct Member {
     pub epoch: u64,
 }
 
-/// One or more checkpoints loaded to answer together (one is an ensemble of one).
+/// One or more checkpoints loaded to answer together (one is an ensemble of
+/// one), each image seen through the test-time views (`none`: the image alone).
 #[derive(Debug)]
 pub struct Models {
-    /// Their networks, answering with the mean of their probabilities.
-    pub ensemble: Ensemble,
+    /// Their networks, answering with the mean of their probabilities over
+    /// members and views.
+    pub classifier: TestTimeAugmented<Ensemble>,
     /// Each member's file and metadata, in the ensemble's order.
     pub members: Vec<Member>,
     /// The data set they were all trained on.
@@ -51,12 +54,33 @@ pub struct Models {
 }
 
 impl Models {
-    /// How the command line names them: the checkpoint's path, or the number of members.
+    /// How the command line names them: the checkpoint's path, or the
+    /// number of members; and the test-time views, when there are several.
     pub fn describe(&self) -> String {
-        match self.members.as_slice() {
+        let models = match self.members.as_slice() {
             [only] => format!("{} ({} network, {} epochs)", only.path.display(), only.architecture.name(), only.epoch),
             members => format!("an ensemble of {} checkpoints (the mean of their probabilities)", members.len()),
+        };
+        let views = self.classifier.views();
+        if views.is_identity() {
+            return models;
         }
+        format!("{models}, each image seen through {} test-time views ({views})", views.len())
+    }
+
+    /// Each member alone, seen through the same views: what a member's own
+    /// accuracy is measured with.
+    ///
+    /// # Errors
+    /// A member that cannot be copied (out of memory on its device).
+    pub fn member_classifiers(&self) -> Result<Vec<TestTimeAugmented<Network>>> {
+        let views = self.classifier.views();
+        self.classifier
+            .inner()
+            .members()
+            .iter()
+            .map(|network| Ok(TestTimeAugmented::new(network.detached_copy()?, views.clone())))
+            .collect()
     }
 }
 
@@ -91,12 +115,12 @@ pub fn checkpoint_paths(given: &[PathBuf], default: impl FnOnce() -> PathBuf) ->
 }
 
 /// Loads `paths` (see [`load`] for the rule on numbers that are not finite)
-/// as one ensemble.
+/// as one ensemble seen through `views`.
 ///
 /// # Errors
 /// A checkpoint that does not load, or members trained on different data
 /// sets (naming the odd one out and the first member).
-pub fn load_ensemble(paths: &[PathBuf], device: Device, allow_nonfinite: bool) -> Result<Models> {
+pub fn load_ensemble(paths: &[PathBuf], device: Device, allow_nonfinite: bool, views: &Views) -> Result<Models> {
     let (mut networks, mut members) = (Vec::new(), Vec::new());
     let mut dataset: Option<(PathBuf, DatasetMeta)> = None;
     for path in paths {
@@ -122,5 +146,6 @@ pub fn load_ensemble(paths: &[PathBuf], device: Device, allow_nonfinite: bool) -
         networks.push(checkpoint.network);
     }
     let (_, dataset) = dataset.context("no checkpoint given")?;
-    Ok(Models { ensemble: Ensemble::new(networks)?, members, dataset })
+    let classifier = TestTimeAugmented::new(Ensemble::new(networks)?, views.clone());
+    Ok(Models { classifier, members, dataset })
 }

@@ -174,7 +174,7 @@ fn print_table(inputs: &[Input], results: &[Option<Vec<f32>>], class_names: &[St
 
 fn load_models(args: &PredictArgs) -> Result<Models> {
     let paths = checkpoint_paths(&args.checkpoint, || crate::run_dir::RunDir::new(&args.save_dir).best_checkpoint())?;
-    let models = load_ensemble(&paths, args.device.resolve()?, args.allow_nonfinite)?;
+    let models = load_ensemble(&paths, args.device.resolve()?, args.allow_nonfinite, &args.tta)?;
     tracing::info!("checkpoint: {} ({})", models.describe(), models.dataset.name);
     Ok(models)
 }
@@ -200,7 +200,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         Vec::new()
     } else {
         let images = Tensor::from_slice(&pixels).view([n_ok as i64, SIDE as i64, SIDE as i64]);
-        probabilities(&models.ensemble, &images, args.batch_size)?
+        probabilities(&models.classifier, &images, args.batch_size)?
     }
     .into_iter();
     let results: Vec<Option<Vec<f32>>> =

@@ -87,7 +87,7 @@ struct TestResults {
 }
 
 fn test_results(args: &ReportArgs, paths: &[PathBuf], device: Device) -> Result<TestResults> {
-    let models = crate::inference::load_ensemble(paths, device, false)?;
+    let models = crate::inference::load_ensemble(paths, device, false, &args.tta)?;
     let test = test_split(&args.data, &models.dataset.name)?;
     let (images, _) = crate::data::split_tensors(&test, None, Device::Cpu)?;
     let labels = test.labels.as_slice().context("label array is not contiguous")?;
@@ -96,11 +96,11 @@ fn test_results(args: &ReportArgs, paths: &[PathBuf], device: Device) -> Result<
         let rows = probabilities(classifier, &images, 500)?;
         Scores::from_probabilities(&rows, labels, n_classes).context("scoring the test images")
     };
-    let scores = score(&models.ensemble)?;
+    let scores = score(&models.classifier)?;
     let mut members = Vec::new();
     if models.members.len() > 1 {
-        for (network, member) in models.ensemble.members().iter().zip(&models.members) {
-            members.push((member.clone(), score(network)?.accuracy()));
+        for (classifier, member) in models.member_classifiers()?.iter().zip(&models.members) {
+            members.push((member.clone(), score(classifier)?.accuracy()));
         }
     }
     let n_mistakes = scores.mistakes.len();
@@ -180,7 +180,15 @@ fn facts(records: &Records, test_accuracy: Option<f64>) -> Vec<(String, String)>
 /// added to `page`; an ensemble's members get a table of their accuracies.
 fn checkpoint_figures(args: &ReportArgs, paths: &[PathBuf], out: &Path, page: &mut Page) -> Result<Vec<PathBuf>> {
     let results = test_results(args, paths, args.device.resolve()?)?;
-    let what = if paths.len() > 1 { format!("ensemble of {}", paths.len()) } else { "best checkpoint".to_owned() };
+    let mut what = if paths.len() > 1 { format!("ensemble of {}", paths.len()) } else { "best checkpoint".to_owned() };
+    if !args.tta.is_identity() {
+        // The run's own records hold the test without views: this one is another figure.
+        what = format!("{what} through test-time views {}", args.tta);
+        let accuracy = 1.0 - results.n_mistakes as f64 / results.n_images as f64;
+        let views = format!("{} ({} views of each image)", args.tta, args.tta.len());
+        page.facts.push(("test-time views".into(), views));
+        page.facts.push(("test accuracy through the views".into(), format!("{accuracy:.4}")));
+    }
     let title = format!("Test set, {what}: {} of {} misclassified", results.n_mistakes, results.n_images);
     let confusion = report::confusion_png(&results.confusion, &results.class_names, &title)?;
     let shown = results.mistakes.len();
@@ -192,8 +200,12 @@ fn checkpoint_figures(args: &ReportArgs, paths: &[PathBuf], out: &Path, page: &m
     );
     let mistakes = report::mistakes_png(&results.mistakes, preprocess::SIDE, &results.class_names, &mistakes_title)?;
     let written = vec![write(out, "confusion.png", &confusion)?, write(out, "misclassified.png", &mistakes)?];
-    page.figures.push(Figure::Png { title: "Confusion matrix (rows: true class)".into(), png: confusion });
-    page.figures.push(Figure::Png { title: "Misclassified test images, worst first".into(), png: mistakes });
+    let through =
+        if args.tta.is_identity() { String::new() } else { format!(", through test-time views {}", args.tta) };
+    let title = format!("Confusion matrix (rows: true class){through}");
+    page.figures.push(Figure::Png { title, png: confusion });
+    let title = format!("Misclassified test images, worst first{through}");
+    page.figures.push(Figure::Png { title, png: mistakes });
     page.per_class = results
         .class_names
         .iter()

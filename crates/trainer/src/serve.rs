@@ -7,15 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use model::{Ensemble, checkpoint, probabilities};
+use model::{Ensemble, TestTimeAugmented, Views, checkpoint, probabilities};
 use serve::{AppState, Backend, BatcherConfig, DrawingModel, Model, ServeConfig, TestSet};
 use tch::{Device, Tensor};
 
 use crate::cli::{DataArgs, MAX_BATCH, MAX_QUEUE, MAX_THREADS, ServeArgs, check_range};
 
 struct TchModel {
-    /// One network, or several answering together.
-    ensemble: Ensemble,
+    /// One network, or several answering together, through the test-time views.
+    classifier: TestTimeAugmented<Ensemble>,
     class_names: Vec<String>,
     dataset: String,
 }
@@ -24,7 +24,7 @@ impl Model for TchModel {
     fn probabilities(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, String> {
         let n = (pixels.len() / serve::PIXELS) as i64;
         let images = Tensor::from_slice(pixels).view([n, serve::SIDE as i64, serve::SIDE as i64]);
-        probabilities(&self.ensemble, &images, 512).map_err(|error| error.to_string())
+        probabilities(&self.classifier, &images, 512).map_err(|error| error.to_string())
     }
 
     fn class_names(&self) -> &[String] {
@@ -38,16 +38,18 @@ impl Model for TchModel {
 
 struct TchBackend {
     device: Device,
+    /// Test-time views every loaded model answers through (`--tta`).
+    views: Views,
     data: DataArgs,
     test_sets: Mutex<HashMap<String, TestSet>>,
 }
 
 impl Backend for TchBackend {
     fn load(&self, paths: &[PathBuf]) -> Result<Box<dyn Model>, String> {
-        let loaded =
-            crate::inference::load_ensemble(paths, self.device, false).map_err(|error| format!("{error:#}"))?;
+        let loaded = crate::inference::load_ensemble(paths, self.device, false, &self.views)
+            .map_err(|error| format!("{error:#}"))?;
         Ok(Box::new(TchModel {
-            ensemble: loaded.ensemble,
+            classifier: loaded.classifier,
             class_names: loaded.dataset.class_names,
             dataset: loaded.dataset.name,
         }))
@@ -88,18 +90,21 @@ fn limits(args: &ServeArgs) -> Result<serve::Limits> {
 /// none, one checkpoint, or an ensemble (repeated `--checkpoint`, or a folder
 /// of runs). The files named there are trusted as given, links included:
 /// resolved once here.
-fn drawing_model(given: &[PathBuf], device: Device) -> Result<Option<DrawingModel>> {
+fn drawing_model(given: &[PathBuf], device: Device, views: &Views) -> Result<Option<DrawingModel>> {
     if given.is_empty() {
         return Ok(None);
     }
     let paths = crate::inference::checkpoint_paths(given, PathBuf::new)?;
-    let models = crate::inference::load_ensemble(&paths, device, false)?;
+    let models = crate::inference::load_ensemble(&paths, device, false, views)?;
     let checkpoints = paths
         .iter()
         .map(|path| std::fs::canonicalize(path).with_context(|| format!("{}: cannot resolve", path.display())))
         .collect::<Result<Vec<_>>>()?;
     let name = match given {
-        [one] if checkpoints.len() == 1 => one.display().to_string(),
+        [one] if checkpoints.len() == 1 && views.is_identity() => one.display().to_string(),
+        [one] if checkpoints.len() == 1 => {
+            format!("{}, each image seen through {} test-time views ({views})", one.display(), views.len())
+        }
         _ => models.describe(),
     };
     Ok(Some(DrawingModel { name, checkpoints }))
@@ -115,8 +120,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     }
     let limits = limits(args)?;
     let device = args.device.resolve()?;
-    let checkpoint = drawing_model(&args.checkpoint, device)?;
-    let backend = Arc::new(TchBackend { device, data: args.data.clone(), test_sets: Mutex::default() });
+    let checkpoint = drawing_model(&args.checkpoint, device, &args.tta)?;
+    let backend =
+        Arc::new(TchBackend { device, views: args.tta.clone(), data: args.data.clone(), test_sets: Mutex::default() });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr)

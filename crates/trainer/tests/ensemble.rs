@@ -113,8 +113,12 @@ fn predict_report_and_export_run_the_ensemble() {
     };
     let single = predict(&[&fixture_text]);
     let twice = predict(&[&fixture_text, &fixture_text]);
+    assert_eq!(single.len(), 50);
     for (one, two) in single.iter().zip(&twice) {
-        assert_eq!(one["predictions"][0]["class"], two["predictions"][0]["class"], "{one} vs {two}");
+        assert!(one["class"].is_u64(), "{one}");
+        assert_eq!(one["class"], two["class"], "{one} vs {two}");
+        let (p, q) = (one["top"][0]["probability"].as_f64().unwrap(), two["top"][0]["probability"].as_f64().unwrap());
+        assert!((p - q).abs() < 1e-5, "{one} vs {two}");
     }
     assert_ne!(predict(&[&fixture_text, &other_text]), single);
 
