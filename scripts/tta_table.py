@@ -48,7 +48,8 @@ def main():
         print(f"{args.folder}: no run with best.safetensors in it", file=sys.stderr)
         return 1
     names = [os.path.basename(run) for run in runs]
-    print(f"{args.split} errors per run (each run on its own validation fold)\n")
+    holdout_note = " (each run on its own validation fold)" if args.split == "validation" else ""
+    print(f"{args.split} errors per run{holdout_note}\n")
     print("| views | " + " | ".join(names) + " | all runs | accuracy |")
     print("|---" * (len(names) + 3) + "|")
     for spec in args.specs:

@@ -44,6 +44,22 @@ impl Classifier for Network {
     }
 }
 
+/// A boxed classifier is one: what wraps a classifier (test-time views, say)
+/// can hold a [`Classifier::detached`] copy.
+impl Classifier for Box<dyn Classifier> {
+    fn logits(&self, images: &Tensor) -> Result<Tensor, ModelError> {
+        self.as_ref().logits(images)
+    }
+
+    fn device(&self) -> Device {
+        self.as_ref().device()
+    }
+
+    fn detached(&self) -> Result<Box<dyn Classifier>, ModelError> {
+        self.as_ref().detached()
+    }
+}
+
 /// A checkpoint loaded to run its network, and what is wrong with its numbers, if anything.
 #[derive(Debug)]
 pub struct ForInference {

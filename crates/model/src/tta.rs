@@ -304,20 +304,6 @@ impl<C: Classifier> Classifier for TestTimeAugmented<C> {
     }
 }
 
-impl Classifier for Box<dyn Classifier> {
-    fn logits(&self, images: &Tensor) -> Result<Tensor, ModelError> {
-        self.as_ref().logits(images)
-    }
-
-    fn device(&self) -> Device {
-        self.as_ref().device()
-    }
-
-    fn detached(&self) -> Result<Box<dyn Classifier>, ModelError> {
-        self.as_ref().detached()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
