@@ -1,4 +1,5 @@
-//! Golden tests against SciPy 1.17.1: fixtures written by `data/make_golden.py`.
+//! Golden tests against SciPy 1.17.1: fixtures written by `data/make_golden.py`
+//! (and `make_golden_elastic.py`, `make_golden_affine.py`).
 //! Every pixel of every case must be within 1e-4 of SciPy's (NaN where SciPy has NaN).
 
 use std::path::PathBuf;
@@ -187,4 +188,26 @@ fn elastic_fields_and_sampling_match_scipy() {
         }
     }
     eprintln!("elastic vs SciPy: fields within {:e}, images within {:e}", worst.0, worst.1);
+}
+
+/// The random affine transform against SciPy (`data/make_golden_affine.py`):
+/// each case's draw, warped here, against `ndimage.affine_transform` with
+/// the matrix and offset that draw makes, for linear and cubic sampling.
+#[test]
+fn random_affine_warps_match_scipy() {
+    use augment::kernels::Workspace;
+    use augment::transform::AffineDraw;
+    let inputs = load3("affine_inputs.idx.gz");
+    let params = load::<f64>("affine_params.idx.gz").into_dimensionality::<ndarray::Ix2>().unwrap();
+    assert!(inputs.len_of(Axis(0)) >= 30 && params.len_of(Axis(0)) == inputs.len_of(Axis(0)));
+    let mut workspace = Workspace::new();
+    for (order, name) in [(Order::Linear, "affine_output.idx.gz"), (Order::Cubic, "affine_output_o3.idx.gz")] {
+        check_all(&inputs, name, |case, image| {
+            let row = params.row(case);
+            let draw = AffineDraw { angle_degrees: row[0], zoom: (row[1], row[2]), shift: (row[3], row[4]) };
+            let mut output = Array2::zeros(image.dim());
+            draw.warp_into(image, order, &mut workspace, output.view_mut()).unwrap();
+            output
+        });
+    }
 }

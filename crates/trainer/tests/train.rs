@@ -252,6 +252,21 @@ fn a_validation_fold_holds_out_other_images_is_recorded_and_must_match_on_resume
 }
 
 #[test]
+fn the_continuous_affine_trains_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_success(&train(dir.path(), &["--epochs", "1", "--augment", "affine:10,0.10,0.1"]));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["recipe"]["augment"], "affine:10,0.1,0.1", "recorded in its canonical form");
+    let seed = tempfile::tempdir().unwrap();
+    assert_success(&train(seed.path(), &["--epochs", "1"]));
+    assert_ne!(metrics(dir.path())[0]["loss"], metrics(seed.path())[0]["loss"], "another augmentation, another run");
+    let bad = train(tempfile::tempdir().unwrap().path(), &["--augment", "affine:10,1.5,0.1"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("ZOOM is a number from 0 to below 1"), "{}", text(&bad));
+}
+
+#[test]
 fn an_elastic_distortion_after_the_seeds_affine_trains_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let output = train(dir.path(), &["--epochs", "1", "--augment", "seed+elastic:34.0,4"]);

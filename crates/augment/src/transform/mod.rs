@@ -8,6 +8,7 @@
 //! recipe records. Adding a transform is one file in this folder
 //! implementing [`Transform`], declared here with a line in [`KINDS`].
 
+mod affine;
 mod elastic;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+pub use self::affine::{AffineDraw, RandomAffine};
 pub(crate) use self::elastic::SmoothingPlan;
 pub use self::elastic::{Elastic, smooth_field};
 use crate::AugmentError;
@@ -62,8 +64,12 @@ pub trait Transform: fmt::Debug + Send + Sync {
 type Parser = fn(&str) -> Result<Arc<dyn Transform>, String>;
 
 /// Every transform this build knows, by name: one line each.
-pub const KINDS: &[(&str, Parser)] =
-    &[("seed", OriginalAffine::parse_stepwise), ("fused", OriginalAffine::parse_fused), ("elastic", Elastic::parse)];
+pub const KINDS: &[(&str, Parser)] = &[
+    ("seed", OriginalAffine::parse_stepwise),
+    ("fused", OriginalAffine::parse_fused),
+    ("elastic", Elastic::parse),
+    ("affine", RandomAffine::parse),
+];
 
 /// The spec of the pipeline with no transform.
 pub const NONE: &str = "none";
