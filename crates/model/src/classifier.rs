@@ -44,6 +44,32 @@ impl Classifier for Network {
     }
 }
 
+/// The log of the mean of the softmax probabilities of several class scores
+/// `[N, n_classes]` (an ensemble's members, or one network's views): scores
+/// whose softmax is that mean.
+///
+/// # Errors
+/// The first failed score, or a libtorch failure; [`ModelError::Setting`] for none.
+pub(crate) fn log_mean_probabilities(
+    scores: impl IntoIterator<Item = Result<Tensor, ModelError>>,
+) -> Result<Tensor, ModelError> {
+    let (mut sum, mut count): (Option<Tensor>, usize) = (None, 0);
+    for score in scores {
+        let probabilities =
+            score?.f_softmax(-1, tch::Kind::Float).map_err(ModelError::libtorch("class probabilities to average"))?;
+        sum = Some(match sum {
+            None => probabilities,
+            Some(sum) => sum.f_add(&probabilities).map_err(ModelError::libtorch("summing probabilities"))?,
+        });
+        count += 1;
+    }
+    let sum = sum.ok_or_else(|| ModelError::Setting {
+        setting: "a mean of probabilities",
+        reason: "needs at least one score".into(),
+    })?;
+    sum.f_div_scalar(count as f64).and_then(|mean| mean.f_log()).map_err(ModelError::libtorch("the mean probabilities"))
+}
+
 /// A boxed classifier is one: what wraps a classifier (test-time views, say)
 /// can hold a [`Classifier::detached`] copy.
 impl Classifier for Box<dyn Classifier> {

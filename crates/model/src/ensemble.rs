@@ -5,7 +5,7 @@
 //! architectures; they must take the same images (every network here reads
 //! 28x28 single-channel images) and be on one device.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::{Classifier, ModelError, Network};
 
@@ -45,21 +45,7 @@ impl Classifier for Ensemble {
         if let [only] = self.members.as_slice() {
             return only.logits(images);
         }
-        let mut sum: Option<Tensor> = None;
-        for member in &self.members {
-            let probabilities = member
-                .logits(images)?
-                .f_softmax(-1, Kind::Float)
-                .map_err(ModelError::libtorch("an ensemble member's probabilities"))?;
-            sum = Some(match sum {
-                None => probabilities,
-                Some(sum) => sum.f_add(&probabilities).map_err(ModelError::libtorch("summing probabilities"))?,
-            });
-        }
-        let sum = sum.expect("an ensemble has members");
-        sum.f_div_scalar(self.members.len() as f64)
-            .and_then(|mean| mean.f_log())
-            .map_err(ModelError::libtorch("the ensemble's mean probabilities"))
+        crate::classifier::log_mean_probabilities(self.members.iter().map(|member| member.logits(images)))
     }
 
     fn device(&self) -> Device {
@@ -75,6 +61,8 @@ impl Classifier for Ensemble {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
+
     use crate::{Architecture, probabilities};
 
     #[test]

@@ -277,22 +277,8 @@ impl<C: Classifier> Classifier for TestTimeAugmented<C> {
         if self.views.is_identity() {
             return self.inner.logits(images);
         }
-        let mut sum: Option<Tensor> = None;
-        for &view in self.views.views() {
-            let probabilities = self
-                .inner
-                .logits(&apply(view, images)?)?
-                .f_softmax(-1, Kind::Float)
-                .map_err(ModelError::libtorch("a view's probabilities"))?;
-            sum = Some(match sum {
-                None => probabilities,
-                Some(sum) => sum.f_add(&probabilities).map_err(ModelError::libtorch("summing view probabilities"))?,
-            });
-        }
-        let sum = sum.expect("views include the image itself");
-        sum.f_div_scalar(self.views.len() as f64)
-            .and_then(|mean| mean.f_log())
-            .map_err(ModelError::libtorch("the mean probabilities over views"))
+        let scores = self.views.views().iter().map(|&view| self.inner.logits(&apply(view, images)?));
+        crate::classifier::log_mean_probabilities(scores)
     }
 
     fn device(&self) -> Device {

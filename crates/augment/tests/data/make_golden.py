@@ -21,33 +21,15 @@ parameters and SciPy's output:
                          gives 18x26 and 8x12: 25.5 rounds to even)
 - rotate_nan             ndimage.rotate of images holding one NaN pixel
 """
-import gzip
-import struct
-
 import numpy as np
 import scipy
 from scipy import ndimage
 
+from golden_io import read_mnist_images, write_idx
+
 assert scipy.__version__ == "1.17.1", scipy.__version__
 
 N_MNIST, N_RANDOM = 150, 60
-CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
-
-
-def write_idx(name, array):
-    array = np.ascontiguousarray(array)
-    header = bytes([0, 0, CODES[array.dtype], array.ndim]) + struct.pack(">%dI" % array.ndim, *array.shape)
-    payload = array.astype(array.dtype.newbyteorder(">")).tobytes()
-    with open(name, "wb") as file:
-        file.write(gzip.compress(header + payload, mtime=0))
-
-
-def read_mnist_images(path, n):
-    raw = gzip.open(path).read()
-    count, rows, cols = struct.unpack(">III", raw[4:16])
-    pixels = np.frombuffer(raw[16:16 + n * rows * cols], dtype=np.uint8).reshape(n, rows, cols)
-    # TensorFlow's input_data: float32 times (1/255).
-    return pixels.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def seed_zoom(img, zoom_factor):
