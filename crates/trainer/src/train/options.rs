@@ -269,7 +269,7 @@ mod tests {
                 "sawtooth",
                 "unknown schedule \"sawtooth\" (known: constant, exponential, cosine, step, warmup)",
             ),
-            ("--augment", "seed+wobble", "unknown transform \"wobble\" (known: seed, fused, elastic, or none)"),
+            ("--augment", "seed+wobble", "unknown transform \"wobble\" (known: seed, fused, elastic, affine, or none)"),
         ] {
             let message = Cli::try_parse_from(["trainer", flag, value]).unwrap_err().to_string();
             assert!(message.contains(flag) && message.contains(expected), "{message}");
