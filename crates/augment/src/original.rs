@@ -6,8 +6,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use ndarray::{ArrayView2, ArrayViewMut2, s};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use crate::kernels::{
     AffinePlan, Workspace, affine_transform_into, check_image, rotate_into, rotation_map, shift_into, zoom_window_into,
@@ -66,7 +65,7 @@ impl ParamRanges {
     /// Draws the parameters of image `image_idx` of epoch `epoch`: a pure
     /// function of `(seed, epoch, image_idx)` and the ranges.
     pub fn sample(&self, seed: u64, epoch: u64, image_idx: u64) -> AffineParams {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ epoch) ^ image_idx));
+        let mut rng = ImageKey { seed, epoch, image_idx }.rng(0);
         let angle = rng.random_range(self.angle_degrees.clone());
         let zoom = rng.random_range(self.zoom.clone());
         let dy = rng.random_range(self.shift.clone());

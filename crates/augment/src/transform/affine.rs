@@ -24,12 +24,11 @@
 use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use super::{ImageKey, Transform};
 use crate::kernels::{Workspace, map_coordinates_into};
-use crate::original::{Scratch, mix};
+use crate::original::Scratch;
 use crate::{AugmentError, Order};
 
 /// Separates this transform's random stream from the others' draws.
@@ -104,7 +103,7 @@ impl AffineDraw {
 impl RandomAffine {
     /// The draw for the image with `key`, of a `shape` image.
     pub fn draw(&self, key: ImageKey, (rows, cols): (usize, usize)) -> AffineDraw {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(mix(key.seed ^ STREAM) ^ key.epoch) ^ key.image_idx));
+        let mut rng = key.rng(STREAM);
         let mut uniform =
             |half_width: f64| if half_width > 0.0 { rng.random_range(-half_width..=half_width) } else { 0.0 };
         let angle_degrees = uniform(self.rotation);

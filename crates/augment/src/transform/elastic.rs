@@ -21,12 +21,11 @@ use std::sync::Arc;
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 use ndarray_ndimage::{BorderMode, gaussian_filter1d};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use super::{ImageKey, Transform};
 use crate::kernels::map_coordinates_into;
-use crate::original::{Scratch, mix};
+use crate::original::Scratch;
 use crate::{AugmentError, Order};
 
 /// The Gaussian is cut off at this many standard deviations (SciPy's default).
@@ -120,7 +119,7 @@ impl Elastic {
     /// displacements, then column ones. Each value is a 32-bit draw mapped
     /// onto [-1, 1] (half the generator's work of 64-bit draws).
     pub fn raw_fields(key: ImageKey, shape: (usize, usize)) -> (Array2<f64>, Array2<f64>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(mix(key.seed ^ STREAM) ^ key.epoch) ^ key.image_idx));
+        let mut rng = key.rng(STREAM);
         let mut bits = vec![0u32; 2 * shape.0 * shape.1];
         rng.fill(&mut bits[..]);
         let scale = 2.0 / f64::from(u32::MAX);

@@ -15,12 +15,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 pub use self::affine::{AffineDraw, RandomAffine};
 pub(crate) use self::elastic::SmoothingPlan;
 pub use self::elastic::{Elastic, smooth_field};
 use crate::AugmentError;
-use crate::original::{OriginalAffine, Scratch};
+use crate::original::{OriginalAffine, Scratch, mix};
 
 /// The image a transform is drawing for: its randomness is a function of these alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +33,16 @@ pub struct ImageKey {
     pub epoch: u64,
     /// The image's index in the data set.
     pub image_idx: u64,
+}
+
+impl ImageKey {
+    /// The random generator of this image on one transform's `stream`: a
+    /// pure function of the key and the stream, so transforms that draw on
+    /// different streams draw independently, whatever the threads or order.
+    /// The seed's affine transform draws on stream 0.
+    pub(crate) fn rng(self, stream: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(mix(mix(mix(self.seed ^ stream) ^ self.epoch) ^ self.image_idx))
+    }
 }
 
 /// One step of an augmentation.
