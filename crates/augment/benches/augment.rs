@@ -13,6 +13,8 @@ use ndarray::{Array2, Array3, Axis, s};
 
 /// The seed's affine followed by Simard's elastic distortion.
 const ELASTIC: &str = "seed+elastic:34,4";
+/// The Keras CNNs' continuous affine (`--augment affine:10,0.1,0.1`, the `strided-affine` runs).
+const AFFINE: &str = "affine:10,0.1,0.1";
 
 fn load_digits(n_images: usize) -> Array3<f32> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
@@ -96,13 +98,17 @@ fn main() {
     let fused_batch_all = batch_rate(&images, "fused", n_cores);
     let elastic_batch_1 = batch_rate(&images, ELASTIC, 1);
     let elastic_batch_all = batch_rate(&images, ELASTIC, n_cores);
+    let affine_batch_1 = batch_rate(&images, AFFINE, 1);
+    let affine_batch_all = batch_rate(&images, AFFINE, n_cores);
     if json {
         println!(
             "{{\"n_images\": {}, \"n_cores\": {n_cores}, \"seed_single_per_s\": {seed_single:.1}, \
              \"fused_single_per_s\": {fused_single:.1}, \"seed_batch_1_thread_per_s\": {seed_batch_1:.1}, \
              \"seed_batch_all_threads_per_s\": {seed_batch_all:.1}, \"fused_batch_all_threads_per_s\": {fused_batch_all:.1}, \
              \"seed_elastic_batch_1_thread_per_s\": {elastic_batch_1:.1}, \
-             \"seed_elastic_batch_all_threads_per_s\": {elastic_batch_all:.1}}}",
+             \"seed_elastic_batch_all_threads_per_s\": {elastic_batch_all:.1}, \
+             \"affine_batch_1_thread_per_s\": {affine_batch_1:.1}, \
+             \"affine_batch_all_threads_per_s\": {affine_batch_all:.1}}}",
             images.len_of(Axis(0))
         );
     } else {
@@ -129,6 +135,14 @@ fn main() {
         println!(
             "  {ELASTIC}, batch, {n_cores} threads: {elastic_batch_all:>9.0} images/s (x{:.2} over 1 thread)",
             elastic_batch_all / elastic_batch_1
+        );
+        println!(
+            "  {AFFINE}, batch, 1 thread:  {affine_batch_1:>9.0} images/s ({:.2} us/image)",
+            1e6 / affine_batch_1
+        );
+        println!(
+            "  {AFFINE}, batch, {n_cores} threads: {affine_batch_all:>9.0} images/s (x{:.2} over 1 thread)",
+            affine_batch_all / affine_batch_1
         );
         print_threads_to_feed(seed_batch_1, elastic_batch_1);
     }
