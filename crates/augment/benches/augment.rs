@@ -136,10 +136,7 @@ fn main() {
             "  {ELASTIC}, batch, {n_cores} threads: {elastic_batch_all:>9.0} images/s (x{:.2} over 1 thread)",
             elastic_batch_all / elastic_batch_1
         );
-        println!(
-            "  {AFFINE}, batch, 1 thread:  {affine_batch_1:>9.0} images/s ({:.2} us/image)",
-            1e6 / affine_batch_1
-        );
+        println!("  {AFFINE}, batch, 1 thread:  {affine_batch_1:>9.0} images/s ({:.2} us/image)", 1e6 / affine_batch_1);
         println!(
             "  {AFFINE}, batch, {n_cores} threads: {affine_batch_all:>9.0} images/s (x{:.2} over 1 thread)",
             affine_batch_all / affine_batch_1

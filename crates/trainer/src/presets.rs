@@ -38,6 +38,16 @@ pub const PRESETS: &[Preset] = &[
         summary: "the strided network (Deotte's design) with the seed's affine and the learning rate times 0.9 each epoch for 30 epochs (docs/results/strided/)",
         flags: &[("network", "strided"), ("epochs", "30"), ("schedule", "exponential:0.9")],
     },
+    Preset {
+        name: "strided-affine",
+        summary: "`strided` with the Keras CNNs' continuous affine (affine:10,0.1,0.1) in place of the seed's (docs/results/strided-affine/)",
+        flags: &[
+            ("network", "strided"),
+            ("epochs", "30"),
+            ("schedule", "exponential:0.9"),
+            ("augment", "affine:10,0.1,0.1"),
+        ],
+    },
 ];
 
 /// The preset called `name`.
@@ -154,8 +164,25 @@ mod tests {
     }
 
     #[test]
+    fn the_strided_affine_preset_is_strided_with_the_continuous_affine() {
+        let preset = train_args(&["--recipe", "strided-affine"]);
+        let strided = train_args(&["--recipe", "strided"]);
+        assert_eq!(
+            (preset.network, preset.epochs, preset.schedule_spec()),
+            (strided.network, strided.epochs, strided.schedule_spec())
+        );
+        assert_eq!(preset.augment, "affine:10,0.1,0.1");
+        assert_ne!(preset.augment, strided.augment);
+        let mine = train_args(&["--recipe", "strided-affine", "--augment", "seed"]);
+        assert_eq!(mine.augment, "seed");
+    }
+
+    #[test]
     fn an_unknown_preset_is_an_error_listing_the_known_ones() {
         let error = parse_from(["trainer", "train", "--recipe", "stronger"]).unwrap_err().to_string();
-        assert!(error.contains("unknown recipe \"stronger\": expected one of seed, strong, strided"), "{error}");
+        assert!(
+            error.contains("unknown recipe \"stronger\": expected one of seed, strong, strided, strided-affine"),
+            "{error}"
+        );
     }
 }
