@@ -79,6 +79,15 @@ fn print_threads_to_feed(seed_per_thread: f64, elastic_per_thread: f64) {
     }
 }
 
+/// One pipeline's batch rates on one thread and on every core.
+fn print_pipeline_rates(spec: &str, one_thread: f64, all_threads: f64, n_cores: usize) {
+    println!("  {spec}, batch, 1 thread:  {one_thread:>9.0} images/s ({:.2} us/image)", 1e6 / one_thread);
+    println!(
+        "  {spec}, batch, {n_cores} threads: {all_threads:>9.0} images/s (x{:.2} over 1 thread)",
+        all_threads / one_thread
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n_images = args
@@ -128,19 +137,8 @@ fn main() {
             seed_batch_all / seed_batch_1
         );
         println!("  fused mode, batch, {n_cores} threads:             {fused_batch_all:>9.0} images/s");
-        println!(
-            "  {ELASTIC}, batch, 1 thread:  {elastic_batch_1:>9.0} images/s ({:.2} us/image)",
-            1e6 / elastic_batch_1
-        );
-        println!(
-            "  {ELASTIC}, batch, {n_cores} threads: {elastic_batch_all:>9.0} images/s (x{:.2} over 1 thread)",
-            elastic_batch_all / elastic_batch_1
-        );
-        println!("  {AFFINE}, batch, 1 thread:  {affine_batch_1:>9.0} images/s ({:.2} us/image)", 1e6 / affine_batch_1);
-        println!(
-            "  {AFFINE}, batch, {n_cores} threads: {affine_batch_all:>9.0} images/s (x{:.2} over 1 thread)",
-            affine_batch_all / affine_batch_1
-        );
+        print_pipeline_rates(ELASTIC, elastic_batch_1, elastic_batch_all, n_cores);
+        print_pipeline_rates(AFFINE, affine_batch_1, affine_batch_all, n_cores);
         print_threads_to_feed(seed_batch_1, elastic_batch_1);
     }
 }
