@@ -74,14 +74,6 @@ impl ParamRanges {
     }
 }
 
-/// SplitMix64's finaliser: spreads every input bit over the output.
-pub(crate) fn mix(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The seed's crop before zooming and its trim after, along one axis of `len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ZoomPlan {

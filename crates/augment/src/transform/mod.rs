@@ -22,7 +22,7 @@ pub use self::affine::{AffineDraw, RandomAffine};
 pub(crate) use self::elastic::SmoothingPlan;
 pub use self::elastic::{Elastic, smooth_field};
 use crate::AugmentError;
-use crate::original::{OriginalAffine, Scratch, mix};
+use crate::original::{OriginalAffine, Scratch};
 
 /// The image a transform is drawing for: its randomness is a function of these alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +43,14 @@ impl ImageKey {
     pub(crate) fn rng(self, stream: u64) -> ChaCha8Rng {
         ChaCha8Rng::seed_from_u64(mix(mix(mix(self.seed ^ stream) ^ self.epoch) ^ self.image_idx))
     }
+}
+
+/// SplitMix64's finaliser: spreads every input bit over the output.
+fn mix(value: u64) -> u64 {
+    let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// One step of an augmentation.
