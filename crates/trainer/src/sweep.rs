@@ -260,4 +260,21 @@ mod tests {
         let message = refusal("{\"seeds\": [1], ");
         assert!(message.contains("grid.json") && message.contains("EOF"), "{message}");
     }
+
+    /// The grids the docs give as the commands behind committed results
+    /// must stay runnable as flags and presets change.
+    #[test]
+    fn every_committed_grid_reads_and_its_flags_parse() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/grids");
+        let mut n_grids = 0;
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|extension| extension == "json") {
+                let grid = Grid::read(&path).unwrap_or_else(|error| panic!("{error:#}"));
+                assert!(grid.n_tasks() > 0, "{}", path.display());
+                n_grids += 1;
+            }
+        }
+        assert!(n_grids >= 10, "expected the committed grids in {}, found {n_grids}", folder.display());
+    }
 }
